@@ -1,0 +1,1 @@
+//! recur-seq2seq: encoder-decoder models with attention, teacher forcing, decoding and BLEU.

@@ -1,0 +1,102 @@
+//! The scalar types a tensor can hold (f32 and f64), with the kernels each one dispatches to.
+
+use crate::kernels::activation as act;
+use num_traits::{Float, FromPrimitive, NumAssign};
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+
+/// A floating-point element type: `f32` for training, `f64` for gradient checks and parity.
+pub trait Element:
+    Float + FromPrimitive + NumAssign + Sum + Default + Debug + Display + Send + Sync + 'static
+{
+    /// The safetensors / PyTorch name of the type ("F32", "F64").
+    const DTYPE: &'static str;
+
+    /// Raw strided gemm, C ← α·A·B + β·C (matrixmultiply's contract).
+    ///
+    /// # Safety
+    /// Every element addressed through the sizes and strides must be inside its allocation.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+
+    /// In-place elementwise exp, vectorized.
+    fn exp_slice(xs: &mut [Self]);
+    /// In-place elementwise tanh, vectorized.
+    fn tanh_slice(xs: &mut [Self]);
+    /// In-place elementwise logistic sigmoid, vectorized.
+    fn sigmoid_slice(xs: &mut [Self]);
+
+    /// Converts from f64 (for constants and initialisers).
+    fn of(v: f64) -> Self {
+        Self::from_f64(v).expect("every f64 converts to a float type")
+    }
+}
+
+macro_rules! element {
+    ($t:ty, $name:literal, $gemm:path, $exp:path, $tanh:path, $sigmoid:path) => {
+        impl Element for $t {
+            const DTYPE: &'static str = $name;
+
+            unsafe fn gemm_raw(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: Self,
+                a: *const Self,
+                rsa: isize,
+                csa: isize,
+                b: *const Self,
+                rsb: isize,
+                csb: isize,
+                beta: Self,
+                c: *mut Self,
+                rsc: isize,
+                csc: isize,
+            ) {
+                $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+            }
+
+            fn exp_slice(xs: &mut [Self]) {
+                $exp(xs)
+            }
+            fn tanh_slice(xs: &mut [Self]) {
+                $tanh(xs)
+            }
+            fn sigmoid_slice(xs: &mut [Self]) {
+                $sigmoid(xs)
+            }
+        }
+    };
+}
+
+element!(
+    f32,
+    "F32",
+    matrixmultiply::sgemm,
+    act::exp_slice_f32,
+    act::tanh_slice_f32,
+    act::sigmoid_slice_f32
+);
+element!(
+    f64,
+    "F64",
+    matrixmultiply::dgemm,
+    act::exp_slice_f64,
+    act::tanh_slice_f64,
+    act::sigmoid_slice_f64
+);

@@ -1,0 +1,96 @@
+//! The op trait every recorded operation implements, built-in or written by a user, and the
+//! context its backward receives.
+
+use crate::tape::Node;
+use crate::{Element, Tensor};
+
+/// An operation the tape can record: a forward that computes the output from the inputs'
+/// values (saving in `self` whatever backward needs), and a backward that adds the inputs'
+/// gradients. Record it with [`Tape::apply`](crate::Tape::apply).
+///
+/// ```
+/// use recur_tape::{BackwardCtx, Op, Tape, Tensor};
+///
+/// /// y = x³, elementwise.
+/// struct Cube;
+/// impl Op<f64> for Cube {
+///     fn name(&self) -> &'static str { "cube" }
+///     fn forward(&mut self, inputs: &[&Tensor<f64>]) -> Tensor<f64> {
+///         inputs[0].map(|x| x * x * x)
+///     }
+///     fn backward(&self, ctx: &mut BackwardCtx<'_, f64>) {
+///         let (x, g) = (ctx.input(0), ctx.grad_output());
+///         if let Some(gx) = ctx.grad_input(0) {
+///             for ((gx, &x), &g) in gx.iter_mut().zip(x.data()).zip(g.data()) {
+///                 *gx += 3.0 * x * x * g;
+///             }
+///         }
+///     }
+/// }
+///
+/// let tape = Tape::new();
+/// let x = tape.var(Tensor::from_vec(vec![2.0], &[1]));
+/// let y = tape.apply(Cube, &[x]).sum();
+/// assert_eq!(tape.backward(y).wrt(x).data(), &[12.0]);
+/// ```
+pub trait Op<T: Element>: 'static {
+    /// A short name used in error messages.
+    fn name(&self) -> &'static str;
+    /// Computes the output. Called once, when the op is recorded.
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T>;
+    /// Adds ∂loss/∂input into `ctx.grad_input(k)` for each input `k` that needs it.
+    /// Gradients must be accumulated (`+=`), never overwritten.
+    fn backward(&self, ctx: &mut BackwardCtx<'_, T>);
+}
+
+/// What an op's backward sees: its inputs and output values, the output's gradient, and
+/// accumulators for the inputs' gradients.
+pub struct BackwardCtx<'a, T: Element> {
+    pub(crate) nodes: &'a [Node<T>],
+    pub(crate) inputs: &'a [usize],
+    pub(crate) output: &'a Tensor<T>,
+    pub(crate) grad_output: &'a Tensor<T>,
+    pub(crate) grads: &'a mut [Option<Tensor<T>>],
+}
+
+impl<'a, T: Element> BackwardCtx<'a, T> {
+    /// The value of input `k`.
+    pub fn input(&self, k: usize) -> &'a Tensor<T> {
+        let nodes: &'a [Node<T>] = self.nodes;
+        &nodes[self.inputs[k]].value
+    }
+
+    /// The op's output value.
+    pub fn output(&self) -> &'a Tensor<T> {
+        self.output
+    }
+
+    /// ∂loss/∂output.
+    pub fn grad_output(&self) -> &'a Tensor<T> {
+        self.grad_output
+    }
+
+    pub fn num_inputs(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Whether input `k` needs a gradient (skip computing it if not).
+    pub fn needs_grad(&self, k: usize) -> bool {
+        self.nodes[self.inputs[k]].requires_grad
+    }
+
+    /// The gradient accumulator of input `k` (zeros the first time), or `None` if that
+    /// input needs no gradient. Add into it.
+    pub fn grad_input(&mut self, k: usize) -> Option<&mut [T]> {
+        let id = self.inputs[k];
+        let node = &self.nodes[id];
+        if !node.requires_grad {
+            return None;
+        }
+        let slot = &mut self.grads[id];
+        Some(
+            slot.get_or_insert_with(|| Tensor::zeros(node.value.shape()))
+                .data_mut(),
+        )
+    }
+}

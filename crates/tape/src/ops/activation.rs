@@ -1,0 +1,112 @@
+//! Elementwise functions: exp, log, tanh, sigmoid, relu. The transcendental ones run on the
+//! vectorized slice kernels; backward reuses the saved output where the derivative allows.
+
+use crate::{BackwardCtx, Element, Op, Tensor, Var};
+
+#[derive(Clone, Copy)]
+enum Unary {
+    Exp,
+    Log,
+    Tanh,
+    Sigmoid,
+    Relu,
+}
+
+impl<T: Element> Op<T> for Unary {
+    fn name(&self) -> &'static str {
+        match self {
+            Unary::Exp => "exp",
+            Unary::Log => "log",
+            Unary::Tanh => "tanh",
+            Unary::Sigmoid => "sigmoid",
+            Unary::Relu => "relu",
+        }
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+        let mut y = inputs[0].clone();
+        let d = y.data_mut();
+        match self {
+            Unary::Exp => T::exp_slice(d),
+            Unary::Log => d.iter_mut().for_each(|v| *v = v.ln()),
+            Unary::Tanh => T::tanh_slice(d),
+            Unary::Sigmoid => T::sigmoid_slice(d),
+            Unary::Relu => d.iter_mut().for_each(|v| *v = v.max(T::zero())),
+        }
+        y
+    }
+
+    fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
+        let (x, y, g) = (
+            ctx.input(0).data(),
+            ctx.output().data(),
+            ctx.grad_output().data(),
+        );
+        let Some(gx) = ctx.grad_input(0) else { return };
+        let one = T::one();
+        match self {
+            Unary::Exp => (0..gx.len()).for_each(|i| gx[i] += g[i] * y[i]),
+            Unary::Log => (0..gx.len()).for_each(|i| gx[i] += g[i] / x[i]),
+            Unary::Tanh => (0..gx.len()).for_each(|i| gx[i] += g[i] * (one - y[i] * y[i])),
+            Unary::Sigmoid => (0..gx.len()).for_each(|i| gx[i] += g[i] * y[i] * (one - y[i])),
+            Unary::Relu => (0..gx.len()).for_each(|i| {
+                if x[i] > T::zero() {
+                    gx[i] += g[i]
+                }
+            }),
+        }
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    pub fn exp(self) -> Var<'t, T> {
+        self.tape().apply(Unary::Exp, &[self])
+    }
+    /// Natural logarithm.
+    pub fn log(self) -> Var<'t, T> {
+        self.tape().apply(Unary::Log, &[self])
+    }
+    pub fn tanh(self) -> Var<'t, T> {
+        self.tape().apply(Unary::Tanh, &[self])
+    }
+    /// The logistic function 1 / (1 + e^−x).
+    pub fn sigmoid(self) -> Var<'t, T> {
+        self.tape().apply(Unary::Sigmoid, &[self])
+    }
+    /// max(x, 0); the gradient at 0 is 0, as in PyTorch.
+    pub fn relu(self) -> Var<'t, T> {
+        self.tape().apply(Unary::Relu, &[self])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{check_grad, positive};
+    use crate::{Tape, Tensor};
+
+    #[test]
+    fn unary_ops_pass_gradcheck() {
+        for shape in [&[7][..], &[3, 4], &[2, 3, 2]] {
+            check_grad(&[shape], |_, v| (v[0] * 3.0).exp());
+            check_grad(&[shape], |_, v| positive(v[0]).log());
+            check_grad(&[shape], |_, v| (v[0] * 2.0).tanh());
+            check_grad(&[shape], |_, v| (v[0] * 4.0).sigmoid());
+            // Shift away from the kink at 0, where finite differences are meaningless.
+            check_grad(&[shape], |_, v| (v[0] * 1.0 + 0.05).relu());
+        }
+    }
+
+    #[test]
+    fn values_match_std() {
+        let tape = Tape::new();
+        let x = tape.constant(Tensor::<f64>::from_vec(
+            vec![-2.0, -0.1, 0.0, 0.3, 5.0],
+            &[5],
+        ));
+        let y = x.tanh().to_tensor();
+        for (a, b) in y.data().iter().zip(x.to_tensor().data()) {
+            approx::assert_relative_eq!(*a, b.tanh(), max_relative = 1e-15);
+        }
+        assert_eq!(x.relu().to_tensor().data(), &[0.0, 0.0, 0.0, 0.3, 5.0]);
+    }
+}

@@ -1,0 +1,335 @@
+//! Elementwise add, sub, mul, div with broadcasting of a trailing block (a bias row) or a
+//! scalar; negation; ops with a scalar constant; and the `+ - * /` operators on `Var`.
+
+use crate::shape::{numel, strip_leading_ones, Shape};
+use crate::{BackwardCtx, Element, Op, Tensor, Var};
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum BinaryKind {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinaryKind {
+    fn name(self) -> &'static str {
+        match self {
+            BinaryKind::Add => "add",
+            BinaryKind::Sub => "sub",
+            BinaryKind::Mul => "mul",
+            BinaryKind::Div => "div",
+        }
+    }
+}
+
+/// The shape of `a ∘ b`: the larger operand's, provided the smaller one (leading 1s
+/// dropped) matches its trailing dimensions. Row-major order then makes the smaller
+/// operand's index simply `i % len`.
+pub(crate) fn broadcast_shape(op: &str, a: &[usize], b: &[usize]) -> Shape {
+    if a == b {
+        return Shape::from_slice(a);
+    }
+    let (big, small) = if numel(a) > numel(b) || (numel(a) == numel(b) && a.len() >= b.len()) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let s = strip_leading_ones(small);
+    assert!(
+        s.len() <= big.len() && big.ends_with(s),
+        "{op}: shapes {a:?} and {b:?} cannot be broadcast (the smaller must match the trailing dimensions of the larger)"
+    );
+    Shape::from_slice(big)
+}
+
+/// Calls `f(i, ia, ib)` for every output element `i`, with the operands' broadcast indices.
+#[inline(always)]
+pub(crate) fn for_each_broadcast(
+    n: usize,
+    na: usize,
+    nb: usize,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    if na == n && nb == n {
+        (0..n).for_each(|i| f(i, i, i));
+    } else if na == n {
+        for c in (0..n).step_by(nb) {
+            (0..nb).for_each(|j| f(c + j, c + j, j));
+        }
+    } else {
+        for c in (0..n).step_by(na) {
+            (0..na).for_each(|j| f(c + j, j, c + j));
+        }
+    }
+}
+
+struct Binary {
+    kind: BinaryKind,
+}
+
+impl<T: Element> Op<T> for Binary {
+    fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+        let (a, b) = (inputs[0], inputs[1]);
+        let shape = broadcast_shape(self.kind.name(), a.shape(), b.shape());
+        let mut out = Tensor::zeros(&shape);
+        let (ad, bd, o) = (a.data(), b.data(), out.data_mut());
+        let n = o.len();
+        match self.kind {
+            BinaryKind::Add => {
+                for_each_broadcast(n, ad.len(), bd.len(), |i, ia, ib| o[i] = ad[ia] + bd[ib])
+            }
+            BinaryKind::Sub => {
+                for_each_broadcast(n, ad.len(), bd.len(), |i, ia, ib| o[i] = ad[ia] - bd[ib])
+            }
+            BinaryKind::Mul => {
+                for_each_broadcast(n, ad.len(), bd.len(), |i, ia, ib| o[i] = ad[ia] * bd[ib])
+            }
+            BinaryKind::Div => {
+                for_each_broadcast(n, ad.len(), bd.len(), |i, ia, ib| o[i] = ad[ia] / bd[ib])
+            }
+        }
+        out
+    }
+
+    fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
+        let (a, b, y, g) = (
+            ctx.input(0).data(),
+            ctx.input(1).data(),
+            ctx.output().data(),
+            ctx.grad_output().data(),
+        );
+        let (n, na, nb) = (g.len(), a.len(), b.len());
+        if let Some(ga) = ctx.grad_input(0) {
+            match self.kind {
+                BinaryKind::Add | BinaryKind::Sub => {
+                    for_each_broadcast(n, na, nb, |i, ia, _| ga[ia] += g[i])
+                }
+                BinaryKind::Mul => {
+                    for_each_broadcast(n, na, nb, |i, ia, ib| ga[ia] += g[i] * b[ib])
+                }
+                BinaryKind::Div => {
+                    for_each_broadcast(n, na, nb, |i, ia, ib| ga[ia] += g[i] / b[ib])
+                }
+            }
+        }
+        if let Some(gb) = ctx.grad_input(1) {
+            match self.kind {
+                BinaryKind::Add => for_each_broadcast(n, na, nb, |i, _, ib| gb[ib] += g[i]),
+                BinaryKind::Sub => for_each_broadcast(n, na, nb, |i, _, ib| gb[ib] -= g[i]),
+                BinaryKind::Mul => {
+                    for_each_broadcast(n, na, nb, |i, ia, ib| gb[ib] += g[i] * a[ia])
+                }
+                BinaryKind::Div => {
+                    for_each_broadcast(n, na, nb, |i, _, ib| gb[ib] -= g[i] * y[i] / b[ib])
+                }
+            }
+        }
+    }
+}
+
+/// `x + c`, `x · c` or `c / x` for a constant `c`.
+enum ScalarOp<T> {
+    Add(T),
+    Mul(T),
+    DivInto(T),
+}
+
+impl<T: Element> Op<T> for ScalarOp<T> {
+    fn name(&self) -> &'static str {
+        match self {
+            ScalarOp::Add(_) => "add_scalar",
+            ScalarOp::Mul(_) => "mul_scalar",
+            ScalarOp::DivInto(_) => "scalar_div",
+        }
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+        match *self {
+            ScalarOp::Add(c) => inputs[0].map(|x| x + c),
+            ScalarOp::Mul(c) => inputs[0].map(|x| x * c),
+            ScalarOp::DivInto(c) => inputs[0].map(|x| c / x),
+        }
+    }
+
+    fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
+        let (x, y, g) = (
+            ctx.input(0).data(),
+            ctx.output().data(),
+            ctx.grad_output().data(),
+        );
+        let Some(gx) = ctx.grad_input(0) else { return };
+        for i in 0..gx.len() {
+            gx[i] += match *self {
+                ScalarOp::Add(_) => g[i],
+                ScalarOp::Mul(c) => g[i] * c,
+                ScalarOp::DivInto(_) => -g[i] * y[i] / x[i],
+            };
+        }
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    fn binary(self, other: Var<'t, T>, kind: BinaryKind) -> Var<'t, T> {
+        self.tape().apply(Binary { kind }, &[self, other])
+    }
+
+    fn scalar_op(self, op: ScalarOp<T>) -> Var<'t, T> {
+        self.tape().apply(op, &[self])
+    }
+
+    /// `x²`, elementwise.
+    pub fn square(self) -> Var<'t, T> {
+        self * self
+    }
+}
+
+impl<'t, T: Element> Add for Var<'t, T> {
+    type Output = Var<'t, T>;
+    fn add(self, rhs: Self) -> Self {
+        self.binary(rhs, BinaryKind::Add)
+    }
+}
+impl<'t, T: Element> Sub for Var<'t, T> {
+    type Output = Var<'t, T>;
+    fn sub(self, rhs: Self) -> Self {
+        self.binary(rhs, BinaryKind::Sub)
+    }
+}
+impl<'t, T: Element> Mul for Var<'t, T> {
+    type Output = Var<'t, T>;
+    fn mul(self, rhs: Self) -> Self {
+        self.binary(rhs, BinaryKind::Mul)
+    }
+}
+impl<'t, T: Element> Div for Var<'t, T> {
+    type Output = Var<'t, T>;
+    fn div(self, rhs: Self) -> Self {
+        self.binary(rhs, BinaryKind::Div)
+    }
+}
+impl<'t, T: Element> Neg for Var<'t, T> {
+    type Output = Var<'t, T>;
+    fn neg(self) -> Self {
+        self.scalar_op(ScalarOp::Mul(-T::one()))
+    }
+}
+impl<'t, T: Element> Add<T> for Var<'t, T> {
+    type Output = Var<'t, T>;
+    fn add(self, c: T) -> Self {
+        self.scalar_op(ScalarOp::Add(c))
+    }
+}
+impl<'t, T: Element> Sub<T> for Var<'t, T> {
+    type Output = Var<'t, T>;
+    fn sub(self, c: T) -> Self {
+        self.scalar_op(ScalarOp::Add(-c))
+    }
+}
+impl<'t, T: Element> Mul<T> for Var<'t, T> {
+    type Output = Var<'t, T>;
+    fn mul(self, c: T) -> Self {
+        self.scalar_op(ScalarOp::Mul(c))
+    }
+}
+impl<'t, T: Element> Div<T> for Var<'t, T> {
+    type Output = Var<'t, T>;
+    fn div(self, c: T) -> Self {
+        self.scalar_op(ScalarOp::Mul(T::one() / c))
+    }
+}
+
+macro_rules! scalar_lhs {
+    ($t:ty) => {
+        impl<'t> Add<Var<'t, $t>> for $t {
+            type Output = Var<'t, $t>;
+            fn add(self, x: Var<'t, $t>) -> Var<'t, $t> {
+                x + self
+            }
+        }
+        impl<'t> Sub<Var<'t, $t>> for $t {
+            type Output = Var<'t, $t>;
+            fn sub(self, x: Var<'t, $t>) -> Var<'t, $t> {
+                -x + self
+            }
+        }
+        impl<'t> Mul<Var<'t, $t>> for $t {
+            type Output = Var<'t, $t>;
+            fn mul(self, x: Var<'t, $t>) -> Var<'t, $t> {
+                x * self
+            }
+        }
+        impl<'t> Div<Var<'t, $t>> for $t {
+            type Output = Var<'t, $t>;
+            fn div(self, x: Var<'t, $t>) -> Var<'t, $t> {
+                x.scalar_op(ScalarOp::DivInto(self))
+            }
+        }
+    };
+}
+scalar_lhs!(f32);
+scalar_lhs!(f64);
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{check_grad, positive};
+    use crate::{Tape, Tensor};
+
+    #[test]
+    fn binary_ops_with_all_broadcasts_pass_gradcheck() {
+        for (sa, sb) in [
+            (vec![3, 4], vec![3, 4]),
+            (vec![2, 3, 4], vec![4]),
+            (vec![5], vec![2, 5]),
+            (vec![3, 2], vec![1]),
+            (vec![], vec![2, 2]),
+            (vec![2, 3], vec![1, 3]),
+        ] {
+            check_grad(&[&sa, &sb], |_, v| v[0] + v[1]);
+            check_grad(&[&sa, &sb], |_, v| v[0] - v[1]);
+            check_grad(&[&sa, &sb], |_, v| v[0] * v[1]);
+            check_grad(&[&sa, &sb], |_, v| v[0] / positive(v[1]));
+        }
+    }
+
+    #[test]
+    fn same_input_twice_accumulates() {
+        check_grad(&[&[4, 3]], |_, v| v[0] * v[0] + v[0]);
+        check_grad(&[&[4, 3]], |_, v| v[0] / positive(v[0]).square());
+    }
+
+    #[test]
+    fn scalar_ops_and_neg_pass_gradcheck() {
+        check_grad(&[&[3, 5]], |_, v| -v[0] + 2.5);
+        check_grad(&[&[3, 5]], |_, v| (v[0] - 1.5) * 3.0 / 4.0);
+        check_grad(&[&[3, 5]], |_, v| 2.0 - 3.0 * v[0]);
+        check_grad(&[&[3, 5]], |_, v| 2.0 / positive(v[0]) + 1.0);
+    }
+
+    #[test]
+    fn values_of_broadcast_ops() {
+        let tape = Tape::new();
+        let a = tape.constant(Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]));
+        let b = tape.constant(Tensor::from_vec(vec![10.0, 20.0], &[2]));
+        assert_eq!((a + b).to_tensor().data(), &[11.0, 22.0, 13.0, 24.0]);
+        assert_eq!((b - a).to_tensor().data(), &[9.0, 18.0, 7.0, 16.0]);
+        assert_eq!(
+            (1.0f32 / a).to_tensor().data(),
+            &[1.0, 0.5, 1.0 / 3.0, 0.25]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "mul: shapes [2, 3] and [2] cannot be broadcast")]
+    fn mismatched_shapes_name_op_and_shapes() {
+        let tape = Tape::<f32>::new();
+        let a = tape.constant(Tensor::zeros(&[2, 3]));
+        let b = tape.constant(Tensor::zeros(&[2]));
+        let _ = a * b;
+    }
+}

@@ -1,0 +1,13 @@
+//! The built-in ops, one family per file; each file holds the ops' forward, backward, the
+//! `Var` methods that record them, and their gradcheck tests.
+
+pub mod activation;
+pub mod arith;
+pub mod index;
+pub mod join;
+pub mod layout;
+pub mod loss;
+pub mod mask;
+pub mod matmul;
+pub mod reduce;
+pub mod softmax;

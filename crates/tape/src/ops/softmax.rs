@@ -1,0 +1,125 @@
+//! softmax and log_softmax along the last axis, numerically stable (max subtracted).
+
+use crate::{BackwardCtx, Element, Op, Tensor, Var};
+
+/// Writes log_softmax of each row of `x` (rows of `width`) into `out`; returns nothing.
+pub(crate) fn log_softmax_rows<T: Element>(x: &[T], width: usize, out: &mut [T]) {
+    for (row, o) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+        let max = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+        o.iter_mut().zip(row).for_each(|(o, &v)| *o = v - max);
+        let mut e = o.to_vec();
+        T::exp_slice(&mut e);
+        let lse = e.iter().fold(T::zero(), |s, &v| s + v).ln();
+        o.iter_mut().for_each(|v| *v -= lse);
+    }
+}
+
+fn last_dim<T: Element>(op: &str, x: &Tensor<T>) -> usize {
+    assert!(
+        x.ndim() >= 1 && x.numel() > 0,
+        "{op}: needs a non-empty tensor, got shape {:?}",
+        x.shape()
+    );
+    x.shape()[x.ndim() - 1]
+}
+
+struct LogSoftmax;
+
+impl<T: Element> Op<T> for LogSoftmax {
+    fn name(&self) -> &'static str {
+        "log_softmax"
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+        let x = inputs[0];
+        let mut out = Tensor::zeros(x.shape());
+        log_softmax_rows(x.data(), last_dim("log_softmax", x), out.data_mut());
+        out
+    }
+
+    /// gx = g − softmax · Σg, per row.
+    fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
+        let width = ctx.output().shape()[ctx.output().ndim() - 1];
+        let (y, g) = (ctx.output().data(), ctx.grad_output().data());
+        let Some(gx) = ctx.grad_input(0) else { return };
+        for ((yr, gr), xr) in y
+            .chunks_exact(width)
+            .zip(g.chunks_exact(width))
+            .zip(gx.chunks_exact_mut(width))
+        {
+            let total = gr.iter().fold(T::zero(), |s, &v| s + v);
+            for ((x, &yv), &gv) in xr.iter_mut().zip(yr).zip(gr) {
+                *x += gv - yv.exp() * total;
+            }
+        }
+    }
+}
+
+struct Softmax;
+
+impl<T: Element> Op<T> for Softmax {
+    fn name(&self) -> &'static str {
+        "softmax"
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+        let x = inputs[0];
+        let mut out = Tensor::zeros(x.shape());
+        log_softmax_rows(x.data(), last_dim("softmax", x), out.data_mut());
+        T::exp_slice(out.data_mut());
+        out
+    }
+
+    /// gx = y · (g − Σ g·y), per row.
+    fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
+        let width = ctx.output().shape()[ctx.output().ndim() - 1];
+        let (y, g) = (ctx.output().data(), ctx.grad_output().data());
+        let Some(gx) = ctx.grad_input(0) else { return };
+        for ((yr, gr), xr) in y
+            .chunks_exact(width)
+            .zip(g.chunks_exact(width))
+            .zip(gx.chunks_exact_mut(width))
+        {
+            let dot = yr.iter().zip(gr).fold(T::zero(), |s, (&a, &b)| s + a * b);
+            for ((x, &yv), &gv) in xr.iter_mut().zip(yr).zip(gr) {
+                *x += yv * (gv - dot);
+            }
+        }
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    /// Softmax along the last axis.
+    pub fn softmax(self) -> Var<'t, T> {
+        self.tape().apply(Softmax, &[self])
+    }
+
+    /// log(softmax(x)) along the last axis, computed stably.
+    pub fn log_softmax(self) -> Var<'t, T> {
+        self.tape().apply(LogSoftmax, &[self])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::check_grad;
+    use crate::{Tape, Tensor};
+
+    #[test]
+    fn softmaxes_pass_gradcheck() {
+        for shape in [&[5][..], &[3, 4], &[2, 3, 4]] {
+            check_grad(&[shape], |_, v| (v[0] * 3.0).softmax());
+            check_grad(&[shape], |_, v| (v[0] * 3.0).log_softmax());
+        }
+    }
+
+    #[test]
+    fn stable_for_large_inputs() {
+        let tape = Tape::new();
+        let x = tape.constant(Tensor::<f32>::from_vec(vec![1000.0, 1000.0, -1000.0], &[3]));
+        let s = x.softmax().to_tensor();
+        assert_eq!(s.data(), &[0.5, 0.5, 0.0]);
+        let l = x.log_softmax().to_tensor();
+        approx::assert_relative_eq!(l.data()[0], -std::f32::consts::LN_2);
+    }
+}

@@ -1,0 +1,386 @@
+//! The tape: an arena of recorded ops addressed by `Copy` handles (`Var`). Append order is a
+//! topological order, so backward is one reverse loop over the arena, with no recursion.
+
+use crate::op::{BackwardCtx, Op};
+use crate::shape::Shape;
+use crate::{Element, Tensor};
+use smallvec::SmallVec;
+use std::cell::{Cell, Ref, RefCell};
+use std::fmt;
+
+/// Records the ops of one forward pass so that backward can run them in reverse.
+///
+/// Build a fresh tape per training step (or [`Tape::clear`] one to keep its capacity);
+/// parameters live outside it and come in as leaves through [`Tape::var`].
+pub struct Tape<T: Element> {
+    nodes: RefCell<Vec<Node<T>>>,
+    recording: Cell<bool>,
+}
+
+pub(crate) struct Node<T: Element> {
+    pub(crate) value: Tensor<T>,
+    pub(crate) inputs: SmallVec<[usize; 3]>,
+    pub(crate) op: Option<Box<dyn Op<T>>>,
+    pub(crate) requires_grad: bool,
+}
+
+/// A handle to a value on a tape: small, `Copy`, and unable to outlive its tape.
+pub struct Var<'t, T: Element> {
+    tape: &'t Tape<T>,
+    id: usize,
+}
+
+impl<T: Element> Clone for Var<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: Element> Copy for Var<'_, T> {}
+
+impl<T: Element> Default for Tape<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Element> Tape<T> {
+    pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// A tape with room for `nodes` ops before it reallocates.
+    pub fn with_capacity(nodes: usize) -> Self {
+        Tape {
+            nodes: RefCell::new(Vec::with_capacity(nodes)),
+            recording: Cell::new(true),
+        }
+    }
+
+    /// A leaf that requires a gradient: a parameter or an input to differentiate.
+    pub fn var(&self, value: Tensor<T>) -> Var<'_, T> {
+        self.push(Node {
+            value,
+            inputs: SmallVec::new(),
+            op: None,
+            requires_grad: true,
+        })
+    }
+
+    /// A leaf that needs no gradient: data, targets, masks.
+    pub fn constant(&self, value: Tensor<T>) -> Var<'_, T> {
+        self.push(Node {
+            value,
+            inputs: SmallVec::new(),
+            op: None,
+            requires_grad: false,
+        })
+    }
+
+    /// Runs `op` forward on `inputs` and records it, so it takes part in backward exactly
+    /// like a built-in op. Nothing is recorded in no-grad mode or when no input needs a
+    /// gradient: the result is then a plain constant.
+    pub fn apply<O: Op<T>>(&self, mut op: O, inputs: &[Var<'_, T>]) -> Var<'_, T> {
+        let (value, requires_grad) = {
+            let nodes = self.nodes.borrow();
+            let values: SmallVec<[&Tensor<T>; 4]> = inputs
+                .iter()
+                .map(|v| {
+                    assert!(
+                        std::ptr::eq(v.tape, self),
+                        "{}: an input belongs to a different tape",
+                        op.name()
+                    );
+                    &nodes[v.id].value
+                })
+                .collect();
+            let value = op.forward(&values);
+            let requires = self.recording.get() && inputs.iter().any(|v| nodes[v.id].requires_grad);
+            (value, requires)
+        };
+        if requires_grad {
+            let inputs = inputs.iter().map(|v| v.id).collect();
+            self.push(Node {
+                value,
+                inputs,
+                op: Some(Box::new(op)),
+                requires_grad,
+            })
+        } else {
+            self.push(Node {
+                value,
+                inputs: SmallVec::new(),
+                op: None,
+                requires_grad,
+            })
+        }
+    }
+
+    /// Runs `f` with recording off: ops compute values but keep no graph.
+    pub fn no_grad<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Restore<'a>(&'a Cell<bool>, bool);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.1);
+            }
+        }
+        let _restore = Restore(&self.recording, self.recording.replace(false));
+        f()
+    }
+
+    /// Whether ops are being recorded (false inside [`Tape::no_grad`]).
+    pub fn is_recording(&self) -> bool {
+        self.recording.get()
+    }
+
+    /// Number of values on the tape.
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets everything recorded, keeping the arena's capacity for the next step.
+    pub fn clear(&mut self) {
+        self.nodes.get_mut().clear();
+    }
+
+    fn push(&self, node: Node<T>) -> Var<'_, T> {
+        let mut nodes = self.nodes.borrow_mut();
+        nodes.push(node);
+        Var {
+            tape: self,
+            id: nodes.len() - 1,
+        }
+    }
+
+    /// Gradients of the scalar `loss` with respect to every leaf that requires one.
+    ///
+    /// One loop from `loss` down to the first node: each op adds its inputs' gradients in
+    /// place. Gradients of intermediate values are freed as soon as they have been used.
+    pub fn backward(&self, loss: Var<'_, T>) -> Gradients<T> {
+        let nodes = self.nodes.borrow();
+        let root = &nodes[loss.id];
+        assert_eq!(
+            root.value.numel(),
+            1,
+            "backward: the loss must be a single value, got shape {:?}",
+            root.value.shape()
+        );
+        assert!(
+            root.requires_grad,
+            "backward: the loss does not depend on any variable that requires a gradient"
+        );
+        let mut grads: Vec<Option<Tensor<T>>> = Vec::with_capacity(loss.id + 1);
+        grads.resize_with(loss.id + 1, || None);
+        grads[loss.id] = Some(Tensor::ones(root.value.shape()));
+        for i in (0..=loss.id).rev() {
+            let node = &nodes[i];
+            let Some(op) = &node.op else { continue };
+            let Some(grad_output) = grads[i].take() else {
+                continue;
+            };
+            let mut ctx = BackwardCtx {
+                nodes: &nodes,
+                inputs: &node.inputs,
+                output: &node.value,
+                grad_output: &grad_output,
+                grads: &mut grads[..i],
+            };
+            op.backward(&mut ctx);
+        }
+        Gradients { grads }
+    }
+}
+
+impl<'t, T: Element> Var<'t, T> {
+    /// The position of this value on its tape.
+    pub fn id(self) -> usize {
+        self.id
+    }
+
+    pub fn tape(self) -> &'t Tape<T> {
+        self.tape
+    }
+
+    /// Borrows the value. Drop the borrow before recording more ops on the tape.
+    pub fn value(self) -> Ref<'t, Tensor<T>> {
+        Ref::map(self.tape.nodes.borrow(), |n| &n[self.id].value)
+    }
+
+    /// A copy of the value.
+    pub fn to_tensor(self) -> Tensor<T> {
+        self.value().clone()
+    }
+
+    pub fn shape(self) -> Shape {
+        Shape::from_slice(self.value().shape())
+    }
+
+    /// The single value of a one-element variable (a loss, say).
+    pub fn item(self) -> T {
+        self.value().item()
+    }
+
+    /// Whether gradients flow into this value.
+    pub fn requires_grad(self) -> bool {
+        self.tape.nodes.borrow()[self.id].requires_grad
+    }
+
+    /// The same value as a new leaf that stops gradients (truncated BPTT carries state so).
+    pub fn detach(self) -> Var<'t, T> {
+        let value = self.to_tensor();
+        self.tape.constant(value)
+    }
+}
+
+impl<T: Element> fmt::Debug for Var<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Var#{} {:?}", self.id, *self.value())
+    }
+}
+
+/// The result of [`Tape::backward`]: a gradient for every leaf that received one.
+pub struct Gradients<T: Element> {
+    grads: Vec<Option<Tensor<T>>>,
+}
+
+impl<T: Element> Gradients<T> {
+    /// The gradient of `v`, or `None` if the loss does not depend on it.
+    pub fn get(&self, v: Var<'_, T>) -> Option<&Tensor<T>> {
+        self.grads.get(v.id).and_then(Option::as_ref)
+    }
+
+    /// Moves the gradient of `v` out (for optimizers, without a copy).
+    pub fn take(&mut self, v: Var<'_, T>) -> Option<Tensor<T>> {
+        self.grads.get_mut(v.id).and_then(Option::take)
+    }
+
+    /// The gradient of `v`, or zeros of its shape if the loss does not depend on it.
+    pub fn wrt(&self, v: Var<'_, T>) -> Tensor<T> {
+        self.get(v)
+            .cloned()
+            .unwrap_or_else(|| Tensor::zeros(&v.shape()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Tape, Tensor};
+
+    #[test]
+    fn backward_of_a_100_000_step_recurrence_does_not_recurse() {
+        // h_t = tanh(w · h_{t-1} + x), T = 100 000: a chain of 300 000 recorded ops.
+        const STEPS: usize = 100_000;
+        let tape = Tape::<f64>::with_capacity(3 * STEPS + 4);
+        let w = tape.var(Tensor::scalar(0.9));
+        let x = tape.constant(Tensor::scalar(0.1));
+        let mut h = tape.constant(Tensor::scalar(0.0));
+        for _ in 0..STEPS {
+            h = (w * h + x).tanh();
+        }
+        let grads = tape.backward(h);
+        // At the fixed point h* = tanh(0.9 h* + 0.1) the derivative is h*(1-h*²)/(1-0.9(1-h*²)).
+        let hs = h.item();
+        let d = 1.0 - hs * hs;
+        approx::assert_relative_eq!(
+            grads.wrt(w).item(),
+            hs * d / (1.0 - 0.9 * d),
+            max_relative = 1e-9
+        );
+    }
+
+    #[test]
+    fn detach_stops_gradients() {
+        let tape = Tape::<f64>::new();
+        let x = tape.var(Tensor::scalar(3.0));
+        let y = x * x;
+        let z = y.detach() * x + y;
+        // dz/dx = y (through the second factor) + 2x (through y) = 9 + 6.
+        assert_eq!(tape.backward(z).wrt(x).item(), 15.0);
+        assert!(!y.detach().requires_grad());
+    }
+
+    #[test]
+    fn no_grad_records_no_graph() {
+        let tape = Tape::<f32>::new();
+        let w = tape.var(Tensor::ones(&[2, 2]));
+        let y = tape.no_grad(|| {
+            assert!(!tape.is_recording());
+            (w.matmul(w) + 1.0).tanh()
+        });
+        assert!(tape.is_recording());
+        assert!(!y.requires_grad());
+        let recorded = tape
+            .nodes
+            .borrow()
+            .iter()
+            .filter(|n| n.op.is_some())
+            .count();
+        assert_eq!(recorded, 0);
+    }
+
+    #[test]
+    fn constants_get_no_gradient_and_unused_vars_get_zeros() {
+        let tape = Tape::<f64>::new();
+        let a = tape.var(Tensor::scalar(2.0));
+        let c = tape.constant(Tensor::scalar(5.0));
+        let unused = tape.var(Tensor::zeros(&[3]));
+        let grads = tape.backward(a * c);
+        assert_eq!(grads.get(a).unwrap().item(), 5.0);
+        assert!(grads.get(c).is_none());
+        assert_eq!(grads.wrt(unused).data(), &[0.0; 3]);
+    }
+
+    #[test]
+    fn f32_and_f64_agree() {
+        fn run<T: crate::Element>() -> Vec<f64> {
+            let tape = Tape::<T>::new();
+            let x = tape.var(Tensor::from_f64s(
+                &[0.5, -1.0, 2.0, 0.25, 1.5, -0.75],
+                &[2, 3],
+            ));
+            let w = tape.var(Tensor::from_f64s(
+                &[0.1, 0.2, -0.3, 0.4, 0.5, -0.6],
+                &[3, 2],
+            ));
+            let loss = x.matmul(w).tanh().log_softmax().cross_entropy(
+                &[1, 0],
+                None,
+                crate::Reduction::Mean,
+            );
+            let g = tape.backward(loss).wrt(w);
+            g.data().iter().map(|v| v.to_f64().unwrap()).collect()
+        }
+        for (a, b) in run::<f32>().iter().zip(run::<f64>()) {
+            approx::assert_relative_eq!(*a, b, max_relative = 1e-5);
+        }
+    }
+
+    #[test]
+    fn clear_keeps_capacity() {
+        let mut tape = Tape::<f32>::with_capacity(16);
+        for _ in 0..10 {
+            tape.var(Tensor::scalar(1.0));
+        }
+        tape.clear();
+        assert!(tape.is_empty());
+        assert!(tape.nodes.borrow().capacity() >= 16);
+    }
+
+    #[test]
+    #[should_panic(expected = "backward: the loss must be a single value, got shape [2]")]
+    fn backward_of_a_vector_panics() {
+        let tape = Tape::<f32>::new();
+        let x = tape.var(Tensor::zeros(&[2]));
+        tape.backward(x * 2.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "add: an input belongs to a different tape")]
+    fn mixing_tapes_panics() {
+        let (t1, t2) = (Tape::<f32>::new(), Tape::<f32>::new());
+        let _ = t1.var(Tensor::scalar(1.0)) + t2.var(Tensor::scalar(1.0));
+    }
+}

@@ -1,0 +1,247 @@
+//! `Tensor<T>`: a dense, contiguous, row-major array with a small shape. A tensor is a plain
+//! value: it knows nothing of gradients, which live on the tape.
+
+use crate::shape::{numel, Shape};
+use crate::Element;
+use rand::Rng;
+use std::fmt;
+
+#[derive(Clone, PartialEq)]
+pub struct Tensor<T> {
+    data: Vec<T>,
+    shape: Shape,
+}
+
+/// A data vector whose length does not fill the shape it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeError {
+    pub len: usize,
+    pub shape: Vec<usize>,
+}
+
+impl fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} values do not fill shape {:?} ({} elements)",
+            self.len,
+            self.shape,
+            numel(&self.shape)
+        )
+    }
+}
+
+impl std::error::Error for ShapeError {}
+
+impl<T: Element> Tensor<T> {
+    /// Wraps `data` as a tensor of `shape`; panics if the lengths differ.
+    pub fn from_vec(data: Vec<T>, shape: &[usize]) -> Self {
+        Self::try_from_vec(data, shape).unwrap_or_else(|e| panic!("Tensor::from_vec: {e}"))
+    }
+
+    /// Wraps `data` as a tensor of `shape`, or says why it cannot.
+    pub fn try_from_vec(data: Vec<T>, shape: &[usize]) -> Result<Self, ShapeError> {
+        if data.len() != numel(shape) {
+            return Err(ShapeError {
+                len: data.len(),
+                shape: shape.to_vec(),
+            });
+        }
+        Ok(Tensor {
+            data,
+            shape: Shape::from_slice(shape),
+        })
+    }
+
+    pub fn full(shape: &[usize], value: T) -> Self {
+        Tensor {
+            data: vec![value; numel(shape)],
+            shape: Shape::from_slice(shape),
+        }
+    }
+
+    pub fn zeros(shape: &[usize]) -> Self {
+        Self::full(shape, T::zero())
+    }
+
+    pub fn ones(shape: &[usize]) -> Self {
+        Self::full(shape, T::one())
+    }
+
+    /// A 0-dimensional tensor holding one value.
+    pub fn scalar(value: T) -> Self {
+        Self::full(&[], value)
+    }
+
+    /// Values drawn uniformly from `[low, high)`.
+    pub fn uniform(shape: &[usize], low: f64, high: f64, rng: &mut impl Rng) -> Self {
+        let data = (0..numel(shape))
+            .map(|_| T::of(rng.gen_range(low..high)))
+            .collect();
+        Tensor {
+            data,
+            shape: Shape::from_slice(shape),
+        }
+    }
+
+    /// Builds a tensor from f64 values (handy for constants in tests and examples).
+    pub fn from_f64s(values: &[f64], shape: &[usize]) -> Self {
+        Self::from_vec(values.iter().map(|&v| T::of(v)).collect(), shape)
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+
+    pub fn data_mut(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+
+    pub fn into_vec(self) -> Vec<T> {
+        self.data
+    }
+
+    /// The single value of a one-element tensor.
+    pub fn item(&self) -> T {
+        assert_eq!(
+            self.data.len(),
+            1,
+            "item: tensor of shape {:?} is not a single value",
+            self.shape
+        );
+        self.data[0]
+    }
+
+    /// The element at a multi-index.
+    pub fn at(&self, index: &[usize]) -> T {
+        assert_eq!(
+            index.len(),
+            self.ndim(),
+            "at: index {index:?} for shape {:?}",
+            self.shape
+        );
+        let mut flat = 0;
+        for (&i, &d) in index.iter().zip(self.shape.iter()) {
+            assert!(
+                i < d,
+                "at: index {index:?} out of bounds for shape {:?}",
+                self.shape
+            );
+            flat = flat * d + i;
+        }
+        self.data[flat]
+    }
+
+    /// The same data under a new shape with the same number of elements.
+    pub fn reshape(mut self, shape: &[usize]) -> Self {
+        assert_eq!(
+            numel(shape),
+            self.data.len(),
+            "reshape: cannot view shape {:?} as {shape:?}",
+            self.shape
+        );
+        self.shape = Shape::from_slice(shape);
+        self
+    }
+
+    /// Applies `f` to every element.
+    pub fn map(&self, f: impl Fn(T) -> T) -> Self {
+        Tensor {
+            data: self.data.iter().map(|&v| f(v)).collect(),
+            shape: self.shape.clone(),
+        }
+    }
+
+    /// Converts to another element type.
+    pub fn cast<U: Element>(&self) -> Tensor<U> {
+        let data = self
+            .data
+            .iter()
+            .map(|v| U::of(v.to_f64().expect("float to f64")))
+            .collect();
+        Tensor {
+            data,
+            shape: self.shape.clone(),
+        }
+    }
+
+    /// Largest absolute difference to another tensor of the same shape.
+    pub fn max_abs_diff(&self, other: &Tensor<T>) -> T {
+        assert_eq!(
+            self.shape, other.shape,
+            "max_abs_diff: shapes {:?} and {:?}",
+            self.shape, other.shape
+        );
+        self.data
+            .iter()
+            .zip(&other.data)
+            .fold(T::zero(), |m, (&a, &b)| m.max((a - b).abs()))
+    }
+
+    /// Row `i` of a tensor viewed as `[shape[0], rest]`.
+    pub fn row(&self, i: usize) -> &[T] {
+        let width = numel(&self.shape[1..]);
+        &self.data[i * width..(i + 1) * width]
+    }
+}
+
+impl<T: Element> fmt::Debug for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 8;
+        write!(f, "Tensor<{}>{:?} [", T::DTYPE, self.shape.as_slice())?;
+        for (i, v) in self.data.iter().take(SHOWN).enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{v}")?;
+        }
+        if self.data.len() > SHOWN {
+            write!(f, ", … {} more", self.data.len() - SHOWN)?;
+        }
+        write!(f, "]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn construction_and_access() {
+        let t = Tensor::<f32>::from_vec((0..6).map(|v| v as f32).collect(), &[2, 3]);
+        assert_eq!(t.shape(), &[2, 3]);
+        assert_eq!(t.at(&[1, 2]), 5.0);
+        assert_eq!(t.row(1), &[3.0, 4.0, 5.0]);
+        let r = t.clone().reshape(&[3, 2]);
+        assert_eq!(r.at(&[2, 0]), 4.0);
+        assert_eq!(Tensor::<f64>::scalar(2.5).item(), 2.5);
+        assert_eq!(t.cast::<f64>().data()[5], 5.0f64);
+    }
+
+    #[test]
+    fn wrong_length_is_an_error() {
+        let e = Tensor::<f32>::try_from_vec(vec![1.0; 5], &[2, 3]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "5 values do not fill shape [2, 3] (6 elements)"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "reshape: cannot view shape [2, 3] as [4]")]
+    fn bad_reshape_names_both_shapes() {
+        Tensor::<f32>::zeros(&[2, 3]).reshape(&[4]);
+    }
+}

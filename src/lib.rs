@@ -1,0 +1,9 @@
+//! recur: recurrent neural networks on the CPU.
+//!
+//! This root crate re-exports the three layers of the library:
+//! [`tape`] (tensors and reverse-mode autodiff), [`nn`] (layers, losses, optimizers)
+//! and [`seq2seq`] (encoder-decoder models, decoding, BLEU).
+
+pub use recur_nn as nn;
+pub use recur_seq2seq as seq2seq;
+pub use recur_tape as tape;
