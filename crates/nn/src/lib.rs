@@ -1,1 +1,28 @@
 //! recur-nn: layers, recurrent cells, losses, optimizers and checkpoints on the recur tape.
+//!
+//! Parameters live in a [`ParamStore`] under PyTorch's names; each step binds them to a fresh
+//! tape through a [`Session`], runs forward and backward, and hands [`ParamGrads`] to an
+//! optimizer.
+
+pub mod checkpoint;
+pub mod dropout;
+pub mod embedding;
+pub mod init;
+pub mod linear;
+pub mod loss;
+pub mod optim;
+pub mod params;
+pub mod parity;
+pub mod rnn;
+pub mod session;
+
+pub use checkpoint::CheckpointError;
+pub use dropout::Dropout;
+pub use embedding::Embedding;
+pub use linear::Linear;
+pub use params::{join_name, ParamGrads, ParamId, ParamStore};
+pub use rnn::{
+    Cell, Gru, GruCell, Lstm, LstmCell, Nonlinearity, Recurrent, RecurrentOutput, Rnn, RnnCell,
+    RnnOptions, State,
+};
+pub use session::{Mode, Session};

@@ -29,12 +29,20 @@ pub(crate) fn try_gemv<T: Element>(
     }
 }
 
-/// Runs `f` compiled with AVX2 when the CPU has it. The arithmetic is the same (no FMA
-/// contraction), so both paths give bit-identical results.
+/// Runs `f` compiled for the widest vectors the CPU has. The arithmetic and its order are
+/// the same on every path (no FMA contraction), so all paths give bit-identical results.
 #[inline(always)]
 fn dispatch(f: impl FnOnce()) {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::is_x86_feature_detected!("avx512f") {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn widest(f: impl FnOnce()) {
+                f()
+            }
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { widest(f) };
+        }
         if std::is_x86_feature_detected!("avx2") {
             #[target_feature(enable = "avx2")]
             unsafe fn wide(f: impl FnOnce()) {
@@ -85,7 +93,7 @@ fn rows_axpy<T: Element>(alpha: T, x: &[T], m: MatRef<T>, beta: T, y: &mut [T]) 
     }
 }
 
-const LANES: usize = 8;
+const LANES: usize = 16;
 
 /// M's columns are contiguous (M = Wᵀ for a row-major W): y_j = α·⟨x, M[:, j]⟩ + β·y_j.
 #[inline(always)]

@@ -1,0 +1,75 @@
+//! `Linear`: y = x·Wᵀ + b over the last dimension, W `[out, in]`, as `torch.nn.Linear`.
+
+use crate::init;
+use crate::params::{join_name, ParamId, ParamStore};
+use crate::session::Session;
+use rand::Rng;
+use recur_tape::{Element, Var};
+
+#[derive(Clone, Debug)]
+pub struct Linear {
+    pub weight: ParamId,
+    pub bias: Option<ParamId>,
+    pub in_features: usize,
+    pub out_features: usize,
+}
+
+impl Linear {
+    /// Registers `{prefix}.weight` and `{prefix}.bias` with PyTorch's default init.
+    pub fn new<T: Element>(
+        store: &mut ParamStore<T>,
+        prefix: &str,
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let weight = store.add(
+            join_name(prefix, "weight"),
+            init::linear_weight(out_features, in_features, rng),
+        );
+        let bound = 1.0 / (in_features.max(1) as f64).sqrt();
+        let bias = bias.then(|| {
+            store.add(
+                join_name(prefix, "bias"),
+                init::uniform(&[out_features], bound, rng),
+            )
+        });
+        Linear {
+            weight,
+            bias,
+            in_features,
+            out_features,
+        }
+    }
+
+    pub fn forward<'t, T: Element>(&self, s: &Session<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
+        x.linear(s.param(self.weight), self.bias.map(|b| s.param(b)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Mode;
+    use rand::SeedableRng;
+    use recur_tape::{Tape, Tensor};
+
+    #[test]
+    fn shapes_names_and_values_follow_pytorch() {
+        let mut store = ParamStore::<f64>::new();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let fc = Linear::new(&mut store, "decoder.out", 3, 2, true, &mut rng);
+        assert_eq!(store.get(fc.weight).shape(), &[2, 3]);
+        assert_eq!(store.name(fc.bias.unwrap()), "decoder.out.bias");
+        *store.get_mut(fc.weight) = Tensor::from_vec(vec![1.0, 0.0, 0.0, 0.0, 1.0, 1.0], &[2, 3]);
+        *store.get_mut(fc.bias.unwrap()) = Tensor::from_vec(vec![0.5, -0.5], &[2]);
+        let tape = Tape::new();
+        let s = Session::new(&tape, &store, Mode::Eval, 0);
+        let y = fc.forward(
+            &s,
+            tape.constant(Tensor::from_vec(vec![1.0, 2.0, 3.0], &[1, 3])),
+        );
+        assert_eq!(y.to_tensor().data(), &[1.5, 4.5]);
+    }
+}

@@ -1,0 +1,138 @@
+//! Adam and AdamW as `torch.optim.Adam` / `AdamW`, in PyTorch's exact arithmetic:
+//! m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², θ ← θ − (lr/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε).
+//! Adam adds λθ to g (L2); AdamW instead decays θ ← θ(1 − lr·λ) first.
+
+use super::{load_slots, named_slots, Optimizer};
+use crate::params::{ParamGrads, ParamStore};
+use recur_tape::{Element, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamOptions {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Decoupled weight decay (AdamW) instead of L2 in the gradient (Adam).
+    pub decoupled: bool,
+}
+
+impl AdamOptions {
+    /// `torch.optim.Adam` defaults.
+    pub fn adam(lr: f64) -> Self {
+        AdamOptions {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+        }
+    }
+    /// `torch.optim.AdamW` defaults (weight decay 0.01).
+    pub fn adamw(lr: f64) -> Self {
+        AdamOptions {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.01,
+            decoupled: true,
+        }
+    }
+}
+
+pub struct Adam<T: Element> {
+    pub options: AdamOptions,
+    exp_avg: Vec<Option<Tensor<T>>>,
+    exp_avg_sq: Vec<Option<Tensor<T>>>,
+    /// Steps taken per parameter (PyTorch keeps the count per parameter too).
+    steps: Vec<u64>,
+}
+
+impl<T: Element> Adam<T> {
+    pub fn new(options: AdamOptions) -> Self {
+        Adam {
+            options,
+            exp_avg: Vec::new(),
+            exp_avg_sq: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+}
+
+impl<T: Element> Optimizer<T> for Adam<T> {
+    fn step(&mut self, params: &mut ParamStore<T>, grads: &ParamGrads<T>) {
+        let o = self.options;
+        let n = params.len();
+        self.exp_avg.resize(n, None);
+        self.exp_avg_sq.resize(n, None);
+        self.steps.resize(n, 0);
+        let (b1, b2) = (T::of(o.betas.0), T::of(o.betas.1));
+        let (one, eps, wd, lr) = (T::one(), T::of(o.eps), T::of(o.weight_decay), T::of(o.lr));
+        for (id, g) in grads.iter() {
+            let i = id.index();
+            self.steps[i] += 1;
+            let t = self.steps[i] as i32;
+            let p = params.get_mut(id).data_mut();
+            if o.decoupled {
+                p.iter_mut().for_each(|p| *p *= one - lr * wd);
+            }
+            let m = self.exp_avg[i]
+                .get_or_insert_with(|| Tensor::zeros(g.shape()))
+                .data_mut();
+            let v = self.exp_avg_sq[i]
+                .get_or_insert_with(|| Tensor::zeros(g.shape()))
+                .data_mut();
+            let bc1 = one - b1.powi(t);
+            let bc2_sqrt = (one - b2.powi(t)).sqrt();
+            let step_size = lr / bc1;
+            for j in 0..p.len() {
+                let gj = if o.decoupled {
+                    g.data()[j]
+                } else {
+                    g.data()[j] + wd * p[j]
+                };
+                m[j] = m[j] + (gj - m[j]) * (one - b1);
+                v[j] = v[j] * b2 + (one - b2) * gj * gj;
+                let denom = v[j].sqrt() / bc2_sqrt + eps;
+                p[j] = p[j] + (-step_size) * (m[j] / denom);
+            }
+        }
+    }
+
+    fn lr(&self) -> f64 {
+        self.options.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.options.lr = lr;
+    }
+
+    fn state_tensors(&self, params: &ParamStore<T>) -> Vec<(String, Tensor<T>)> {
+        let mut out = named_slots("exp_avg", params, &self.exp_avg);
+        out.extend(named_slots("exp_avg_sq", params, &self.exp_avg_sq));
+        for id in params.ids() {
+            if let Some(&s) = self.steps.get(id.index()).filter(|&&s| s > 0) {
+                out.push((
+                    format!("step.{}", params.name(id)),
+                    Tensor::scalar(T::of(s as f64)),
+                ));
+            }
+        }
+        out
+    }
+
+    fn load_state_tensors(&mut self, params: &ParamStore<T>, tensors: &[(String, Tensor<T>)]) {
+        load_slots("exp_avg", params, tensors, &mut self.exp_avg);
+        load_slots("exp_avg_sq", params, tensors, &mut self.exp_avg_sq);
+        self.steps = params
+            .ids()
+            .map(|id| {
+                let key = format!("step.{}", params.name(id));
+                tensors
+                    .iter()
+                    .find(|(n, t)| *n == key && t.numel() == 1)
+                    .and_then(|(_, t)| t.item().to_u64())
+                    .unwrap_or(0)
+            })
+            .collect();
+    }
+}

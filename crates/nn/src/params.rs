@@ -1,0 +1,183 @@
+//! Named parameters that persist across steps, under PyTorch's names, and their gradients.
+
+use recur_tape::{Element, Tensor};
+use std::collections::HashMap;
+
+/// A handle to one parameter in a [`ParamStore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(pub(crate) usize);
+
+impl ParamId {
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// Owns a model's parameters by name (`encoder.rnn.weight_ih_l0`), in registration order.
+#[derive(Clone, Debug, Default)]
+pub struct ParamStore<T: Element> {
+    names: Vec<String>,
+    values: Vec<Tensor<T>>,
+    index: HashMap<String, ParamId>,
+}
+
+impl<T: Element> ParamStore<T> {
+    pub fn new() -> Self {
+        ParamStore {
+            names: Vec::new(),
+            values: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// Registers a parameter; panics if the name is taken (two layers with one prefix).
+    pub fn add(&mut self, name: impl Into<String>, value: Tensor<T>) -> ParamId {
+        let name = name.into();
+        let id = ParamId(self.values.len());
+        assert!(
+            self.index.insert(name.clone(), id).is_none(),
+            "ParamStore::add: parameter {name:?} registered twice"
+        );
+        self.names.push(name);
+        self.values.push(value);
+        id
+    }
+
+    pub fn get(&self, id: ParamId) -> &Tensor<T> {
+        &self.values[id.0]
+    }
+
+    pub fn get_mut(&mut self, id: ParamId) -> &mut Tensor<T> {
+        &mut self.values[id.0]
+    }
+
+    pub fn name(&self, id: ParamId) -> &str {
+        &self.names[id.0]
+    }
+
+    /// The id of the parameter called `name`.
+    pub fn find(&self, name: &str) -> Option<ParamId> {
+        self.index.get(name).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = ParamId> {
+        (0..self.values.len()).map(ParamId)
+    }
+
+    /// (name, value) pairs in registration order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor<T>)> {
+        self.names.iter().map(String::as_str).zip(&self.values)
+    }
+
+    /// Total number of scalar parameters.
+    pub fn num_elements(&self) -> usize {
+        self.values.iter().map(Tensor::numel).sum()
+    }
+}
+
+/// Joins a module prefix and a parameter name with a dot (`"enc"`, `"weight"` → `"enc.weight"`).
+pub fn join_name(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// Gradients by parameter, as handed from a backward pass to an optimizer.
+#[derive(Clone, Debug)]
+pub struct ParamGrads<T: Element> {
+    pub(crate) grads: Vec<Option<Tensor<T>>>,
+}
+
+impl<T: Element> ParamGrads<T> {
+    /// No gradient for any of `len` parameters.
+    pub fn empty(len: usize) -> Self {
+        ParamGrads {
+            grads: vec![None; len],
+        }
+    }
+
+    pub fn get(&self, id: ParamId) -> Option<&Tensor<T>> {
+        self.grads.get(id.0).and_then(Option::as_ref)
+    }
+
+    pub fn set(&mut self, id: ParamId, grad: Tensor<T>) {
+        self.grads[id.0] = Some(grad);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (ParamId, &Tensor<T>)> {
+        self.grads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.as_ref().map(|g| (ParamId(i), g)))
+    }
+
+    /// ‖g‖₂ over all parameters together.
+    pub fn global_norm(&self) -> T {
+        let sq = self
+            .iter()
+            .flat_map(|(_, g)| g.data())
+            .fold(T::zero(), |s, &v| s + v * v);
+        sq.sqrt()
+    }
+
+    /// Global-norm clipping, g ← min(1, θ/‖g‖)·g; returns ‖g‖ before clipping.
+    pub fn clip_global_norm(&mut self, max_norm: T) -> T {
+        let norm = self.global_norm();
+        // As torch.nn.utils.clip_grad_norm_: coefficient θ / (‖g‖ + 1e-6), applied if below 1.
+        let scale = max_norm / (norm + T::of(1e-6));
+        if scale < T::one() {
+            for g in self.grads.iter_mut().flatten() {
+                g.data_mut().iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+        norm
+    }
+
+    /// Whether every gradient is finite (no NaN or infinity).
+    pub fn all_finite(&self) -> bool {
+        self.iter()
+            .all(|(_, g)| g.data().iter().all(|v| v.is_finite()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_registers_by_name_and_rejects_duplicates() {
+        let mut s = ParamStore::<f32>::new();
+        let a = s.add("enc.weight", Tensor::zeros(&[2, 3]));
+        let b = s.add(join_name("enc", "bias"), Tensor::zeros(&[2]));
+        assert_eq!(s.find("enc.bias"), Some(b));
+        assert_eq!(s.name(a), "enc.weight");
+        assert_eq!(s.num_elements(), 8);
+        let dup = std::panic::catch_unwind(move || {
+            let mut s = s;
+            s.add("enc.weight", Tensor::zeros(&[1]));
+        });
+        assert!(dup.is_err());
+    }
+
+    #[test]
+    fn clipping_scales_to_the_threshold_and_returns_the_old_norm() {
+        let mut g = ParamGrads::<f64>::empty(2);
+        g.set(ParamId(0), Tensor::from_vec(vec![3.0, 0.0], &[2]));
+        g.set(ParamId(1), Tensor::from_vec(vec![4.0], &[1]));
+        assert_eq!(g.clip_global_norm(1.0), 5.0);
+        approx::assert_relative_eq!(g.global_norm(), 1.0, epsilon = 1e-6);
+        approx::assert_relative_eq!(g.get(ParamId(0)).unwrap().data()[0], 0.6, epsilon = 1e-6);
+        // Below the threshold nothing changes.
+        assert_eq!(g.clip_global_norm(10.0), g.global_norm());
+    }
+}

@@ -1,0 +1,36 @@
+//! The one trait every recurrent cell implements, built-in or a user's: a state layout and a
+//! step function on tape variables.
+
+use crate::session::Session;
+use recur_tape::{Element, Tensor, Var};
+use smallvec::SmallVec;
+
+/// The state carried between steps, one `[batch, width]` variable per part. Part 0 is the
+/// cell's output h; an LSTM adds its cell state c as part 1.
+pub type State<'t, T> = SmallVec<[Var<'t, T>; 2]>;
+
+/// A recurrent cell: `step(x_t, state) -> state`.
+///
+/// Implement this for a new architecture and [`Recurrent`](super::Recurrent) gives it
+/// stacking, bidirectionality, variable lengths and dropout between layers.
+pub trait Cell<T: Element> {
+    /// Width of the input x_t.
+    fn input_size(&self) -> usize;
+    /// Width of each state part, h first.
+    fn state_sizes(&self) -> SmallVec<[usize; 2]>;
+    /// One time step for a batch: x `[batch, input_size]`, state parts `[batch, width]`.
+    fn step<'t>(&self, s: &Session<'t, T>, x: Var<'t, T>, state: &[Var<'t, T>]) -> State<'t, T>;
+
+    /// Width of the output h (state part 0).
+    fn output_size(&self) -> usize {
+        self.state_sizes()[0]
+    }
+
+    /// Zeros for every state part.
+    fn zero_state<'t>(&self, s: &Session<'t, T>, batch: usize) -> State<'t, T> {
+        self.state_sizes()
+            .iter()
+            .map(|&w| s.constant(Tensor::zeros(&[batch, w])))
+            .collect()
+    }
+}

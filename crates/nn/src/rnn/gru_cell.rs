@@ -1,0 +1,78 @@
+//! The GRU cell, gates in PyTorch's order r, z, n:
+//! n = tanh(W_in·x + b_in + r·(W_hn·h + b_hn)), h' = (1 − z)·n + z·h.
+
+use super::cell::{Cell, State};
+use super::gates::{CellSpec, GateWeights};
+use crate::params::ParamStore;
+use crate::session::Session;
+use rand::Rng;
+use recur_tape::{Element, Var};
+use smallvec::{smallvec, SmallVec};
+
+#[derive(Clone, Debug)]
+pub struct GruCell {
+    pub(crate) weights: GateWeights,
+    pub input_size: usize,
+    pub hidden_size: usize,
+}
+
+impl GruCell {
+    /// A standalone cell with PyTorch `GRUCell` names under `prefix`.
+    pub fn new<T: Element>(
+        store: &mut ParamStore<T>,
+        prefix: &str,
+        input_size: usize,
+        hidden_size: usize,
+        bias: bool,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let mut spec = CellSpec {
+            prefix,
+            suffix: "",
+            bias,
+            rng,
+        };
+        Self::with_spec(store, &mut spec, input_size, hidden_size)
+    }
+
+    pub(crate) fn with_spec<T: Element, R: Rng>(
+        store: &mut ParamStore<T>,
+        spec: &mut CellSpec<'_, R>,
+        input_size: usize,
+        hidden_size: usize,
+    ) -> Self {
+        let weights = GateWeights::new(
+            store,
+            spec,
+            3 * hidden_size,
+            input_size,
+            hidden_size,
+            hidden_size,
+        );
+        GruCell {
+            weights,
+            input_size,
+            hidden_size,
+        }
+    }
+}
+
+impl<T: Element> Cell<T> for GruCell {
+    fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    fn state_sizes(&self) -> SmallVec<[usize; 2]> {
+        smallvec![self.hidden_size]
+    }
+
+    fn step<'t>(&self, s: &Session<'t, T>, x: Var<'t, T>, state: &[Var<'t, T>]) -> State<'t, T> {
+        let h = state[0];
+        let gi = self.weights.input_part(s, x).chunk(3, 1);
+        let gh = self.weights.hidden_part(s, h).chunk(3, 1);
+        let r = (gi[0] + gh[0]).sigmoid();
+        let z = (gi[1] + gh[1]).sigmoid();
+        let n = (gi[2] + r * gh[2]).tanh();
+        smallvec![n + z * (h - n)]
+    }
+}

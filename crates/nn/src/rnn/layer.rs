@@ -1,0 +1,369 @@
+//! `Recurrent<C>`: any cell as a sequence layer with PyTorch's option set (num_layers,
+//! bidirectional, batch_first, dropout between layers, initial state, variable lengths).
+//! `Rnn`, `Lstm` and `Gru` are this layer over the built-in cells.
+
+use super::cell::{Cell, State};
+use super::gates::CellSpec;
+use super::{GruCell, LstmCell, Nonlinearity, RnnCell};
+use crate::dropout::Dropout;
+use crate::params::ParamStore;
+use crate::session::Session;
+use rand::Rng;
+use recur_tape::{concat, stack, Element, Tensor, Var};
+
+/// The options every recurrent layer shares, with PyTorch's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RnnOptions {
+    pub input_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub bias: bool,
+    pub batch_first: bool,
+    /// Dropout on the outputs of every layer but the last, in training mode.
+    pub dropout: f64,
+    pub bidirectional: bool,
+}
+
+impl RnnOptions {
+    pub fn new(input_size: usize, hidden_size: usize) -> Self {
+        RnnOptions {
+            input_size,
+            hidden_size,
+            num_layers: 1,
+            bias: true,
+            batch_first: false,
+            dropout: 0.0,
+            bidirectional: false,
+        }
+    }
+    pub fn num_layers(mut self, n: usize) -> Self {
+        self.num_layers = n;
+        self
+    }
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+    pub fn batch_first(mut self, batch_first: bool) -> Self {
+        self.batch_first = batch_first;
+        self
+    }
+    pub fn dropout(mut self, p: f64) -> Self {
+        self.dropout = p;
+        self
+    }
+    pub fn bidirectional(mut self, bidirectional: bool) -> Self {
+        self.bidirectional = bidirectional;
+        self
+    }
+    fn directions(&self) -> usize {
+        if self.bidirectional {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// A stack of cells, `cells[layer * directions + direction]`.
+#[derive(Clone, Debug)]
+pub struct Recurrent<C> {
+    pub cells: Vec<C>,
+    pub options: RnnOptions,
+    name: &'static str,
+}
+
+/// What a sequence layer returns: `output` `[T, B, D·H]` (or `[B, T, D·H]` batch-first) and
+/// the final state, one `[num_layers·D, B, width]` variable per state part.
+pub struct RecurrentOutput<'t, T: Element> {
+    pub output: Var<'t, T>,
+    pub final_state: State<'t, T>,
+}
+
+impl<'t, T: Element> RecurrentOutput<'t, T> {
+    /// The final hidden state h_n.
+    pub fn h_n(&self) -> Var<'t, T> {
+        self.final_state[0]
+    }
+    /// The final cell state c_n (LSTM).
+    pub fn c_n(&self) -> Option<Var<'t, T>> {
+        self.final_state.get(1).copied()
+    }
+}
+
+pub type Rnn = Recurrent<RnnCell>;
+pub type Lstm = Recurrent<LstmCell>;
+pub type Gru = Recurrent<GruCell>;
+
+impl<C> Recurrent<C> {
+    /// Builds the stack from `make(layer, reverse, input_size)`, called in PyTorch's
+    /// parameter order (layer by layer, forward direction first). Layer 0 reads the input;
+    /// each later layer reads all directions of the one below, `directions · output_size`.
+    pub fn build(
+        options: RnnOptions,
+        name: &'static str,
+        output_size: usize,
+        mut make: impl FnMut(usize, bool, usize) -> C,
+    ) -> Self {
+        assert!(
+            options.num_layers >= 1,
+            "{name}: num_layers must be at least 1"
+        );
+        assert!(
+            (0.0..1.0).contains(&options.dropout),
+            "{name}: dropout {} not in [0, 1)",
+            options.dropout
+        );
+        let mut cells = Vec::new();
+        for layer in 0..options.num_layers {
+            let input = if layer == 0 {
+                options.input_size
+            } else {
+                options.directions() * output_size
+            };
+            for d in 0..options.directions() {
+                cells.push(make(layer, d == 1, input));
+            }
+        }
+        Recurrent {
+            cells,
+            options,
+            name,
+        }
+    }
+
+    pub fn directions(&self) -> usize {
+        self.options.directions()
+    }
+}
+
+fn suffix(layer: usize, reverse: bool) -> String {
+    format!("_l{layer}{}", if reverse { "_reverse" } else { "" })
+}
+
+impl Recurrent<RnnCell> {
+    /// `torch.nn.RNN` with the given nonlinearity; parameters under `prefix`.
+    pub fn new<T: Element>(
+        store: &mut ParamStore<T>,
+        prefix: &str,
+        options: RnnOptions,
+        nonlinearity: Nonlinearity,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let o = options.clone();
+        Self::build(options, "RNN", o.hidden_size, |layer, reverse, input| {
+            let sfx = suffix(layer, reverse);
+            let mut spec = CellSpec {
+                prefix,
+                suffix: &sfx,
+                bias: o.bias,
+                rng: &mut *rng,
+            };
+            RnnCell::with_spec(store, &mut spec, input, o.hidden_size, nonlinearity)
+        })
+    }
+}
+
+impl Recurrent<LstmCell> {
+    /// `torch.nn.LSTM`; `proj_size` > 0 projects h to that width (`weight_hr_l{k}`).
+    pub fn new<T: Element>(
+        store: &mut ParamStore<T>,
+        prefix: &str,
+        options: RnnOptions,
+        proj_size: usize,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let o = options.clone();
+        let out = if proj_size > 0 {
+            proj_size
+        } else {
+            o.hidden_size
+        };
+        assert!(
+            proj_size < o.hidden_size,
+            "LSTM: proj_size {proj_size} must be smaller than hidden_size {}",
+            o.hidden_size
+        );
+        Self::build(options, "LSTM", out, |layer, reverse, input| {
+            let sfx = suffix(layer, reverse);
+            let mut spec = CellSpec {
+                prefix,
+                suffix: &sfx,
+                bias: o.bias,
+                rng: &mut *rng,
+            };
+            LstmCell::with_spec(store, &mut spec, input, o.hidden_size, proj_size)
+        })
+    }
+}
+
+impl Recurrent<GruCell> {
+    /// `torch.nn.GRU`.
+    pub fn new<T: Element>(
+        store: &mut ParamStore<T>,
+        prefix: &str,
+        options: RnnOptions,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let o = options.clone();
+        Self::build(options, "GRU", o.hidden_size, |layer, reverse, input| {
+            let sfx = suffix(layer, reverse);
+            let mut spec = CellSpec {
+                prefix,
+                suffix: &sfx,
+                bias: o.bias,
+                rng: &mut *rng,
+            };
+            GruCell::with_spec(store, &mut spec, input, o.hidden_size)
+        })
+    }
+}
+
+/// 1 where step `t` is inside row b's sequence, as a `[batch, width]` mask.
+fn active_mask<T: Element>(lengths: &[usize], t: usize, width: usize) -> Tensor<T> {
+    let data = lengths
+        .iter()
+        .flat_map(|&len| std::iter::repeat_n(if t < len { T::one() } else { T::zero() }, width))
+        .collect();
+    Tensor::from_vec(data, &[lengths.len(), width])
+}
+
+impl<C> Recurrent<C> {
+    /// Runs the whole sequence. `x` is `[T, B, input]` (`[B, T, input]` if batch-first);
+    /// `initial` holds one `[num_layers·D, B, width]` variable per state part (zeros if
+    /// `None`); `lengths` gives each row's true length, as a packed sequence would: outputs
+    /// past it are zero, the final state is taken at each row's own last step, and the reverse
+    /// direction starts at each row's own end.
+    pub fn forward<'t, T: Element>(
+        &self,
+        s: &Session<'t, T>,
+        x: Var<'t, T>,
+        initial: Option<&[Var<'t, T>]>,
+        lengths: Option<&[usize]>,
+    ) -> RecurrentOutput<'t, T>
+    where
+        C: Cell<T>,
+    {
+        let name = self.name;
+        let shape = x.shape();
+        let input_size = self.cells[0].input_size();
+        assert!(
+            shape.len() == 3 && shape[2] == input_size,
+            "{name}: input {:?} must be [T, B, {input_size}] ([B, T, {input_size}] if batch_first)",
+            shape.as_slice()
+        );
+        let x = if self.options.batch_first {
+            x.transpose(0, 1)
+        } else {
+            x
+        };
+        let (steps, batch) = if self.options.batch_first {
+            (shape[1], shape[0])
+        } else {
+            (shape[0], shape[1])
+        };
+        if let Some(lengths) = lengths {
+            assert!(
+                lengths.len() == batch && lengths.iter().all(|&l| (1..=steps).contains(&l)),
+                "{name}: lengths {lengths:?} must give a length in 1..={steps} for each of {batch} rows"
+            );
+        }
+        let sizes = self.cells[0].state_sizes();
+        let units = self.cells.len();
+        if let Some(init) = initial {
+            assert_eq!(
+                init.len(),
+                sizes.len(),
+                "{name}: expected {} initial state parts, got {}",
+                sizes.len(),
+                init.len()
+            );
+            for (part, (v, &w)) in init.iter().zip(&sizes).enumerate() {
+                assert!(
+                    v.shape().as_slice() == [units, batch, w],
+                    "{name}: initial state part {part} has shape {:?}, expected {:?}",
+                    v.shape().as_slice(),
+                    [units, batch, w]
+                );
+            }
+        }
+        let dropout = Dropout::new(self.options.dropout);
+        let mut inputs: Vec<Var<'t, T>> = (0..steps)
+            .map(|t| x.slice(0, t..t + 1).reshape(&[batch, input_size]))
+            .collect();
+        let mut finals: Vec<State<'t, T>> = Vec::with_capacity(units);
+        let dirs = self.directions();
+        for layer in 0..self.options.num_layers {
+            let mut per_dir: Vec<Vec<Var<'t, T>>> = Vec::with_capacity(dirs);
+            for d in 0..dirs {
+                let unit = layer * dirs + d;
+                let cell = &self.cells[unit];
+                let mut state: State<'t, T> = match initial {
+                    Some(init) => init
+                        .iter()
+                        .zip(cell.state_sizes())
+                        .map(|(v, w)| v.slice(0, unit..unit + 1).reshape(&[batch, w]))
+                        .collect(),
+                    None => cell.zero_state(s, batch),
+                };
+                let mut outs: Vec<Option<Var<'t, T>>> = vec![None; steps];
+                let order: Box<dyn Iterator<Item = usize>> = if d == 1 {
+                    Box::new((0..steps).rev())
+                } else {
+                    Box::new(0..steps)
+                };
+                for t in order {
+                    let next = cell.step(s, inputs[t], &state);
+                    match lengths {
+                        Some(lengths) if lengths.iter().any(|&l| t >= l) => {
+                            state = next
+                                .iter()
+                                .zip(&state)
+                                .map(|(&new, &old)| {
+                                    new.where_mask(&active_mask(lengths, t, new.shape()[1]), old)
+                                })
+                                .collect();
+                            outs[t] =
+                                Some(next[0].mask(&active_mask(lengths, t, next[0].shape()[1])));
+                        }
+                        _ => {
+                            outs[t] = Some(next[0]);
+                            state = next;
+                        }
+                    }
+                }
+                per_dir.push(
+                    outs.into_iter()
+                        .map(|o| o.expect("every step ran"))
+                        .collect(),
+                );
+                finals.push(state);
+            }
+            inputs = (0..steps)
+                .map(|t| {
+                    if dirs == 1 {
+                        per_dir[0][t]
+                    } else {
+                        concat(&[per_dir[0][t], per_dir[1][t]], 1)
+                    }
+                })
+                .collect();
+            if layer + 1 < self.options.num_layers {
+                inputs = inputs.into_iter().map(|v| dropout.forward(s, v)).collect();
+            }
+        }
+        let output = stack(&inputs, 0);
+        let output = if self.options.batch_first {
+            output.transpose(0, 1)
+        } else {
+            output
+        };
+        let final_state = (0..sizes.len())
+            .map(|p| stack(&finals.iter().map(|st| st[p]).collect::<Vec<_>>(), 0))
+            .collect();
+        RecurrentOutput {
+            output,
+            final_state,
+        }
+    }
+}

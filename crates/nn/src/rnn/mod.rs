@@ -1,0 +1,16 @@
+//! Recurrent networks: the `Cell` step trait, the RNN/LSTM/GRU cells, and the generic
+//! `Recurrent` layer that turns any cell into a stacked, bidirectional, variable-length
+//! sequence layer with PyTorch's names, shapes and semantics.
+
+mod cell;
+mod gates;
+mod gru_cell;
+mod layer;
+mod lstm_cell;
+mod rnn_cell;
+
+pub use cell::{Cell, State};
+pub use gru_cell::GruCell;
+pub use layer::{Gru, Lstm, Recurrent, RecurrentOutput, Rnn, RnnOptions};
+pub use lstm_cell::LstmCell;
+pub use rnn_cell::{Nonlinearity, RnnCell};

@@ -1,0 +1,87 @@
+//! The Elman cell: h' = act(W_ih·x + b_ih + W_hh·h + b_hh), act = tanh or relu.
+
+use super::cell::{Cell, State};
+use super::gates::{CellSpec, GateWeights};
+use crate::params::ParamStore;
+use crate::session::Session;
+use rand::Rng;
+use recur_tape::{Element, Var};
+use smallvec::{smallvec, SmallVec};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Nonlinearity {
+    #[default]
+    Tanh,
+    Relu,
+}
+
+#[derive(Clone, Debug)]
+pub struct RnnCell {
+    pub(crate) weights: GateWeights,
+    pub input_size: usize,
+    pub hidden_size: usize,
+    pub nonlinearity: Nonlinearity,
+}
+
+impl RnnCell {
+    /// A standalone cell with PyTorch `RNNCell` names under `prefix`.
+    pub fn new<T: Element>(
+        store: &mut ParamStore<T>,
+        prefix: &str,
+        input_size: usize,
+        hidden_size: usize,
+        bias: bool,
+        nonlinearity: Nonlinearity,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let mut spec = CellSpec {
+            prefix,
+            suffix: "",
+            bias,
+            rng,
+        };
+        Self::with_spec(store, &mut spec, input_size, hidden_size, nonlinearity)
+    }
+
+    pub(crate) fn with_spec<T: Element, R: Rng>(
+        store: &mut ParamStore<T>,
+        spec: &mut CellSpec<'_, R>,
+        input_size: usize,
+        hidden_size: usize,
+        nonlinearity: Nonlinearity,
+    ) -> Self {
+        let weights = GateWeights::new(
+            store,
+            spec,
+            hidden_size,
+            input_size,
+            hidden_size,
+            hidden_size,
+        );
+        RnnCell {
+            weights,
+            input_size,
+            hidden_size,
+            nonlinearity,
+        }
+    }
+}
+
+impl<T: Element> Cell<T> for RnnCell {
+    fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    fn state_sizes(&self) -> SmallVec<[usize; 2]> {
+        smallvec![self.hidden_size]
+    }
+
+    fn step<'t>(&self, s: &Session<'t, T>, x: Var<'t, T>, state: &[Var<'t, T>]) -> State<'t, T> {
+        let pre = self.weights.input_part(s, x) + self.weights.hidden_part(s, state[0]);
+        let h = match self.nonlinearity {
+            Nonlinearity::Tanh => pre.tanh(),
+            Nonlinearity::Relu => pre.relu(),
+        };
+        smallvec![h]
+    }
+}

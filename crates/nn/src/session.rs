@@ -1,0 +1,100 @@
+//! A session binds a parameter store to a tape for one forward/backward pass, with the
+//! training flag and the random stream that dropout draws from.
+
+use crate::params::{ParamGrads, ParamId, ParamStore};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use recur_tape::{Element, Gradients, Tape, Tensor, Var};
+use std::cell::RefCell;
+
+/// Whether layers behave as in training (dropout active) or evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// Parameters on a tape for one step. Each parameter becomes a leaf the first time a layer
+/// asks for it, so a pass that uses a few parameters copies only those.
+pub struct Session<'t, T: Element> {
+    tape: &'t Tape<T>,
+    store: &'t ParamStore<T>,
+    bound: RefCell<Vec<Option<Var<'t, T>>>>,
+    mode: Mode,
+    rng: RefCell<StdRng>,
+}
+
+impl<'t, T: Element> Session<'t, T> {
+    /// A session whose dropout masks come from `seed`.
+    pub fn new(tape: &'t Tape<T>, store: &'t ParamStore<T>, mode: Mode, seed: u64) -> Self {
+        Session {
+            tape,
+            store,
+            bound: RefCell::new(vec![None; store.len()]),
+            mode,
+            rng: RefCell::new(StdRng::seed_from_u64(seed)),
+        }
+    }
+
+    pub fn tape(&self) -> &'t Tape<T> {
+        self.tape
+    }
+
+    pub fn store(&self) -> &'t ParamStore<T> {
+        self.store
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn is_training(&self) -> bool {
+        self.mode == Mode::Train
+    }
+
+    /// The parameter as a variable on this session's tape.
+    pub fn param(&self, id: ParamId) -> Var<'t, T> {
+        let mut bound = self.bound.borrow_mut();
+        *bound[id.index()].get_or_insert_with(|| {
+            let value = self.store.get(id).clone();
+            if self.tape.is_recording() {
+                self.tape.var(value)
+            } else {
+                self.tape.constant(value)
+            }
+        })
+    }
+
+    /// A constant on this session's tape.
+    pub fn constant(&self, value: Tensor<T>) -> Var<'t, T> {
+        self.tape.constant(value)
+    }
+
+    /// A keep-mask of ones with probability 1 − p, for dropout.
+    pub fn bernoulli_mask(&self, shape: &[usize], p: f64) -> Tensor<T> {
+        let mut rng = self.rng.borrow_mut();
+        let n = shape.iter().product();
+        let data = (0..n)
+            .map(|_| {
+                if rng.gen::<f64>() < p {
+                    T::zero()
+                } else {
+                    T::one()
+                }
+            })
+            .collect();
+        Tensor::from_vec(data, shape)
+    }
+
+    /// Runs backward from `loss` and collects the gradient of every bound parameter.
+    pub fn backward(&self, loss: Var<'t, T>) -> ParamGrads<T> {
+        let mut grads: Gradients<T> = self.tape.backward(loss);
+        let mut out = ParamGrads::empty(self.store.len());
+        for (i, v) in self.bound.borrow().iter().enumerate() {
+            if let Some(g) = v.and_then(|v| grads.take(v)) {
+                out.set(ParamId(i), g);
+            }
+        }
+        out
+    }
+}
