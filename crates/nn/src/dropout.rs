@@ -18,7 +18,7 @@ impl Dropout {
         Dropout { p }
     }
 
-    pub fn forward<'t, T: Element>(&self, s: &Session<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
+    pub fn forward<'t, T: Element>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Var<'t, T> {
         if !s.is_training() || self.p == 0.0 {
             return x;
         }

@@ -44,7 +44,7 @@ impl Embedding {
 
     /// Rows for `ids`, shaped `[ids.len(), embedding_dim]`. Padding positions are masked so
     /// that the padding row gets no gradient.
-    pub fn forward<'t, T: Element>(&self, s: &Session<'t, T>, ids: &[usize]) -> Var<'t, T> {
+    pub fn forward<'t, T: Element>(&self, s: &Session<'t, '_, T>, ids: &[usize]) -> Var<'t, T> {
         let rows = s.param(self.weight).index_select(ids);
         match self.padding_idx {
             Some(p) if ids.contains(&p) => {

@@ -4,6 +4,7 @@
 //! tape through a [`Session`], runs forward and backward, and hands [`ParamGrads`] to an
 //! optimizer.
 
+pub mod check;
 pub mod checkpoint;
 pub mod dropout;
 pub mod embedding;
@@ -16,6 +17,7 @@ pub mod parity;
 pub mod rnn;
 pub mod session;
 
+pub use check::gradcheck_params;
 pub use checkpoint::CheckpointError;
 pub use dropout::Dropout;
 pub use embedding::Embedding;

@@ -43,7 +43,7 @@ impl Linear {
         }
     }
 
-    pub fn forward<'t, T: Element>(&self, s: &Session<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
+    pub fn forward<'t, T: Element>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Var<'t, T> {
         x.linear(s.param(self.weight), self.bias.map(|b| s.param(b)))
     }
 }

@@ -63,7 +63,7 @@ enum AnyLayer {
 impl AnyLayer {
     fn forward<'t, T: Element>(
         &self,
-        s: &Session<'t, T>,
+        s: &Session<'t, '_, T>,
         x: Var<'t, T>,
         init: &[Var<'t, T>],
         lengths: Option<&[usize]>,

@@ -14,19 +14,20 @@ pub enum Mode {
     Eval,
 }
 
-/// Parameters on a tape for one step. Each parameter becomes a leaf the first time a layer
-/// asks for it, so a pass that uses a few parameters copies only those.
-pub struct Session<'t, T: Element> {
+/// Parameters on a tape (lifetime `'t`) from a store (lifetime `'s`) for one step. Each
+/// parameter becomes a leaf the first time a layer asks for it, so a pass that uses a few
+/// parameters copies only those.
+pub struct Session<'t, 's, T: Element> {
     tape: &'t Tape<T>,
-    store: &'t ParamStore<T>,
+    store: &'s ParamStore<T>,
     bound: RefCell<Vec<Option<Var<'t, T>>>>,
     mode: Mode,
     rng: RefCell<StdRng>,
 }
 
-impl<'t, T: Element> Session<'t, T> {
+impl<'t, 's, T: Element> Session<'t, 's, T> {
     /// A session whose dropout masks come from `seed`.
-    pub fn new(tape: &'t Tape<T>, store: &'t ParamStore<T>, mode: Mode, seed: u64) -> Self {
+    pub fn new(tape: &'t Tape<T>, store: &'s ParamStore<T>, mode: Mode, seed: u64) -> Self {
         Session {
             tape,
             store,
@@ -40,7 +41,7 @@ impl<'t, T: Element> Session<'t, T> {
         self.tape
     }
 
-    pub fn store(&self) -> &'t ParamStore<T> {
+    pub fn store(&self) -> &'s ParamStore<T> {
         self.store
     }
 
@@ -63,6 +64,20 @@ impl<'t, T: Element> Session<'t, T> {
                 self.tape.constant(value)
             }
         })
+    }
+
+    /// Uses `var` for the parameter from now on instead of a copy of the stored value: ties
+    /// two parameters together, or feeds parameters in from `gradcheck`'s inputs.
+    pub fn bind_param(&self, id: ParamId, var: Var<'t, T>) {
+        let value = var.shape();
+        assert!(
+            value.as_slice() == self.store.get(id).shape(),
+            "bind_param: {} has shape {:?}, the variable {:?}",
+            self.store.name(id),
+            self.store.get(id).shape(),
+            value.as_slice()
+        );
+        self.bound.borrow_mut()[id.index()] = Some(var);
     }
 
     /// A constant on this session's tape.

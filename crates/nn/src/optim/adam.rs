@@ -93,7 +93,7 @@ impl<T: Element> Optimizer<T> for Adam<T> {
                 m[j] = m[j] + (gj - m[j]) * (one - b1);
                 v[j] = v[j] * b2 + (one - b2) * gj * gj;
                 let denom = v[j].sqrt() / bc2_sqrt + eps;
-                p[j] = p[j] + (-step_size) * (m[j] / denom);
+                p[j] += (-step_size) * (m[j] / denom);
             }
         }
     }

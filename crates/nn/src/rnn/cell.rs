@@ -19,7 +19,8 @@ pub trait Cell<T: Element> {
     /// Width of each state part, h first.
     fn state_sizes(&self) -> SmallVec<[usize; 2]>;
     /// One time step for a batch: x `[batch, input_size]`, state parts `[batch, width]`.
-    fn step<'t>(&self, s: &Session<'t, T>, x: Var<'t, T>, state: &[Var<'t, T>]) -> State<'t, T>;
+    fn step<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>, state: &[Var<'t, T>])
+        -> State<'t, T>;
 
     /// Width of the output h (state part 0).
     fn output_size(&self) -> usize {
@@ -27,7 +28,7 @@ pub trait Cell<T: Element> {
     }
 
     /// Zeros for every state part.
-    fn zero_state<'t>(&self, s: &Session<'t, T>, batch: usize) -> State<'t, T> {
+    fn zero_state<'t>(&self, s: &Session<'t, '_, T>, batch: usize) -> State<'t, T> {
         self.state_sizes()
             .iter()
             .map(|&w| s.constant(Tensor::zeros(&[batch, w])))

@@ -62,12 +62,12 @@ impl GateWeights {
     }
 
     /// W_ih·x + b_ih.
-    pub fn input_part<'t, T: Element>(&self, s: &Session<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
+    pub fn input_part<'t, T: Element>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Var<'t, T> {
         x.linear(s.param(self.w_ih), self.b_ih.map(|b| s.param(b)))
     }
 
     /// W_hh·h + b_hh.
-    pub fn hidden_part<'t, T: Element>(&self, s: &Session<'t, T>, h: Var<'t, T>) -> Var<'t, T> {
+    pub fn hidden_part<'t, T: Element>(&self, s: &Session<'t, '_, T>, h: Var<'t, T>) -> Var<'t, T> {
         h.linear(s.param(self.w_hh), self.b_hh.map(|b| s.param(b)))
     }
 }

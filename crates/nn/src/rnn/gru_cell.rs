@@ -66,7 +66,12 @@ impl<T: Element> Cell<T> for GruCell {
         smallvec![self.hidden_size]
     }
 
-    fn step<'t>(&self, s: &Session<'t, T>, x: Var<'t, T>, state: &[Var<'t, T>]) -> State<'t, T> {
+    fn step<'t>(
+        &self,
+        s: &Session<'t, '_, T>,
+        x: Var<'t, T>,
+        state: &[Var<'t, T>],
+    ) -> State<'t, T> {
         let h = state[0];
         let gi = self.weights.input_part(s, x).chunk(3, 1);
         let gh = self.weights.hidden_part(s, h).chunk(3, 1);

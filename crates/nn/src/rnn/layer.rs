@@ -236,7 +236,7 @@ impl<C> Recurrent<C> {
     /// direction starts at each row's own end.
     pub fn forward<'t, T: Element>(
         &self,
-        s: &Session<'t, T>,
+        s: &Session<'t, '_, T>,
         x: Var<'t, T>,
         initial: Option<&[Var<'t, T>]>,
         lengths: Option<&[usize]>,

@@ -84,7 +84,12 @@ impl<T: Element> Cell<T> for LstmCell {
         smallvec![out, self.hidden_size]
     }
 
-    fn step<'t>(&self, s: &Session<'t, T>, x: Var<'t, T>, state: &[Var<'t, T>]) -> State<'t, T> {
+    fn step<'t>(
+        &self,
+        s: &Session<'t, '_, T>,
+        x: Var<'t, T>,
+        state: &[Var<'t, T>],
+    ) -> State<'t, T> {
         let gates = self.weights.input_part(s, x) + self.weights.hidden_part(s, state[0]);
         let g = gates.chunk(4, 1);
         let (i, f, cand, o) = (g[0].sigmoid(), g[1].sigmoid(), g[2].tanh(), g[3].sigmoid());

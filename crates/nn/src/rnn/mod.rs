@@ -14,3 +14,6 @@ pub use gru_cell::GruCell;
 pub use layer::{Gru, Lstm, Recurrent, RecurrentOutput, Rnn, RnnOptions};
 pub use lstm_cell::LstmCell;
 pub use rnn_cell::{Nonlinearity, RnnCell};
+
+#[cfg(test)]
+mod tests;

@@ -76,7 +76,12 @@ impl<T: Element> Cell<T> for RnnCell {
         smallvec![self.hidden_size]
     }
 
-    fn step<'t>(&self, s: &Session<'t, T>, x: Var<'t, T>, state: &[Var<'t, T>]) -> State<'t, T> {
+    fn step<'t>(
+        &self,
+        s: &Session<'t, '_, T>,
+        x: Var<'t, T>,
+        state: &[Var<'t, T>],
+    ) -> State<'t, T> {
         let pre = self.weights.input_part(s, x) + self.weights.hidden_part(s, state[0]);
         let h = match self.nonlinearity {
             Nonlinearity::Tanh => pre.tanh(),

@@ -1,6 +1,9 @@
 //! Branch-free exp, tanh and sigmoid on slices, written so that LLVM vectorizes the loops.
 //! Cephes-style range reduction and polynomials; accurate to a few ulp of `std`'s.
 
+// The polynomial coefficients are quoted as Cephes publishes them.
+#![allow(clippy::excessive_precision)]
+
 /// Runs `$body` over a slice, compiled twice: once with AVX2+FMA enabled (chosen at run
 /// time when the CPU has it) and once for the baseline target. Both give identical results:
 /// the code uses no fused multiply-add, so only the vector width differs.

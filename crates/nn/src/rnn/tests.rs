@@ -1,0 +1,316 @@
+//! Tests of the composed cells and the generic layer: gradchecks with respect to inputs,
+//! states and parameters; a user-defined cell getting stacking, bidirectionality and lengths;
+//! padding that does not change results; dropout between layers in training only.
+
+use super::*;
+use crate::check::gradcheck_params;
+use crate::params::{join_name, ParamId, ParamStore};
+use crate::session::{Mode, Session};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use recur_tape::{concat, Element, Tape, Tensor, Var};
+use smallvec::{smallvec, SmallVec};
+
+fn rng() -> StdRng {
+    StdRng::seed_from_u64(42)
+}
+
+fn rand_tensor(shape: &[usize], seed: u64) -> Tensor<f64> {
+    Tensor::uniform(shape, -1.0, 1.0, &mut StdRng::seed_from_u64(seed))
+}
+
+/// Gradchecks one step of `cell` with respect to x, every state part and every parameter.
+fn check_cell<C: Cell<f64>>(store: &ParamStore<f64>, cell: &C) {
+    let batch = 3;
+    let mut inputs = vec![rand_tensor(&[batch, cell.input_size()], 1)];
+    inputs.extend(
+        cell.state_sizes()
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| rand_tensor(&[batch, w], 2 + i as u64)),
+    );
+    let report = gradcheck_params(store, &inputs, |s, v| {
+        concat(&cell.step(s, v[0], &v[1..]), 1)
+    });
+    assert!(report.passed, "{report}");
+}
+
+#[test]
+fn built_in_cells_pass_gradcheck() {
+    for bias in [true, false] {
+        for nl in [Nonlinearity::Tanh, Nonlinearity::Relu] {
+            let mut store = ParamStore::new();
+            let cell = RnnCell::new(&mut store, "rnn", 4, 5, bias, nl, &mut rng());
+            check_cell(&store, &cell);
+        }
+        let mut store = ParamStore::new();
+        let cell = LstmCell::new(&mut store, "lstm", 4, 5, bias, &mut rng());
+        check_cell(&store, &cell);
+        let mut store = ParamStore::new();
+        let cell = GruCell::new(&mut store, "gru", 4, 5, bias, &mut rng());
+        check_cell(&store, &cell);
+    }
+}
+
+#[test]
+fn standalone_cells_use_pytorch_names_and_shapes() {
+    let mut store = ParamStore::<f32>::new();
+    LstmCell::new(&mut store, "", 3, 4, true, &mut rng());
+    let names: Vec<(&str, Vec<usize>)> =
+        store.iter().map(|(n, t)| (n, t.shape().to_vec())).collect();
+    assert_eq!(
+        names,
+        vec![
+            ("weight_ih", vec![16, 3]),
+            ("weight_hh", vec![16, 4]),
+            ("bias_ih", vec![16]),
+            ("bias_hh", vec![16])
+        ]
+    );
+    let mut store = ParamStore::<f32>::new();
+    Lstm::new(
+        &mut store,
+        "enc.rnn",
+        RnnOptions::new(3, 4).num_layers(2).bidirectional(true),
+        2,
+        &mut rng(),
+    );
+    let names: Vec<&str> = store.iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names[..5],
+        [
+            "enc.rnn.weight_ih_l0",
+            "enc.rnn.weight_hh_l0",
+            "enc.rnn.bias_ih_l0",
+            "enc.rnn.bias_hh_l0",
+            "enc.rnn.weight_hr_l0"
+        ]
+    );
+    assert!(names.contains(&"enc.rnn.bias_hh_l1_reverse"));
+    assert_eq!(
+        store
+            .get(store.find("enc.rnn.weight_ih_l1").unwrap())
+            .shape(),
+        &[16, 4]
+    );
+    assert_eq!(
+        store
+            .get(store.find("enc.rnn.weight_hh_l0").unwrap())
+            .shape(),
+        &[16, 2]
+    );
+}
+
+/// A user's cell: the minimal gated unit (MGU, Zhou et al. 2016), written from tape ops.
+/// f = σ(W_f·[x, h]), h̃ = tanh(W_h·[x, f·h]), h' = (1 − f)·h + f·h̃.
+struct Mgu {
+    w_f: ParamId,
+    w_h: ParamId,
+    input: usize,
+    hidden: usize,
+}
+
+impl Mgu {
+    fn new(
+        store: &mut ParamStore<f64>,
+        prefix: &str,
+        input: usize,
+        hidden: usize,
+        seed: u64,
+    ) -> Self {
+        let mut r = StdRng::seed_from_u64(seed);
+        let w_f = store.add(
+            join_name(prefix, "w_f"),
+            Tensor::uniform(&[hidden, input + hidden], -0.5, 0.5, &mut r),
+        );
+        let w_h = store.add(
+            join_name(prefix, "w_h"),
+            Tensor::uniform(&[hidden, input + hidden], -0.5, 0.5, &mut r),
+        );
+        Mgu {
+            w_f,
+            w_h,
+            input,
+            hidden,
+        }
+    }
+}
+
+impl<T: Element> Cell<T> for Mgu {
+    fn input_size(&self) -> usize {
+        self.input
+    }
+    fn state_sizes(&self) -> SmallVec<[usize; 2]> {
+        smallvec![self.hidden]
+    }
+    fn step<'t>(
+        &self,
+        s: &Session<'t, '_, T>,
+        x: Var<'t, T>,
+        state: &[Var<'t, T>],
+    ) -> State<'t, T> {
+        let h = state[0];
+        let f = concat(&[x, h], 1).linear(s.param(self.w_f), None).sigmoid();
+        let cand = concat(&[x, f * h], 1)
+            .linear(s.param(self.w_h), None)
+            .tanh();
+        smallvec![h + f * (cand - h)]
+    }
+}
+
+fn mgu_layer(store: &mut ParamStore<f64>, options: RnnOptions) -> Recurrent<Mgu> {
+    let hidden = options.hidden_size;
+    Recurrent::build(options, "MGU", hidden, |layer, reverse, input| {
+        let prefix = format!("mgu.l{layer}{}", if reverse { "_reverse" } else { "" });
+        Mgu::new(
+            store,
+            &prefix,
+            input,
+            hidden,
+            (layer * 2 + reverse as usize) as u64,
+        )
+    })
+}
+
+#[test]
+fn user_cell_gets_stacking_bidirectional_and_lengths() {
+    let mut store = ParamStore::new();
+    let layer = mgu_layer(
+        &mut store,
+        RnnOptions::new(3, 4).num_layers(2).bidirectional(true),
+    );
+    assert_eq!(store.len(), 8);
+    let (steps, batch) = (5, 3);
+    let x = rand_tensor(&[steps, batch, 3], 7);
+    let h0 = rand_tensor(&[4, batch, 4], 8);
+    let lengths = [5, 2, 4];
+    let report = gradcheck_params(&store, &[x.clone(), h0.clone()], |s, v| {
+        let out = layer.forward(s, v[0], Some(&[v[1]]), Some(&lengths));
+        concat(
+            &[
+                out.output.reshape(&[steps * batch * 8]),
+                out.h_n().reshape(&[4 * batch * 4]),
+            ],
+            0,
+        )
+    });
+    assert!(report.passed, "{report}");
+
+    // Shapes and the meaning of lengths: zeros past each row's end.
+    let tape = Tape::new();
+    let s = Session::new(&tape, &store, Mode::Eval, 0);
+    let out = layer.forward(&s, tape.constant(x), None, Some(&lengths));
+    let y = out.output.to_tensor();
+    assert_eq!(y.shape(), &[steps, batch, 8]);
+    assert_eq!(out.h_n().shape().as_slice(), &[4, batch, 4]);
+    for t in 2..steps {
+        assert!(
+            (0..8).all(|j| y.at(&[t, 1, j]) == 0.0),
+            "row 1 has length 2"
+        );
+    }
+}
+
+/// Row `b` of a batch run with lengths equals the same sequence run alone, unpadded.
+fn padding_does_not_change_results<C: Cell<f64>>(
+    layer: &Recurrent<C>,
+    store: &ParamStore<f64>,
+    out_width: usize,
+) {
+    let (steps, batch, input) = (6, 3, layer.cells[0].input_size());
+    let x = rand_tensor(&[steps, batch, input], 11);
+    let lengths = [6, 3, 1];
+    let tape = Tape::new();
+    let s = Session::new(&tape, store, Mode::Eval, 0);
+    let batched = layer.forward(&s, tape.constant(x.clone()), None, Some(&lengths));
+    let units = batched.h_n().shape()[0];
+    for (b, &len) in lengths.iter().enumerate() {
+        let alone: Vec<f64> = (0..len)
+            .flat_map(|t| {
+                x.row(t)
+                    .iter()
+                    .skip(b * input)
+                    .take(input)
+                    .copied()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let single = layer.forward(
+            &s,
+            tape.constant(Tensor::from_vec(alone, &[len, 1, input])),
+            None,
+            None,
+        );
+        let (yb, ys) = (batched.output.to_tensor(), single.output.to_tensor());
+        for t in 0..len {
+            for j in 0..out_width {
+                assert!(
+                    (yb.at(&[t, b, j]) - ys.at(&[t, 0, j])).abs() < 1e-14,
+                    "output t={t} b={b} j={j}"
+                );
+            }
+        }
+        for (pb, ps) in batched.final_state.iter().zip(&single.final_state) {
+            let (pb, ps) = (pb.to_tensor(), ps.to_tensor());
+            let w = pb.shape()[2];
+            for u in 0..units {
+                for j in 0..w {
+                    assert!(
+                        (pb.at(&[u, b, j]) - ps.at(&[u, 0, j])).abs() < 1e-14,
+                        "state unit {u} b={b}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn padding_does_not_change_results_for_every_cell() {
+    let opts = RnnOptions::new(3, 4).num_layers(2).bidirectional(true);
+    let mut store = ParamStore::new();
+    let lstm = Lstm::new(&mut store, "", opts.clone(), 2, &mut rng());
+    padding_does_not_change_results(&lstm, &store, 4);
+    let mut store = ParamStore::new();
+    let gru = Gru::new(&mut store, "", opts.clone(), &mut rng());
+    padding_does_not_change_results(&gru, &store, 8);
+    let mut store = ParamStore::new();
+    let mgu = mgu_layer(&mut store, opts);
+    padding_does_not_change_results(&mgu, &store, 8);
+}
+
+#[test]
+fn dropout_between_layers_only_in_training() {
+    let mut store = ParamStore::<f64>::new();
+    let with = Gru::new(
+        &mut store,
+        "",
+        RnnOptions::new(3, 8).num_layers(2).dropout(0.5),
+        &mut rng(),
+    );
+    let mut without = with.clone();
+    without.options.dropout = 0.0;
+    let x = rand_tensor(&[4, 2, 3], 3);
+    let run = |layer: &Gru, mode| {
+        let tape = Tape::new();
+        let s = Session::new(&tape, &store, mode, 9);
+        let y = layer
+            .forward(&s, tape.constant(x.clone()), None, None)
+            .output
+            .to_tensor();
+        y
+    };
+    assert_eq!(run(&with, Mode::Eval), run(&without, Mode::Eval));
+    assert_ne!(run(&with, Mode::Train), run(&without, Mode::Train));
+    assert_eq!(run(&without, Mode::Train), run(&without, Mode::Eval));
+}
+
+#[test]
+#[should_panic(expected = "LSTM: input [5, 2, 7] must be [T, B, 3]")]
+fn wrong_input_width_names_layer_and_shapes() {
+    let mut store = ParamStore::<f32>::new();
+    let lstm = Lstm::new(&mut store, "", RnnOptions::new(3, 4), 0, &mut rng());
+    let tape = Tape::new();
+    let s = Session::new(&tape, &store, Mode::Eval, 0);
+    lstm.forward(&s, tape.constant(Tensor::zeros(&[5, 2, 7])), None, None);
+}
