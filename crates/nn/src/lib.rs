@@ -6,12 +6,14 @@
 
 pub mod check;
 pub mod checkpoint;
+pub mod data;
 pub mod dropout;
 pub mod embedding;
 pub mod init;
 pub mod linear;
 pub mod loss;
 pub mod optim;
+pub mod parallel;
 pub mod params;
 pub mod parity;
 pub mod rnn;
@@ -24,7 +26,7 @@ pub use embedding::Embedding;
 pub use linear::Linear;
 pub use params::{join_name, ParamGrads, ParamId, ParamStore};
 pub use rnn::{
-    Cell, Gru, GruCell, Lstm, LstmCell, Nonlinearity, Recurrent, RecurrentOutput, Rnn, RnnCell,
-    RnnOptions, State,
+    AnyCell, Cell, CellKind, Gru, GruCell, Lstm, LstmCell, Nonlinearity, Recurrent,
+    RecurrentOutput, Rnn, RnnCell, RnnOptions, State,
 };
 pub use session::{Mode, Session};

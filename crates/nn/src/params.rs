@@ -136,11 +136,30 @@ impl<T: Element> ParamGrads<T> {
         // As torch.nn.utils.clip_grad_norm_: coefficient θ / (‖g‖ + 1e-6), applied if below 1.
         let scale = max_norm / (norm + T::of(1e-6));
         if scale < T::one() {
-            for g in self.grads.iter_mut().flatten() {
-                g.data_mut().iter_mut().for_each(|v| *v *= scale);
-            }
+            self.scale(scale);
         }
         norm
+    }
+
+    /// Adds another set of gradients into this one (summing data-parallel shards).
+    pub fn accumulate(&mut self, other: &ParamGrads<T>) {
+        for (id, g) in other.iter() {
+            match &mut self.grads[id.0] {
+                Some(mine) => mine
+                    .data_mut()
+                    .iter_mut()
+                    .zip(g.data())
+                    .for_each(|(a, &b)| *a += b),
+                slot => *slot = Some(g.clone()),
+            }
+        }
+    }
+
+    /// Multiplies every gradient by `factor`.
+    pub fn scale(&mut self, factor: T) {
+        for g in self.grads.iter_mut().flatten() {
+            g.data_mut().iter_mut().for_each(|v| *v *= factor);
+        }
     }
 
     /// Whether every gradient is finite (no NaN or infinity).

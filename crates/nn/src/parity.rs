@@ -4,7 +4,7 @@
 
 use crate::checkpoint::{self, CheckpointError, StoredTensor, TensorFile};
 use crate::params::ParamStore;
-use crate::rnn::{Gru, Lstm, Nonlinearity, RecurrentOutput, Rnn, RnnOptions};
+use crate::rnn::{CellKind, Nonlinearity, Recurrent, RnnOptions};
 use crate::session::{Mode, Session};
 use recur_tape::{Element, Tape, Tensor, Var};
 use serde_json::Value;
@@ -50,29 +50,6 @@ impl ParityReport {
             .iter()
             .map(|c| c.rel_error)
             .fold(0.0, f64::max)
-    }
-}
-
-/// The recurrent layer a fixture describes.
-enum AnyLayer {
-    Rnn(Rnn),
-    Lstm(Lstm),
-    Gru(Gru),
-}
-
-impl AnyLayer {
-    fn forward<'t, T: Element>(
-        &self,
-        s: &Session<'t, '_, T>,
-        x: Var<'t, T>,
-        init: &[Var<'t, T>],
-        lengths: Option<&[usize]>,
-    ) -> RecurrentOutput<'t, T> {
-        match self {
-            AnyLayer::Rnn(l) => l.forward(s, x, Some(init), lengths),
-            AnyLayer::Lstm(l) => l.forward(s, x, Some(init), lengths),
-            AnyLayer::Gru(l) => l.forward(s, x, Some(init), lengths),
-        }
     }
 }
 
@@ -187,33 +164,22 @@ pub fn run_fixture<T: Element>(path: &Path) -> Result<ParityReport, ParityError>
     let proj_size = cfg.get("proj_size").and_then(Value::as_u64).unwrap_or(0) as usize;
     let mut store = ParamStore::<T>::new();
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
-    let layer = match mode.as_str() {
-        "RNN" => {
-            let nl = match cfg.get("nonlinearity").and_then(Value::as_str) {
-                Some("relu") => Nonlinearity::Relu,
-                Some("tanh") | None => Nonlinearity::Tanh,
-                Some(other) => return Err(fx.bad(format!("unknown nonlinearity {other:?}"))),
-            };
-            AnyLayer::Rnn(Rnn::new(&mut store, "", options.clone(), nl, &mut rng))
-        }
-        "LSTM" => {
-            if proj_size >= options.hidden_size {
-                return Err(fx.bad(format!(
-                    "proj_size {proj_size} must be below hidden_size {}",
-                    options.hidden_size
-                )));
-            }
-            AnyLayer::Lstm(Lstm::new(
-                &mut store,
-                "",
-                options.clone(),
-                proj_size,
-                &mut rng,
-            ))
-        }
-        "GRU" => AnyLayer::Gru(Gru::new(&mut store, "", options.clone(), &mut rng)),
+    let kind = match mode.as_str() {
+        "RNN" => match cfg.get("nonlinearity").and_then(Value::as_str) {
+            Some("relu") => CellKind::Rnn(Nonlinearity::Relu),
+            Some("tanh") | None => CellKind::Rnn(Nonlinearity::Tanh),
+            Some(other) => return Err(fx.bad(format!("unknown nonlinearity {other:?}"))),
+        },
+        "LSTM" => CellKind::Lstm,
+        "GRU" => CellKind::Gru,
         other => return Err(fx.bad(format!("unknown mode {other:?}"))),
     };
+    if proj_size > 0 && (kind != CellKind::Lstm || proj_size >= options.hidden_size) {
+        return Err(fx.bad(format!(
+            "proj_size {proj_size} needs an LSTM with hidden_size above it"
+        )));
+    }
+    let layer = Recurrent::of_kind(&mut store, "", kind, options.clone(), proj_size, &mut rng);
     for (name, _) in &fx.file.tensors {
         if !name.starts_with("grad.")
             && !DATA_KEYS.contains(&name.as_str())
@@ -237,7 +203,7 @@ pub fn run_fixture<T: Element>(path: &Path) -> Result<ParityReport, ParityError>
         *store.get_mut(id) = w;
     }
 
-    let is_lstm = matches!(layer, AnyLayer::Lstm(_));
+    let is_lstm = kind == CellKind::Lstm;
     let tape = Tape::<T>::new();
     let s = Session::new(&tape, &store, Mode::Eval, 0);
     let x = tape.var(fx.tensor("input")?);
@@ -247,7 +213,7 @@ pub fn run_fixture<T: Element>(path: &Path) -> Result<ParityReport, ParityError>
     }
     let lengths = fx.lengths(&cfg)?;
     check_shapes(&fx, &options, proj_size, x, &init, lengths.as_deref())?;
-    let out = layer.forward(&s, x, &init, lengths.as_deref());
+    let out = layer.forward(&s, x, Some(&init), lengths.as_deref());
     let mut loss = (out.output * tape.constant(fx.tensor("grad_out")?)).sum()
         + (out.h_n() * tape.constant(fx.tensor("grad_h_n")?)).sum();
     if let Some(c_n) = out.c_n() {

@@ -135,6 +135,15 @@ impl<C> Recurrent<C> {
     pub fn directions(&self) -> usize {
         self.options.directions()
     }
+
+    /// The same layer with each cell converted (e.g. into [`AnyCell`](super::AnyCell)).
+    pub fn map_cells<D>(self, f: impl FnMut(C) -> D) -> Recurrent<D> {
+        Recurrent {
+            cells: self.cells.into_iter().map(f).collect(),
+            options: self.options,
+            name: self.name,
+        }
+    }
 }
 
 fn suffix(layer: usize, reverse: bool) -> String {

@@ -2,6 +2,7 @@
 //! `Recurrent` layer that turns any cell into a stacked, bidirectional, variable-length
 //! sequence layer with PyTorch's names, shapes and semantics.
 
+mod any_cell;
 mod cell;
 mod gates;
 mod gru_cell;
@@ -9,6 +10,7 @@ mod layer;
 mod lstm_cell;
 mod rnn_cell;
 
+pub use any_cell::{AnyCell, CellKind};
 pub use cell::{Cell, State};
 pub use gru_cell::GruCell;
 pub use layer::{Gru, Lstm, Recurrent, RecurrentOutput, Rnn, RnnOptions};

@@ -1,0 +1,5 @@
+//! Text data: vocabularies (and, for language models, batch iterators).
+
+mod vocab;
+
+pub use vocab::Vocab;

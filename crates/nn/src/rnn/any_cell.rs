@@ -1,0 +1,153 @@
+//! `AnyCell`: one of the built-in cells chosen at run time (by a flag or a config), so that
+//! one encoder, decoder or layer handles RNN, LSTM and GRU.
+
+use super::cell::{Cell, State};
+use super::gates::CellSpec;
+use super::{GruCell, LstmCell, Nonlinearity, Recurrent, RnnCell, RnnOptions};
+use crate::params::ParamStore;
+use crate::session::Session;
+use rand::Rng;
+use recur_tape::{Element, Var};
+use smallvec::SmallVec;
+use std::fmt;
+use std::str::FromStr;
+
+/// Which built-in cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellKind {
+    Rnn(Nonlinearity),
+    Lstm,
+    Gru,
+}
+
+impl FromStr for CellKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "rnn" | "rnn_tanh" => Ok(CellKind::Rnn(Nonlinearity::Tanh)),
+            "rnn_relu" => Ok(CellKind::Rnn(Nonlinearity::Relu)),
+            "lstm" => Ok(CellKind::Lstm),
+            "gru" => Ok(CellKind::Gru),
+            other => Err(format!(
+                "unknown cell {other:?} (expected rnn, rnn_relu, lstm or gru)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for CellKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CellKind::Rnn(Nonlinearity::Tanh) => "rnn",
+            CellKind::Rnn(Nonlinearity::Relu) => "rnn_relu",
+            CellKind::Lstm => "lstm",
+            CellKind::Gru => "gru",
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum AnyCell {
+    Rnn(RnnCell),
+    Lstm(LstmCell),
+    Gru(GruCell),
+}
+
+impl AnyCell {
+    /// A cell with parameters `{prefix}.weight_ih{suffix}` etc. (`suffix` "" for PyTorch's
+    /// standalone cells, `_l0` to match layer `l0` of a sequence layer).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new<T: Element>(
+        store: &mut ParamStore<T>,
+        prefix: &str,
+        suffix: &str,
+        kind: CellKind,
+        input_size: usize,
+        hidden_size: usize,
+        bias: bool,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let mut spec = CellSpec {
+            prefix,
+            suffix,
+            bias,
+            rng,
+        };
+        match kind {
+            CellKind::Rnn(nl) => AnyCell::Rnn(RnnCell::with_spec(
+                store,
+                &mut spec,
+                input_size,
+                hidden_size,
+                nl,
+            )),
+            CellKind::Lstm => AnyCell::Lstm(LstmCell::with_spec(
+                store,
+                &mut spec,
+                input_size,
+                hidden_size,
+                0,
+            )),
+            CellKind::Gru => AnyCell::Gru(GruCell::with_spec(
+                store,
+                &mut spec,
+                input_size,
+                hidden_size,
+            )),
+        }
+    }
+}
+
+impl<T: Element> Cell<T> for AnyCell {
+    fn input_size(&self) -> usize {
+        match self {
+            AnyCell::Rnn(c) => Cell::<T>::input_size(c),
+            AnyCell::Lstm(c) => Cell::<T>::input_size(c),
+            AnyCell::Gru(c) => Cell::<T>::input_size(c),
+        }
+    }
+
+    fn state_sizes(&self) -> SmallVec<[usize; 2]> {
+        match self {
+            AnyCell::Rnn(c) => Cell::<T>::state_sizes(c),
+            AnyCell::Lstm(c) => Cell::<T>::state_sizes(c),
+            AnyCell::Gru(c) => Cell::<T>::state_sizes(c),
+        }
+    }
+
+    fn step<'t>(
+        &self,
+        s: &Session<'t, '_, T>,
+        x: Var<'t, T>,
+        state: &[Var<'t, T>],
+    ) -> State<'t, T> {
+        match self {
+            AnyCell::Rnn(c) => c.step(s, x, state),
+            AnyCell::Lstm(c) => c.step(s, x, state),
+            AnyCell::Gru(c) => c.step(s, x, state),
+        }
+    }
+}
+
+impl Recurrent<AnyCell> {
+    /// A sequence layer of the chosen kind (`proj_size` applies to LSTM only).
+    pub fn of_kind<T: Element>(
+        store: &mut ParamStore<T>,
+        prefix: &str,
+        kind: CellKind,
+        options: RnnOptions,
+        proj_size: usize,
+        rng: &mut impl Rng,
+    ) -> Self {
+        match kind {
+            CellKind::Rnn(nl) => {
+                Recurrent::<RnnCell>::new(store, prefix, options, nl, rng).map_cells(AnyCell::Rnn)
+            }
+            CellKind::Lstm => Recurrent::<LstmCell>::new(store, prefix, options, proj_size, rng)
+                .map_cells(AnyCell::Lstm),
+            CellKind::Gru => {
+                Recurrent::<GruCell>::new(store, prefix, options, rng).map_cells(AnyCell::Gru)
+            }
+        }
+    }
+}

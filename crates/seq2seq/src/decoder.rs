@@ -1,0 +1,242 @@
+//! The decoder: a stack of cells run one step at a time. The encoder's context reaches it
+//! as its initial state, as an extra input at every step, or both; or through attention
+//! (Bahdanau: the context joins the input; Luong: it is combined with the output).
+
+use crate::attention::{Attention, AttentionKind, Memory};
+use crate::batch::PAD;
+use rand::Rng;
+use recur_nn::{AnyCell, Cell, CellKind, Dropout, Embedding, Linear, ParamStore, Session, State};
+use recur_tape::{concat, Element, Var};
+use std::fmt;
+use std::str::FromStr;
+
+/// How a decoder without attention receives the encoder's summary of the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContextMode {
+    /// As the decoder's initial hidden state (Sutskever et al. 2014).
+    InitialState,
+    /// Concatenated to the input at every step, and to the output (Cho et al. 2014).
+    EveryStep,
+    /// Both.
+    Both,
+}
+
+impl FromStr for ContextMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "init" | "initial" => Ok(ContextMode::InitialState),
+            "every" | "every-step" => Ok(ContextMode::EveryStep),
+            "both" => Ok(ContextMode::Both),
+            other => Err(format!(
+                "unknown context mode {other:?} (expected init, every or both)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ContextMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ContextMode::InitialState => "init",
+            ContextMode::EveryStep => "every",
+            ContextMode::Both => "both",
+        })
+    }
+}
+
+/// Everything the decoder reads from the encoder at each step.
+pub struct Context<'t, T: Element> {
+    /// Attention memory over the encoder outputs.
+    pub memory: Option<Memory<'t, T>>,
+    /// The encoder's final top-layer hidden state `[B, H]`.
+    pub summary: Var<'t, T>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    embedding: Embedding,
+    cells: Vec<AnyCell>,
+    pub attention: Option<Attention>,
+    /// Luong: h̃ = tanh(W_c·[context; h]).
+    combine: Option<Linear>,
+    out: Linear,
+    pub context: ContextMode,
+    dropout: Dropout,
+}
+
+/// Sizes and choices of a decoder.
+#[derive(Clone, Copy, Debug)]
+pub struct DecoderSpec {
+    pub cell: CellKind,
+    pub vocab: usize,
+    pub embed: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    /// Width of the encoder outputs attention reads.
+    pub memory_width: usize,
+    pub attention: Option<AttentionKind>,
+    pub context: ContextMode,
+    pub dropout: f64,
+}
+
+impl Decoder {
+    pub fn new<T: Element>(
+        store: &mut ParamStore<T>,
+        prefix: &str,
+        spec: DecoderSpec,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let DecoderSpec {
+            cell,
+            vocab,
+            embed,
+            hidden,
+            layers,
+            memory_width,
+            attention,
+            context,
+            dropout,
+        } = spec;
+        let every_step = attention.is_none() && context != ContextMode::InitialState;
+        let embedding = Embedding::new(
+            store,
+            &format!("{prefix}.embedding"),
+            vocab,
+            embed,
+            Some(PAD),
+            rng,
+        );
+        let input = embed
+            + if attention == Some(AttentionKind::Bahdanau) {
+                memory_width
+            } else {
+                0
+            }
+            + if every_step { hidden } else { 0 };
+        let cells = (0..layers)
+            .map(|l| {
+                let width = if l == 0 { input } else { hidden };
+                AnyCell::new(
+                    store,
+                    &format!("{prefix}.rnn"),
+                    &format!("_l{l}"),
+                    cell,
+                    width,
+                    hidden,
+                    true,
+                    rng,
+                )
+            })
+            .collect();
+        let attention = attention.map(|k| {
+            Attention::new(
+                store,
+                &format!("{prefix}.attention"),
+                k,
+                hidden,
+                memory_width,
+                rng,
+            )
+        });
+        let luong = attention
+            .as_ref()
+            .is_some_and(|a| a.kind != AttentionKind::Bahdanau);
+        let combine = luong.then(|| {
+            Linear::new(
+                store,
+                &format!("{prefix}.combine"),
+                memory_width + hidden,
+                hidden,
+                false,
+                rng,
+            )
+        });
+        let features = match attention.as_ref().map(|a| a.kind) {
+            Some(AttentionKind::Bahdanau) => hidden + memory_width,
+            Some(_) => hidden,
+            None => hidden + if every_step { hidden } else { 0 },
+        };
+        let out = Linear::new(store, &format!("{prefix}.out"), features, vocab, true, rng);
+        Decoder {
+            embedding,
+            cells,
+            attention,
+            combine,
+            out,
+            context,
+            dropout: Dropout::new(dropout),
+        }
+    }
+
+    /// Whether the decoder starts from the encoder's final state (else from zeros).
+    pub fn starts_from_encoder(&self) -> bool {
+        self.attention.is_some() || self.context != ContextMode::EveryStep
+    }
+
+    /// Zeros for every layer's state.
+    pub fn zero_state<'t, T: Element>(
+        &self,
+        s: &Session<'t, '_, T>,
+        rows: usize,
+    ) -> Vec<State<'t, T>> {
+        self.cells
+            .iter()
+            .map(|c| Cell::<T>::zero_state(c, s, rows))
+            .collect()
+    }
+
+    /// One step: logits `[B, vocab]` for the next token after `inputs`, and the new state.
+    pub fn step<'t, T: Element>(
+        &self,
+        s: &Session<'t, '_, T>,
+        inputs: &[usize],
+        state: &[State<'t, T>],
+        ctx: &Context<'t, T>,
+    ) -> (Var<'t, T>, Vec<State<'t, T>>) {
+        let embedded = self.dropout.forward(s, self.embedding.forward(s, inputs));
+        let kind = self.attention.as_ref().map(|a| a.kind);
+        let attend = |query: Var<'t, T>| {
+            let a = self.attention.as_ref().expect("attention configured");
+            a.attend(
+                s,
+                ctx.memory.as_ref().expect("attention needs a memory"),
+                query,
+            )
+            .0
+        };
+        let every_step = kind.is_none() && self.context != ContextMode::InitialState;
+        let bahdanau_ctx =
+            (kind == Some(AttentionKind::Bahdanau)).then(|| attend(state[state.len() - 1][0]));
+        let mut x = match (bahdanau_ctx, every_step) {
+            (Some(c), _) => concat(&[embedded, c], 1),
+            (None, true) => concat(&[embedded, ctx.summary], 1),
+            (None, false) => embedded,
+        };
+        let mut next = Vec::with_capacity(self.cells.len());
+        for (l, cell) in self.cells.iter().enumerate() {
+            let st = cell.step(s, x, &state[l]);
+            x = if l + 1 < self.cells.len() {
+                self.dropout.forward(s, st[0])
+            } else {
+                st[0]
+            };
+            next.push(st);
+        }
+        let top = x;
+        let features = match (kind, bahdanau_ctx) {
+            (Some(AttentionKind::Bahdanau), Some(c)) => concat(&[top, c], 1),
+            (Some(_), _) => {
+                let c = attend(top);
+                self.combine
+                    .as_ref()
+                    .expect("luong combines")
+                    .forward(s, concat(&[c, top], 1))
+                    .tanh()
+            }
+            (None, _) if every_step => concat(&[top, ctx.summary], 1),
+            (None, _) => top,
+        };
+        (self.out.forward(s, self.dropout.forward(s, features)), next)
+    }
+}

@@ -1,0 +1,152 @@
+//! `Seq2Seq`: an encoder and a decoder with one configuration, the teacher-forced training
+//! loss, and the bridge from encoder to decoder shared by training and decoding.
+
+use crate::attention::AttentionKind;
+use crate::batch::{Batch, PAD};
+use crate::decoder::{Context, ContextMode, Decoder, DecoderSpec};
+use crate::encoder::Encoder;
+use crate::teacher_forcing::TeacherForcing;
+use rand::Rng;
+use recur_nn::{CellKind, ParamStore, Session, State};
+use recur_tape::{Element, Reduction, Var};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seq2SeqConfig {
+    pub cell: CellKind,
+    pub src_vocab: usize,
+    pub tgt_vocab: usize,
+    pub embed: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub bidirectional: bool,
+    pub attention: Option<AttentionKind>,
+    pub context: ContextMode,
+    pub dropout: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Seq2Seq {
+    pub config: Seq2SeqConfig,
+    pub encoder: Encoder,
+    pub decoder: Decoder,
+}
+
+impl Seq2Seq {
+    /// Registers parameters under `encoder.` and `decoder.`.
+    pub fn new<T: Element>(
+        store: &mut ParamStore<T>,
+        config: Seq2SeqConfig,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let c = &config;
+        let encoder = Encoder::new(
+            store,
+            "encoder",
+            c.cell,
+            c.src_vocab,
+            c.embed,
+            c.hidden,
+            c.layers,
+            c.bidirectional,
+            c.dropout,
+            rng,
+        );
+        let spec = DecoderSpec {
+            cell: c.cell,
+            vocab: c.tgt_vocab,
+            embed: c.embed,
+            hidden: c.hidden,
+            layers: c.layers,
+            memory_width: encoder.output_size(),
+            attention: c.attention,
+            context: c.context,
+            dropout: c.dropout,
+        };
+        let decoder = Decoder::new(store, "decoder", spec, rng);
+        Seq2Seq {
+            config,
+            encoder,
+            decoder,
+        }
+    }
+
+    /// Encodes the batch's sources: the decoder's context and initial state.
+    pub fn start<'t, T: Element>(
+        &self,
+        s: &Session<'t, '_, T>,
+        batch: &Batch,
+    ) -> (Context<'t, T>, Vec<State<'t, T>>) {
+        let enc = self.encoder.forward(s, batch);
+        let memory = self
+            .decoder
+            .attention
+            .as_ref()
+            .map(|a| a.memory(s, enc.outputs, &enc.lengths));
+        let summary = enc.state[enc.state.len() - 1][0];
+        let state = if self.decoder.starts_from_encoder() {
+            enc.state
+        } else {
+            self.decoder.zero_state(s, batch.rows)
+        };
+        (Context { memory, summary }, state)
+    }
+
+    /// Summed cross-entropy of the batch's targets (padding ignored), feeding at each step
+    /// the reference or the model's previous prediction as `forcing` decides for each row.
+    pub fn loss<'t, T: Element>(
+        &self,
+        s: &Session<'t, '_, T>,
+        batch: &Batch,
+        forcing: &TeacherForcing,
+        train_step: usize,
+        rng: &mut impl Rng,
+    ) -> Var<'t, T> {
+        let (ctx, mut state) = self.start(s, batch);
+        let rows = batch.rows;
+        let mut sampler = forcing.sampler(train_step, rows);
+        let mut inputs = batch.tgt_in[..rows].to_vec();
+        let mut total: Option<Var<'t, T>> = None;
+        for t in 0..batch.tgt_steps {
+            let (logits, next) = self.decoder.step(s, &inputs, &state, &ctx);
+            state = next;
+            let targets = &batch.tgt_out[t * rows..(t + 1) * rows];
+            let step_loss = logits.cross_entropy(targets, Some(PAD), Reduction::Sum);
+            total = Some(match total {
+                Some(acc) => acc + step_loss,
+                None => step_loss,
+            });
+            if t + 1 < batch.tgt_steps {
+                let forced = sampler.next(rng);
+                let predicted = argmax_rows(logits.value().data(), rows);
+                let reference = &batch.tgt_in[(t + 1) * rows..(t + 2) * rows];
+                inputs = (0..rows)
+                    .map(|b| {
+                        if forced[b] {
+                            reference[b]
+                        } else {
+                            predicted[b]
+                        }
+                    })
+                    .collect();
+            }
+        }
+        total.expect("targets have at least one step")
+    }
+}
+
+/// The index of the first largest value in each row.
+pub fn argmax_rows<T: Element>(values: &[T], rows: usize) -> Vec<usize> {
+    let width = values.len() / rows.max(1);
+    values
+        .chunks_exact(width)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold(
+                    (0, row[0]),
+                    |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+                )
+                .0
+        })
+        .collect()
+}
