@@ -7,3 +7,7 @@
 pub use recur_nn as nn;
 pub use recur_seq2seq as seq2seq;
 pub use recur_tape as tape;
+
+/// The user guide to the layers (`docs/layers.md`); its examples run as doctests.
+#[doc = include_str!("../docs/layers.md")]
+pub mod guide_layers {}

@@ -148,6 +148,7 @@ mod tests {
             b.iter().map(|&i| pairs[i].0.len()).max().unwrap()
                 - b.iter().map(|&i| pairs[i].0.len()).min().unwrap()
         };
-        assert!(batches.iter().all(|b| spread(b) <= 1));
+        // Each length has at least 11 pairs, so a sorted run of 16 touches at most 3 lengths.
+        assert!(batches.iter().all(|b| spread(b) <= 2));
     }
 }
