@@ -56,3 +56,55 @@ fn every_fixture_matches_pytorch_in_f32_to_1e_4() {
         }
     }
 }
+
+#[test]
+fn unusable_fixtures_are_errors_not_panics() {
+    use recur::nn::checkpoint;
+    use recur::nn::parity::ParityError;
+    use std::collections::HashMap;
+    let dir = std::env::temp_dir().join(format!("recur-parity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = fixtures()
+        .into_iter()
+        .find(|p| p.ends_with("lstm_1layer.safetensors"))
+        .unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+
+    let truncated = dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(matches!(
+        run_fixture::<f64>(&truncated),
+        Err(ParityError::File(_))
+    ));
+
+    // Same tensors, but a config naming a mode that does not exist / a layer that does not fit.
+    let file = checkpoint::read(&good).unwrap();
+    let tensors: Vec<(String, recur::tape::Tensor<f64>)> = file
+        .tensors
+        .iter()
+        .filter_map(|(n, t)| t.to_float().map(|t| (n.clone(), t)))
+        .collect();
+    let named: Vec<(String, &recur::tape::Tensor<f64>)> =
+        tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
+    for (config, expect) in [
+        (
+            file.metadata["config"].replace("\"LSTM\"", "\"XLSTM\""),
+            "unknown mode",
+        ),
+        (
+            file.metadata["config"].replace("\"hidden_size\": 4", "\"hidden_size\": 5"),
+            "shape",
+        ),
+        ("not json".to_string(), "not JSON"),
+    ] {
+        let path = dir.join("bad-config.safetensors");
+        checkpoint::write(
+            &path,
+            &named,
+            HashMap::from([("config".to_string(), config)]),
+        )
+        .unwrap();
+        let err = run_fixture::<f64>(&path).expect_err("a bad config must be an error");
+        assert!(err.to_string().contains(expect), "{err}");
+    }
+}
