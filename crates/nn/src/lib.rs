@@ -18,6 +18,7 @@ pub mod params;
 pub mod parity;
 pub mod rnn;
 pub mod session;
+pub mod tbptt;
 
 pub use check::gradcheck_params;
 pub use checkpoint::CheckpointError;

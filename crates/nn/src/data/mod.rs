@@ -1,5 +1,9 @@
-//! Text data: vocabularies (and, for language models, batch iterators).
+//! Text data: reading corpora, vocabularies, and language-model batch iterators.
 
+mod corpus;
+mod lm_batches;
 mod vocab;
 
-pub use vocab::Vocab;
+pub use corpus::{read_text, read_words, CorpusError};
+pub use lm_batches::{random_batches, sequential_batches, LmBatch};
+pub use vocab::{Vocab, UNK};

@@ -1,0 +1,231 @@
+//! Truncated backpropagation through time over a long stream: an update every `k1` tokens
+//! with gradients through the last `k2` (k2 = m·k1), the hidden state carried across updates
+//! as a detached value. Rows are split into fixed data-parallel shards, so the result does not
+//! depend on the thread count.
+
+use crate::data::LmBatch;
+use crate::optim::Optimizer;
+use crate::parallel::{map_shards, shard_range};
+use crate::params::{ParamGrads, ParamStore};
+use crate::session::{Mode, Session};
+use recur_tape::{Element, Reduction, Tape, Tensor, Var};
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Instant;
+
+/// A model that reads a token stream in chunks and carries a state between them.
+pub trait StreamModel<T: Element>: Sync {
+    /// Logits `[steps·batch, vocab]` for time-major `inputs` (`[steps·batch]`), starting from
+    /// `state` (zeros if `None`), and the state after the last step (any number of parts).
+    fn forward<'t>(
+        &self,
+        s: &Session<'t, '_, T>,
+        inputs: &[usize],
+        batch: usize,
+        state: Option<&[Var<'t, T>]>,
+    ) -> (Var<'t, T>, Vec<Var<'t, T>>);
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct TbpttOptions {
+    /// Tokens per row between parameter updates.
+    pub k1: usize,
+    /// Tokens per row that gradients flow through; a multiple of k1.
+    pub k2: usize,
+    /// Global gradient-norm clipping threshold.
+    pub clip: Option<f64>,
+    /// Data-parallel shards of the batch rows (fixed: results do not depend on `threads`).
+    pub shards: usize,
+    pub threads: usize,
+    pub seed: u64,
+}
+
+/// What one update did.
+#[derive(Clone, Copy, Debug)]
+pub struct StepReport {
+    pub step: usize,
+    /// Mean cross-entropy per token of the last k1 steps.
+    pub loss: f64,
+    pub perplexity: f64,
+    pub tokens_per_s: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// Training stopped because the numbers stopped being numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NonFinite {
+    pub step: usize,
+    pub loss: f64,
+    pub grad_norm: f64,
+}
+
+impl fmt::Display for NonFinite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "training stopped at step {}: loss {} / gradient norm {} is not finite",
+            self.step, self.loss, self.grad_norm
+        )
+    }
+}
+
+impl std::error::Error for NonFinite {}
+
+/// Per shard: the last k2−k1 input tokens of each row, and the detached final states of the
+/// last m windows (the oldest is where the next window starts).
+struct ShardMemory<T: Element> {
+    history: VecDeque<Vec<usize>>,
+    states: VecDeque<Vec<Tensor<T>>>,
+}
+
+pub struct Tbptt<T: Element> {
+    pub options: TbpttOptions,
+    memory: Vec<ShardMemory<T>>,
+    step: usize,
+}
+
+impl<T: Element> Tbptt<T> {
+    pub fn new(options: TbpttOptions) -> Self {
+        assert!(
+            options.k1 > 0 && options.k2 >= options.k1 && options.k2 % options.k1 == 0,
+            "TBPTT: need 0 < k1 ≤ k2 with k2 a multiple of k1, got k1 = {}, k2 = {}",
+            options.k1,
+            options.k2
+        );
+        assert!(options.shards > 0, "TBPTT: shards must be positive");
+        let memory = (0..options.shards)
+            .map(|_| ShardMemory {
+                history: VecDeque::new(),
+                states: VecDeque::new(),
+            })
+            .collect();
+        Tbptt {
+            options,
+            memory,
+            step: 0,
+        }
+    }
+
+    /// Forgets the carried state (the start of a new pass over the stream).
+    pub fn reset(&mut self) {
+        for m in &mut self.memory {
+            m.history.clear();
+            m.states.clear();
+        }
+    }
+
+    /// Updates done so far.
+    pub fn steps(&self) -> usize {
+        self.step
+    }
+
+    /// One update from the next `k1` tokens of every row (a sequentially partitioned batch).
+    pub fn step<M: StreamModel<T>>(
+        &mut self,
+        model: &M,
+        store: &mut ParamStore<T>,
+        optimizer: &mut dyn Optimizer<T>,
+        chunk: &LmBatch,
+    ) -> Result<StepReport, NonFinite> {
+        let o = self.options;
+        assert_eq!(
+            chunk.steps, o.k1,
+            "TBPTT: chunks must have k1 = {} steps, got {}",
+            o.k1, chunk.steps
+        );
+        let started = Instant::now();
+        let windows = o.k2 / o.k1;
+        let store_ref: &ParamStore<T> = store;
+        let memory = &self.memory;
+        let step = self.step;
+        let results = map_shards(o.shards, o.threads, |k| {
+            let rows = shard_range(chunk.batch, o.shards, k);
+            let b = rows.len();
+            if b == 0 {
+                return None;
+            }
+            let mem = &memory[k];
+            let column = |src: &[usize]| -> Vec<usize> {
+                (0..o.k1)
+                    .flat_map(|t| {
+                        src[t * chunk.batch + rows.start..t * chunk.batch + rows.end].to_vec()
+                    })
+                    .collect()
+            };
+            let history: Vec<usize> = mem.history.iter().flatten().copied().collect();
+            let inputs: Vec<usize> = history
+                .iter()
+                .copied()
+                .chain(column(&chunk.inputs))
+                .collect();
+            let targets = column(&chunk.targets);
+            let tape = Tape::new();
+            let s = Session::new(
+                &tape,
+                store_ref,
+                Mode::Train,
+                o.seed ^ (step as u64).rotate_left(17) ^ k as u64,
+            );
+            // The window starts where the oldest remembered state ended (zeros at the stream's start).
+            let start: Option<Vec<Var<T>>> = (mem.states.len() == windows).then(|| {
+                mem.states[0]
+                    .iter()
+                    .map(|t| tape.constant(t.clone()))
+                    .collect()
+            });
+            let (logits, state) = model.forward(&s, &inputs, b, start.as_deref());
+            let total_steps = inputs.len() / b;
+            let last = logits.slice(0, (total_steps - o.k1) * b..total_steps * b);
+            let loss = last.cross_entropy(&targets, None, Reduction::Sum);
+            let value = loss.item().to_f64().unwrap_or(f64::NAN);
+            let grads = s.backward(loss);
+            let final_state: Vec<Tensor<T>> = state.iter().map(|v| v.to_tensor()).collect();
+            Some((value, grads, final_state, column(&chunk.inputs)))
+        });
+        let tokens = (chunk.batch * o.k1) as f64;
+        let mut grads = ParamGrads::empty(store.len());
+        let mut loss_sum = 0.0;
+        for (value, g, _, _) in results.iter().flatten() {
+            loss_sum += value;
+            grads.accumulate(g);
+        }
+        grads.scale(T::of(1.0 / tokens));
+        let loss = loss_sum / tokens;
+        let grad_norm = grads.global_norm().to_f64().unwrap_or(f64::NAN);
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            return Err(NonFinite {
+                step: self.step,
+                loss,
+                grad_norm,
+            });
+        }
+        if let Some(clip) = o.clip {
+            grads.clip_global_norm(T::of(clip));
+        }
+        optimizer.step(store, &grads);
+        for (mem, r) in self.memory.iter_mut().zip(results) {
+            let Some((_, _, state, new_inputs)) = r else {
+                continue;
+            };
+            mem.states.push_back(state);
+            if mem.states.len() > windows {
+                mem.states.pop_front();
+            }
+            if windows > 1 {
+                mem.history.push_back(new_inputs);
+                if mem.history.len() > windows - 1 {
+                    mem.history.pop_front();
+                }
+            }
+        }
+        self.step += 1;
+        Ok(StepReport {
+            step: self.step,
+            loss,
+            perplexity: loss.exp(),
+            tokens_per_s: tokens / started.elapsed().as_secs_f64(),
+            grad_norm,
+        })
+    }
+}
