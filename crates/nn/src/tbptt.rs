@@ -88,7 +88,7 @@ pub struct Tbptt<T: Element> {
 impl<T: Element> Tbptt<T> {
     pub fn new(options: TbpttOptions) -> Self {
         assert!(
-            options.k1 > 0 && options.k2 >= options.k1 && options.k2 % options.k1 == 0,
+            options.k1 > 0 && options.k2 >= options.k1 && options.k2.is_multiple_of(options.k1),
             "TBPTT: need 0 < k1 ≤ k2 with k2 a multiple of k1, got k1 = {}, k2 = {}",
             options.k1,
             options.k2
