@@ -1,0 +1,491 @@
+//! Character-level language model on tinyshakespeare (or any UTF-8 file): an LSTM (or GRU /
+//! RNN) trained with truncated BPTT, reporting train and validation perplexity, plotting them
+//! to SVG, saving a checkpoint, and generating text with temperature and top-k.
+//!
+//!     cargo run --release --example char_lm
+//!     cargo run --release --example char_lm -- --generate --checkpoint runs/char_lm/char_lm.safetensors --prefix "ROMEO:"
+
+#[path = "common/plot.rs"]
+mod plot;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use recur::nn::checkpoint;
+use recur::nn::data::{read_text, sequential_batches, Vocab};
+use recur::nn::optim::{Adam, AdamOptions};
+use recur::nn::tbptt::{StreamModel, Tbptt, TbpttOptions};
+use recur::nn::{
+    AnyCell, CellKind, Embedding, Linear, Mode, ParamStore, Recurrent, RnnOptions, Session,
+};
+use recur::tape::{Reduction, Tape, Tensor, Var};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(about = "Train a character language model, or generate text from a checkpoint")]
+struct Args {
+    /// lstm, gru, rnn or rnn_relu.
+    #[arg(long, default_value = "lstm")]
+    cell: CellKind,
+    #[arg(long, default_value_t = 256)]
+    hidden: usize,
+    #[arg(long, default_value_t = 64)]
+    embed: usize,
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f64,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Unroll length: tokens per row between updates (k1 = k2).
+    #[arg(long, default_value_t = 64)]
+    num_steps: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 1.0)]
+    clip: f64,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Stop after this many optimizer steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Stop training after this many seconds.
+    #[arg(long, default_value_t = 200.0)]
+    time_budget: f64,
+    /// Evaluate validation perplexity (and save) every this many steps.
+    #[arg(long, default_value_t = 150)]
+    eval_every: usize,
+    /// Print the training loss every this many steps.
+    #[arg(long, default_value_t = 50)]
+    log_every: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Worker threads (default: the number of cores); results do not depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Where the checkpoint and the SVG go.
+    #[arg(long, default_value = "runs/char_lm")]
+    out: PathBuf,
+    /// Train on this UTF-8 text file instead of tinyshakespeare.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Only generate, from --checkpoint.
+    #[arg(long)]
+    generate: bool,
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    #[arg(long, default_value = "ROMEO:")]
+    prefix: String,
+    /// Characters to generate.
+    #[arg(long, default_value_t = 400)]
+    length: usize,
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f64,
+    /// Sample only among the k most likely characters (0 = all).
+    #[arg(long, default_value_t = 20)]
+    top_k: usize,
+}
+
+/// Embedding → recurrent stack → linear to the vocabulary.
+struct CharLm {
+    emb: Embedding,
+    rnn: Recurrent<AnyCell>,
+    out: Linear,
+}
+
+#[derive(Clone)]
+struct Config {
+    cell: CellKind,
+    vocab: usize,
+    embed: usize,
+    hidden: usize,
+    layers: usize,
+    dropout: f64,
+}
+
+impl CharLm {
+    fn new(store: &mut ParamStore<f32>, c: &Config, rng: &mut StdRng) -> Self {
+        let emb = Embedding::new(store, "embedding", c.vocab, c.embed, None, rng);
+        let options = RnnOptions::new(c.embed, c.hidden)
+            .num_layers(c.layers)
+            .dropout(c.dropout);
+        let rnn = Recurrent::of_kind(store, "rnn", c.cell, options, 0, rng);
+        let out = Linear::new(store, "decoder", c.hidden, c.vocab, true, rng);
+        CharLm { emb, rnn, out }
+    }
+}
+
+impl StreamModel<f32> for CharLm {
+    fn forward<'t>(
+        &self,
+        s: &Session<'t, '_, f32>,
+        inputs: &[usize],
+        batch: usize,
+        state: Option<&[Var<'t, f32>]>,
+    ) -> (Var<'t, f32>, Vec<Var<'t, f32>>) {
+        let steps = inputs.len() / batch;
+        let x = self
+            .emb
+            .forward(s, inputs)
+            .reshape(&[steps, batch, self.emb.embedding_dim]);
+        let out = self.rnn.forward(s, x, state, None);
+        let hidden = out.output.shape()[2];
+        let logits = self
+            .out
+            .forward(s, out.output.reshape(&[steps * batch, hidden]));
+        (logits, out.final_state.to_vec())
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = if args.generate {
+        generate_only(&args)
+    } else {
+        train(&args)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Mean cross-entropy per character over `stream`, reading it as `batch` sequential rows.
+fn evaluate(
+    model: &CharLm,
+    store: &ParamStore<f32>,
+    stream: &[usize],
+    batch: usize,
+    steps: usize,
+) -> f64 {
+    let (mut total, mut count) = (0.0, 0usize);
+    let mut state: Option<Vec<Tensor<f32>>> = None;
+    for chunk in sequential_batches(stream, batch, steps, 0) {
+        let tape = Tape::new();
+        let s = Session::new(&tape, store, Mode::Eval, 0);
+        tape.no_grad(|| {
+            let init: Option<Vec<Var<f32>>> = state
+                .as_ref()
+                .map(|st| st.iter().map(|t| tape.constant(t.clone())).collect());
+            let (logits, next) = model.forward(&s, &chunk.inputs, batch, init.as_deref());
+            total += logits
+                .cross_entropy(&chunk.targets, None, Reduction::Sum)
+                .item() as f64;
+            count += chunk.targets.len();
+            state = Some(next.iter().map(|v| v.to_tensor()).collect());
+        });
+    }
+    total / count.max(1) as f64
+}
+
+/// Samples `length` characters after `prefix` (batch 1, no graph).
+fn generate(
+    model: &CharLm,
+    store: &ParamStore<f32>,
+    vocab: &Vocab,
+    prefix: &str,
+    args: &Args,
+    rng: &mut StdRng,
+) -> String {
+    let mut state: Option<Vec<Tensor<f32>>> = None;
+    let mut text = prefix.to_string();
+    let mut inputs: Vec<usize> = vocab.encode(prefix.chars().map(|c| c.to_string()));
+    if inputs.is_empty() {
+        inputs.push(rng.gen_range(0..vocab.len()));
+    }
+    for _ in 0..args.length {
+        let tape = Tape::new();
+        let s = Session::new(&tape, store, Mode::Eval, 0);
+        let next = tape.no_grad(|| {
+            let init: Option<Vec<Var<f32>>> = state
+                .as_ref()
+                .map(|st| st.iter().map(|t| tape.constant(t.clone())).collect());
+            let (logits, st) = model.forward(&s, &inputs, 1, init.as_deref());
+            state = Some(st.iter().map(|v| v.to_tensor()).collect());
+            let values = logits.value();
+            let width = vocab.len();
+            sample(
+                &values.data()[values.numel() - width..],
+                args.temperature,
+                args.top_k,
+                rng,
+            )
+        });
+        text.push_str(vocab.token(next));
+        inputs = vec![next];
+    }
+    text
+}
+
+/// Samples from softmax(logits / temperature) restricted to the top k.
+fn sample(logits: &[f32], temperature: f64, top_k: usize, rng: &mut StdRng) -> usize {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    if top_k > 0 {
+        order.truncate(top_k);
+    }
+    let t = temperature.max(1e-6);
+    let max = logits[order[0]] as f64;
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&i| ((logits[i] as f64 - max) / t).exp())
+        .collect();
+    let mut r = rng.gen::<f64>() * weights.iter().sum::<f64>();
+    for (&i, w) in order.iter().zip(&weights) {
+        r -= w;
+        if r <= 0.0 {
+            return i;
+        }
+    }
+    order[order.len() - 1]
+}
+
+/// Prints above the progress bar, or plainly when there is no terminal to draw it on.
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+fn metadata(c: &Config, vocab: &Vocab) -> HashMap<String, String> {
+    let config = json!({"cell": c.cell.to_string(), "vocab": c.vocab, "embed": c.embed, "hidden": c.hidden,
+        "layers": c.layers, "dropout": c.dropout});
+    HashMap::from([
+        ("config".into(), config.to_string()),
+        ("vocab".into(), json!(vocab.tokens()).to_string()),
+    ])
+}
+
+fn load(path: &Path) -> Result<(CharLm, ParamStore<f32>, Vocab), String> {
+    let file = checkpoint::read(path).map_err(|e| e.to_string())?;
+    let bad = |what: &str| format!("{}: not a char_lm checkpoint ({what})", path.display());
+    let cfg: serde_json::Value = serde_json::from_str(
+        file.metadata
+            .get("config")
+            .ok_or_else(|| bad("no config"))?,
+    )
+    .map_err(|_| bad("config"))?;
+    let tokens: Vec<String> =
+        serde_json::from_str(file.metadata.get("vocab").ok_or_else(|| bad("no vocab"))?)
+            .map_err(|_| bad("vocab"))?;
+    let n = |k: &str| cfg[k].as_u64().map(|v| v as usize).ok_or_else(|| bad(k));
+    let c = Config {
+        cell: cfg["cell"].as_str().ok_or_else(|| bad("cell"))?.parse()?,
+        vocab: n("vocab")?,
+        embed: n("embed")?,
+        hidden: n("hidden")?,
+        layers: n("layers")?,
+        dropout: 0.0,
+    };
+    let vocab = Vocab::from_tokens(tokens);
+    if vocab.len() != c.vocab {
+        return Err(bad("vocabulary size differs from the config"));
+    }
+    let mut store = ParamStore::new();
+    let model = CharLm::new(&mut store, &c, &mut StdRng::seed_from_u64(0));
+    checkpoint::load(path, &mut store, None).map_err(|e| e.to_string())?;
+    Ok((model, store, vocab))
+}
+
+fn generate_only(args: &Args) -> Result<(), String> {
+    let path = args
+        .checkpoint
+        .as_ref()
+        .ok_or("--generate needs --checkpoint PATH")?;
+    let (model, store, vocab) = load(path)?;
+    println!(
+        "{}",
+        generate(
+            &model,
+            &store,
+            &vocab,
+            &args.prefix,
+            args,
+            &mut StdRng::seed_from_u64(args.seed)
+        )
+    );
+    Ok(())
+}
+
+fn train(args: &Args) -> Result<(), String> {
+    let started = Instant::now();
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let path = args.data.clone().unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tinyshakespeare/input.txt")
+    });
+    let text = read_text(&path).map_err(|e| e.to_string())?;
+    let chars: Vec<String> = text.chars().map(|c| c.to_string()).collect();
+    let mut sorted = chars.clone();
+    sorted.sort();
+    sorted.dedup();
+    let vocab = Vocab::from_tokens(sorted);
+    let ids = vocab.encode(&chars);
+    let split = ids.len() * 9 / 10;
+    let (train_ids, valid_ids) = ids.split_at(split);
+    let config = Config {
+        cell: args.cell,
+        vocab: vocab.len(),
+        embed: args.embed,
+        hidden: args.hidden,
+        layers: args.layers,
+        dropout: args.dropout,
+    };
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut store = ParamStore::new();
+    let model = CharLm::new(&mut store, &config, &mut rng);
+    println!(
+        "data: {} ({} characters, {} distinct); train {} / valid {}",
+        path.display(),
+        ids.len(),
+        vocab.len(),
+        train_ids.len(),
+        valid_ids.len()
+    );
+    println!(
+        "model: {} {}×{}, embed {}, {} parameters; batch {} × {} steps, Adam {}, {} threads",
+        config.cell,
+        config.layers,
+        config.hidden,
+        config.embed,
+        store.num_elements(),
+        args.batch_size,
+        args.num_steps,
+        args.lr,
+        threads
+    );
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let ckpt = args.out.join("char_lm.safetensors");
+    let mut opt = Adam::new(AdamOptions::adam(args.lr));
+    let options = TbpttOptions {
+        k1: args.num_steps,
+        k2: args.num_steps,
+        clip: Some(args.clip),
+        shards: 2,
+        threads,
+        seed: args.seed,
+    };
+    let mut driver = Tbptt::new(options);
+    let (mut train_curve, mut valid_curve) = (Vec::new(), Vec::new());
+    let max_steps = args.steps.unwrap_or(usize::MAX);
+    let mut done = false;
+    for epoch in 1..=args.epochs {
+        let chunks = sequential_batches(
+            train_ids,
+            args.batch_size,
+            args.num_steps,
+            args.seed + epoch as u64,
+        );
+        driver.reset();
+        let bar = ProgressBar::new(chunks.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(epoch.to_string());
+        let (mut loss_sum, mut n) = (0.0, 0usize);
+        for chunk in &chunks {
+            let report = driver
+                .step(&model, &mut store, &mut opt, chunk)
+                .map_err(|e| {
+                    bar.abandon();
+                    format!("{e}; the last good checkpoint is {}", ckpt.display())
+                })?;
+            loss_sum += report.loss;
+            n += 1;
+            let step = report.step;
+            bar.inc(1);
+            bar.set_message(format!(
+                "loss {:.3}  {:.0} tokens/s  |g| {:.2}",
+                report.loss, report.tokens_per_s, report.grad_norm
+            ));
+            if step % args.log_every == 0 {
+                say(
+                    &bar,
+                    format!(
+                        "step {step}: loss {:.4}, perplexity {:.2}",
+                        report.loss, report.perplexity
+                    ),
+                );
+            }
+            if step % args.eval_every == 0 {
+                let valid =
+                    evaluate(&model, &store, valid_ids, args.batch_size, args.num_steps).exp();
+                train_curve.push((step as f64, (loss_sum / n as f64).exp()));
+                valid_curve.push((step as f64, valid));
+                say(
+                    &bar,
+                    format!(
+                        "step {step}: valid perplexity {valid:.2} ({:.0} s)",
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
+                checkpoint::save(&ckpt, &store, None, metadata(&config, &vocab))
+                    .map_err(|e| e.to_string())?;
+            }
+            if step >= max_steps || started.elapsed().as_secs_f64() > args.time_budget {
+                done = true;
+                break;
+            }
+        }
+        bar.finish_and_clear();
+        let train_ppl = (loss_sum / n.max(1) as f64).exp();
+        let valid_ppl = evaluate(&model, &store, valid_ids, args.batch_size, args.num_steps).exp();
+        println!(
+            "epoch {epoch}: train perplexity {train_ppl:.2}, valid perplexity {valid_ppl:.2} ({} steps, {:.0} s)",
+            driver.steps(),
+            started.elapsed().as_secs_f64()
+        );
+        train_curve.push((driver.steps() as f64, train_ppl));
+        valid_curve.push((driver.steps() as f64, valid_ppl));
+        checkpoint::save(&ckpt, &store, None, metadata(&config, &vocab))
+            .map_err(|e| e.to_string())?;
+        if done {
+            break;
+        }
+    }
+    let svg = args.out.join("char_lm_perplexity.svg");
+    plot::line_chart(
+        &svg,
+        "char_lm: perplexity per character",
+        "optimizer step",
+        "perplexity",
+        &[
+            plot::Series {
+                name: "train",
+                points: train_curve,
+            },
+            plot::Series {
+                name: "valid",
+                points: valid_curve,
+            },
+        ],
+    )?;
+    println!(
+        "wrote {} and {} ({:.0} s)",
+        ckpt.display(),
+        svg.display(),
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "\nsample (temperature {}, top-k {}):\n",
+        args.temperature, args.top_k
+    );
+    println!(
+        "{}",
+        generate(&model, &store, &vocab, &args.prefix, args, &mut rng)
+    );
+    Ok(())
+}
