@@ -160,7 +160,7 @@ fn main() {
         &mut rng,
     );
     let xs = Tensor::uniform(&[5, 2, 3], -1.0, 1.0, &mut rng);
-    let report = gradcheck_params(&store, &[xs.clone()], |s, v| {
+    let report = gradcheck_params(&store, std::slice::from_ref(&xs), |s, v| {
         layer.forward(s, v[0], None, Some(&[5, 3])).output
     });
     println!("2-layer bidirectional MGU with lengths [5, 3]: {report}");
