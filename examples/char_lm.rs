@@ -5,21 +5,22 @@
 //!     cargo run --release --example char_lm
 //!     cargo run --release --example char_lm -- --generate --checkpoint runs/char_lm/char_lm.safetensors --prefix "ROMEO:"
 
+#[path = "common/lm.rs"]
+mod lm;
 #[path = "common/plot.rs"]
 mod plot;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use lm::{evaluate, say, LmConfig, RnnLm};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recur::nn::checkpoint;
 use recur::nn::data::{read_text, sequential_batches, Vocab};
 use recur::nn::optim::{Adam, AdamOptions};
 use recur::nn::tbptt::{StreamModel, Tbptt, TbpttOptions};
-use recur::nn::{
-    AnyCell, CellKind, Embedding, Linear, Mode, ParamStore, Recurrent, RnnOptions, Session,
-};
-use recur::tape::{Reduction, Tape, Tensor, Var};
+use recur::nn::{CellKind, Mode, ParamStore, Session};
+use recur::tape::{Tape, Tensor, Var};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -91,57 +92,6 @@ struct Args {
     top_k: usize,
 }
 
-/// Embedding → recurrent stack → linear to the vocabulary.
-struct CharLm {
-    emb: Embedding,
-    rnn: Recurrent<AnyCell>,
-    out: Linear,
-}
-
-#[derive(Clone)]
-struct Config {
-    cell: CellKind,
-    vocab: usize,
-    embed: usize,
-    hidden: usize,
-    layers: usize,
-    dropout: f64,
-}
-
-impl CharLm {
-    fn new(store: &mut ParamStore<f32>, c: &Config, rng: &mut StdRng) -> Self {
-        let emb = Embedding::new(store, "embedding", c.vocab, c.embed, None, rng);
-        let options = RnnOptions::new(c.embed, c.hidden)
-            .num_layers(c.layers)
-            .dropout(c.dropout);
-        let rnn = Recurrent::of_kind(store, "rnn", c.cell, options, 0, rng);
-        let out = Linear::new(store, "decoder", c.hidden, c.vocab, true, rng);
-        CharLm { emb, rnn, out }
-    }
-}
-
-impl StreamModel<f32> for CharLm {
-    fn forward<'t>(
-        &self,
-        s: &Session<'t, '_, f32>,
-        inputs: &[usize],
-        batch: usize,
-        state: Option<&[Var<'t, f32>]>,
-    ) -> (Var<'t, f32>, Vec<Var<'t, f32>>) {
-        let steps = inputs.len() / batch;
-        let x = self
-            .emb
-            .forward(s, inputs)
-            .reshape(&[steps, batch, self.emb.embedding_dim]);
-        let out = self.rnn.forward(s, x, state, None);
-        let hidden = out.output.shape()[2];
-        let logits = self
-            .out
-            .forward(s, out.output.reshape(&[steps * batch, hidden]));
-        (logits, out.final_state.to_vec())
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = if args.generate {
@@ -158,37 +108,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Mean cross-entropy per character over `stream`, reading it as `batch` sequential rows.
-fn evaluate(
-    model: &CharLm,
-    store: &ParamStore<f32>,
-    stream: &[usize],
-    batch: usize,
-    steps: usize,
-) -> f64 {
-    let (mut total, mut count) = (0.0, 0usize);
-    let mut state: Option<Vec<Tensor<f32>>> = None;
-    for chunk in sequential_batches(stream, batch, steps, 0) {
-        let tape = Tape::new();
-        let s = Session::new(&tape, store, Mode::Eval, 0);
-        tape.no_grad(|| {
-            let init: Option<Vec<Var<f32>>> = state
-                .as_ref()
-                .map(|st| st.iter().map(|t| tape.constant(t.clone())).collect());
-            let (logits, next) = model.forward(&s, &chunk.inputs, batch, init.as_deref());
-            total += logits
-                .cross_entropy(&chunk.targets, None, Reduction::Sum)
-                .item() as f64;
-            count += chunk.targets.len();
-            state = Some(next.iter().map(|v| v.to_tensor()).collect());
-        });
-    }
-    total / count.max(1) as f64
-}
-
 /// Samples `length` characters after `prefix` (batch 1, no graph).
 fn generate(
-    model: &CharLm,
+    model: &RnnLm,
     store: &ParamStore<f32>,
     vocab: &Vocab,
     prefix: &str,
@@ -248,16 +170,7 @@ fn sample(logits: &[f32], temperature: f64, top_k: usize, rng: &mut StdRng) -> u
     order[order.len() - 1]
 }
 
-/// Prints above the progress bar, or plainly when there is no terminal to draw it on.
-fn say(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() {
-        println!("{line}");
-    } else {
-        bar.println(line);
-    }
-}
-
-fn metadata(c: &Config, vocab: &Vocab) -> HashMap<String, String> {
+fn metadata(c: &LmConfig, vocab: &Vocab) -> HashMap<String, String> {
     let config = json!({"cell": c.cell.to_string(), "vocab": c.vocab, "embed": c.embed, "hidden": c.hidden,
         "layers": c.layers, "dropout": c.dropout});
     HashMap::from([
@@ -266,7 +179,7 @@ fn metadata(c: &Config, vocab: &Vocab) -> HashMap<String, String> {
     ])
 }
 
-fn load(path: &Path) -> Result<(CharLm, ParamStore<f32>, Vocab), String> {
+fn load(path: &Path) -> Result<(RnnLm, ParamStore<f32>, Vocab), String> {
     let file = checkpoint::read(path).map_err(|e| e.to_string())?;
     let bad = |what: &str| format!("{}: not a char_lm checkpoint ({what})", path.display());
     let cfg: serde_json::Value = serde_json::from_str(
@@ -279,7 +192,7 @@ fn load(path: &Path) -> Result<(CharLm, ParamStore<f32>, Vocab), String> {
         serde_json::from_str(file.metadata.get("vocab").ok_or_else(|| bad("no vocab"))?)
             .map_err(|_| bad("vocab"))?;
     let n = |k: &str| cfg[k].as_u64().map(|v| v as usize).ok_or_else(|| bad(k));
-    let c = Config {
+    let c = LmConfig {
         cell: cfg["cell"].as_str().ok_or_else(|| bad("cell"))?.parse()?,
         vocab: n("vocab")?,
         embed: n("embed")?,
@@ -292,7 +205,7 @@ fn load(path: &Path) -> Result<(CharLm, ParamStore<f32>, Vocab), String> {
         return Err(bad("vocabulary size differs from the config"));
     }
     let mut store = ParamStore::new();
-    let model = CharLm::new(&mut store, &c, &mut StdRng::seed_from_u64(0));
+    let model = RnnLm::new(&mut store, &c, &mut StdRng::seed_from_u64(0));
     checkpoint::load(path, &mut store, None).map_err(|e| e.to_string())?;
     Ok((model, store, vocab))
 }
@@ -334,7 +247,7 @@ fn train(args: &Args) -> Result<(), String> {
     let ids = vocab.encode(&chars);
     let split = ids.len() * 9 / 10;
     let (train_ids, valid_ids) = ids.split_at(split);
-    let config = Config {
+    let config = LmConfig {
         cell: args.cell,
         vocab: vocab.len(),
         embed: args.embed,
@@ -344,7 +257,7 @@ fn train(args: &Args) -> Result<(), String> {
     };
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut store = ParamStore::new();
-    let model = CharLm::new(&mut store, &config, &mut rng);
+    let model = RnnLm::new(&mut store, &config, &mut rng);
     println!(
         "data: {} ({} characters, {} distinct); train {} / valid {}",
         path.display(),
