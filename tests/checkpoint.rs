@@ -196,7 +196,33 @@ fn saving_replaces_the_old_file_atomically() {
     let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".atomic.safetensors.tmp-")
+        })
         .collect();
     assert!(leftovers.is_empty(), "temp files left behind");
+}
+
+#[test]
+fn concurrent_saves_to_one_path_do_not_collide() {
+    let path = tmp("concurrent.safetensors");
+    let stores: Vec<ParamStore<f32>> = (0..4).map(|k| tiny_lm(20 + k)).collect();
+    std::thread::scope(|s| {
+        for store in &stores {
+            let path = &path;
+            s.spawn(move || {
+                for _ in 0..20 {
+                    checkpoint::save(path, store, None, HashMap::new()).unwrap();
+                }
+            });
+        }
+    });
+    // Whichever write came last, the file is one of the complete checkpoints.
+    let mut loaded = tiny_lm::<f32>(30);
+    checkpoint::load(&path, &mut loaded, None).unwrap();
+    assert!(stores
+        .iter()
+        .any(|s| s.iter().zip(loaded.iter()).all(|(a, b)| a.1 == b.1)));
 }

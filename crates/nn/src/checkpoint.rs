@@ -192,6 +192,17 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<TensorFile, CheckpointError> {
     for (name, view) in views {
         let shape = view.shape().to_vec();
         let data = view.data();
+        let width = match view.dtype() {
+            Dtype::F32 => 4,
+            _ => 8,
+        };
+        let elements = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if elements.and_then(|n| n.checked_mul(width)) != Some(data.len()) {
+            return Err(malformed(format!(
+                "tensor {name:?}: shape {shape:?} does not match its {} bytes",
+                data.len()
+            )));
+        }
         let stored = match view.dtype() {
             Dtype::F32 => StoredTensor::F32(Tensor::from_vec(
                 data.chunks_exact(4)
@@ -278,7 +289,10 @@ pub fn write<T: Element>(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    // Unique per write, so concurrent saves (threads or processes) never share a temp file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{file_name}.tmp-{}-{n}", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(&bytes)?;
