@@ -399,15 +399,15 @@ fn train(args: &Args) -> Result<(), String> {
                 loss_sum += l;
                 grads.accumulate(g);
             }
-            if !loss_sum.is_finite() {
+            grads.scale(1.0 / tokens as f32);
+            let norm = grads.clip_global_norm(args.clip as f32);
+            if !loss_sum.is_finite() || !norm.is_finite() {
                 bar.finish_and_clear();
                 return Err(format!(
-                    "loss became {loss_sum} at step {step}; stopped (last checkpoint: {})",
+                    "training stopped at step {step}: loss {loss_sum} / gradient norm {norm} is not finite (last good checkpoint: {})",
                     ckpt.display()
                 ));
             }
-            grads.scale(1.0 / tokens as f32);
-            grads.clip_global_norm(args.clip as f32);
             opt.step(&mut store, &grads);
             step += 1;
             epoch_loss += loss_sum;
