@@ -288,6 +288,7 @@ fn train(args: &Args) -> Result<(), String> {
         shards: 2,
         threads,
         seed: args.seed,
+        checkpoint: false,
     };
     let mut driver = Tbptt::new(options);
     let (mut train_curve, mut valid_curve) = (Vec::new(), Vec::new());

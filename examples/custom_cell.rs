@@ -22,6 +22,7 @@ use std::path::Path;
 // ---- the cell: everything a new architecture needs ----------------------------------------
 
 /// MGU: f = σ(W_f·[x, h] + b_f), h̃ = tanh(W_h·[x, f·h] + b_h), h' = (1 − f)·h + f·h̃.
+#[derive(Clone)]
 struct Mgu {
     w_f: ParamId,
     b_f: ParamId,
@@ -212,6 +213,7 @@ fn main() {
         shards: 2,
         threads,
         seed: args.seed,
+        checkpoint: false,
     });
     let mut opt = Adam::new(AdamOptions::adam(2e-3));
     let mut last = None;

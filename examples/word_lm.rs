@@ -125,6 +125,7 @@ fn run(args: &Args, dir: PathBuf) -> Result<(), String> {
         shards: 2,
         threads,
         seed: args.seed,
+        checkpoint: false,
     };
     let mut driver = Tbptt::new(options);
     println!("model: 2×200 LSTM, {} parameters; SGD lr 1 (halved after epoch 4), clip 5, {threads} threads", store.num_elements());

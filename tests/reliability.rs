@@ -99,7 +99,7 @@ impl StreamModel<f32> for SmallLm {
 }
 
 /// Trains a small GRU language model for 30 updates; returns the losses and the weights.
-fn train(threads: usize, seed: u64) -> (Vec<u64>, Vec<Vec<u32>>) {
+fn train(threads: usize, seed: u64, checkpoint: bool) -> (Vec<u64>, Vec<Vec<u32>>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut store = ParamStore::new();
     let model = SmallLm {
@@ -120,6 +120,7 @@ fn train(threads: usize, seed: u64) -> (Vec<u64>, Vec<Vec<u32>>) {
         shards: 2,
         threads,
         seed,
+        checkpoint,
     });
     let mut opt = Adam::new(AdamOptions::adam(0.01));
     let losses = sequential_batches(&stream, 12, 10, seed)
@@ -142,8 +143,13 @@ fn train(threads: usize, seed: u64) -> (Vec<u64>, Vec<Vec<u32>>) {
 
 #[test]
 fn training_is_bit_identical_across_runs_and_thread_counts() {
-    let one = train(1, 7);
-    assert_eq!(one, train(1, 7), "two runs with one thread differ");
-    assert_eq!(one, train(2, 7), "one and two threads differ");
-    assert_ne!(one.0, train(1, 8).0, "the seed must matter");
+    let one = train(1, 7, false);
+    assert_eq!(one, train(1, 7, false), "two runs with one thread differ");
+    assert_eq!(one, train(2, 7, false), "one and two threads differ");
+    assert_eq!(
+        one,
+        train(2, 7, true),
+        "checkpointing through time changed the training"
+    );
+    assert_ne!(one.0, train(1, 8, false).0, "the seed must matter");
 }

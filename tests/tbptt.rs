@@ -112,6 +112,7 @@ fn options(k1: usize, k2: usize, threads: usize) -> TbpttOptions {
         shards: 1,
         threads,
         seed: 0,
+        checkpoint: false,
     }
 }
 

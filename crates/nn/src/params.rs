@@ -77,6 +77,20 @@ impl<T: Element> ParamStore<T> {
         self.names.iter().map(String::as_str).zip(&self.values)
     }
 
+    /// A store holding `values` at their ids (and empty placeholders elsewhere), for
+    /// recomputing part of a model from parameter values alone.
+    pub(crate) fn at_ids(len: usize, values: Vec<(ParamId, Tensor<T>)>) -> Self {
+        let mut slots: Vec<Option<Tensor<T>>> = vec![None; len];
+        for (id, v) in values {
+            slots[id.0] = Some(v);
+        }
+        let mut store = ParamStore::new();
+        for (i, v) in slots.into_iter().enumerate() {
+            store.add(format!("p{i}"), v.unwrap_or_else(|| Tensor::zeros(&[0])));
+        }
+        store
+    }
+
     /// Total number of scalar parameters.
     pub fn num_elements(&self) -> usize {
         self.values.iter().map(Tensor::numel).sum()

@@ -23,6 +23,7 @@ pub struct Session<'t, 's, T: Element> {
     bound: RefCell<Vec<Option<Var<'t, T>>>>,
     mode: Mode,
     rng: RefCell<StdRng>,
+    checkpoint_through_time: std::cell::Cell<bool>,
 }
 
 impl<'t, 's, T: Element> Session<'t, 's, T> {
@@ -34,6 +35,7 @@ impl<'t, 's, T: Element> Session<'t, 's, T> {
             bound: RefCell::new(vec![None; store.len()]),
             mode,
             rng: RefCell::new(StdRng::seed_from_u64(seed)),
+            checkpoint_through_time: std::cell::Cell::new(false),
         }
     }
 
@@ -51,6 +53,16 @@ impl<'t, 's, T: Element> Session<'t, 's, T> {
 
     pub fn is_training(&self) -> bool {
         self.mode == Mode::Train
+    }
+
+    /// Asks every sequence layer run in this session to checkpoint through time (as if its
+    /// `RnnOptions::checkpoint` were set): O(√T) activation memory, identical gradients.
+    pub fn set_checkpoint_through_time(&self, on: bool) {
+        self.checkpoint_through_time.set(on);
+    }
+
+    pub fn checkpoint_through_time(&self) -> bool {
+        self.checkpoint_through_time.get()
     }
 
     /// The parameter as a variable on this session's tape.
@@ -78,6 +90,17 @@ impl<'t, 's, T: Element> Session<'t, 's, T> {
             value.as_slice()
         );
         self.bound.borrow_mut()[id.index()] = Some(var);
+    }
+
+    /// The parameters bound so far (those the pass has used), in id order.
+    pub fn bound_params(&self) -> Vec<ParamId> {
+        self.bound
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_some())
+            .map(|(i, _)| ParamId(i))
+            .collect()
     }
 
     /// A constant on this session's tape.

@@ -38,6 +38,8 @@ pub struct TbpttOptions {
     pub shards: usize,
     pub threads: usize,
     pub seed: u64,
+    /// Checkpoint through time in every sequence layer (O(√k2) memory, same gradients).
+    pub checkpoint: bool,
 }
 
 /// What one update did.

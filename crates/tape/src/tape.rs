@@ -160,22 +160,47 @@ impl<T: Element> Tape<T> {
     /// One loop from `loss` down to the first node: each op adds its inputs' gradients in
     /// place. Gradients of intermediate values are freed as soon as they have been used.
     pub fn backward(&self, loss: Var<'_, T>) -> Gradients<T> {
-        let nodes = self.nodes.borrow();
-        let root = &nodes[loss.id];
+        let shape = loss.shape();
         assert_eq!(
-            root.value.numel(),
+            shape.iter().product::<usize>(),
             1,
             "backward: the loss must be a single value, got shape {:?}",
-            root.value.shape()
+            shape.as_slice()
         );
         assert!(
-            root.requires_grad,
+            loss.requires_grad(),
             "backward: the loss does not depend on any variable that requires a gradient"
         );
-        let mut grads: Vec<Option<Tensor<T>>> = Vec::with_capacity(loss.id + 1);
-        grads.resize_with(loss.id + 1, || None);
-        grads[loss.id] = Some(Tensor::ones(root.value.shape()));
-        for i in (0..=loss.id).rev() {
+        self.backward_seeded(vec![(loss, Tensor::ones(&shape))])
+    }
+
+    /// Vector-Jacobian products: backward from several variables at once, each starting with
+    /// the given gradient (a cotangent of its shape). Seeds of leaves or of values that need
+    /// no gradient are kept as they are; a variable seeded twice gets the sum.
+    pub fn backward_seeded(&self, seeds: Vec<(Var<'_, T>, Tensor<T>)>) -> Gradients<T> {
+        let nodes = self.nodes.borrow();
+        let top = seeds.iter().map(|(v, _)| v.id).max().map_or(0, |m| m + 1);
+        let mut grads: Vec<Option<Tensor<T>>> = Vec::with_capacity(top);
+        grads.resize_with(top, || None);
+        for (v, g) in seeds {
+            let node = &nodes[v.id];
+            assert_eq!(
+                g.shape(),
+                node.value.shape(),
+                "backward_seeded: seed of shape {:?} for a value of shape {:?}",
+                g.shape(),
+                node.value.shape()
+            );
+            match &mut grads[v.id] {
+                Some(acc) => acc
+                    .data_mut()
+                    .iter_mut()
+                    .zip(g.data())
+                    .for_each(|(a, &b)| *a += b),
+                slot => *slot = Some(g),
+            }
+        }
+        for i in (0..top).rev() {
             let node = &nodes[i];
             let Some(op) = &node.op else { continue };
             let Some(grad_output) = grads[i].take() else {

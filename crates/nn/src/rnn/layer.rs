@@ -3,13 +3,15 @@
 //! `Rnn`, `Lstm` and `Gru` are this layer over the built-in cells.
 
 use super::cell::{Cell, State};
+use super::checkpoint::checkpointed;
 use super::gates::CellSpec;
+use super::steps::run_steps;
 use super::{GruCell, LstmCell, Nonlinearity, RnnCell};
 use crate::dropout::Dropout;
 use crate::params::ParamStore;
 use crate::session::Session;
 use rand::Rng;
-use recur_tape::{concat, stack, Element, Tensor, Var};
+use recur_tape::{concat, stack, Element, Var};
 
 /// The options every recurrent layer shares, with PyTorch's defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +24,9 @@ pub struct RnnOptions {
     /// Dropout on the outputs of every layer but the last, in training mode.
     pub dropout: f64,
     pub bidirectional: bool,
+    /// Checkpointing through time: keep states only every ~√T steps and recompute each
+    /// segment in backward (O(√T) activation memory instead of O(T), same gradients).
+    pub checkpoint: bool,
 }
 
 impl RnnOptions {
@@ -34,6 +39,7 @@ impl RnnOptions {
             batch_first: false,
             dropout: 0.0,
             bidirectional: false,
+            checkpoint: false,
         }
     }
     pub fn num_layers(mut self, n: usize) -> Self {
@@ -54,6 +60,10 @@ impl RnnOptions {
     }
     pub fn bidirectional(mut self, bidirectional: bool) -> Self {
         self.bidirectional = bidirectional;
+        self
+    }
+    pub fn checkpoint(mut self, checkpoint: bool) -> Self {
+        self.checkpoint = checkpoint;
         self
     }
     fn directions(&self) -> usize {
@@ -228,15 +238,6 @@ impl Recurrent<GruCell> {
     }
 }
 
-/// 1 where step `t` is inside row b's sequence, as a `[batch, width]` mask.
-fn active_mask<T: Element>(lengths: &[usize], t: usize, width: usize) -> Tensor<T> {
-    let data = lengths
-        .iter()
-        .flat_map(|&len| std::iter::repeat_n(if t < len { T::one() } else { T::zero() }, width))
-        .collect();
-    Tensor::from_vec(data, &[lengths.len(), width])
-}
-
 impl<C> Recurrent<C> {
     /// Runs the whole sequence. `x` is `[T, B, input]` (`[B, T, input]` if batch-first);
     /// `initial` holds one `[num_layers·D, B, width]` variable per state part (zeros if
@@ -251,7 +252,7 @@ impl<C> Recurrent<C> {
         lengths: Option<&[usize]>,
     ) -> RecurrentOutput<'t, T>
     where
-        C: Cell<T>,
+        C: Cell<T> + Clone + 'static,
     {
         let name = self.name;
         let shape = x.shape();
@@ -296,56 +297,80 @@ impl<C> Recurrent<C> {
                 );
             }
         }
+        let (output, finals) = if self.options.checkpoint || s.checkpoint_through_time() {
+            self.layers_checkpointed(s, x, initial, lengths, batch)
+        } else {
+            self.layers_plain(s, x, initial, lengths, batch)
+        };
+        let output = if self.options.batch_first {
+            output.transpose(0, 1)
+        } else {
+            output
+        };
+        let final_state = (0..sizes.len())
+            .map(|p| stack(&finals.iter().map(|st| st[p]).collect::<Vec<_>>(), 0))
+            .collect();
+        RecurrentOutput {
+            output,
+            final_state,
+        }
+    }
+
+    /// The initial state of `unit`: its slice of `initial`, or zeros.
+    fn initial_state<'t, T: Element>(
+        &self,
+        s: &Session<'t, '_, T>,
+        initial: Option<&[Var<'t, T>]>,
+        unit: usize,
+        batch: usize,
+    ) -> State<'t, T>
+    where
+        C: Cell<T>,
+    {
+        let cell = &self.cells[unit];
+        match initial {
+            Some(init) => init
+                .iter()
+                .zip(cell.state_sizes())
+                .map(|(v, w)| v.slice(0, unit..unit + 1).reshape(&[batch, w]))
+                .collect(),
+            None => cell.zero_state(s, batch),
+        }
+    }
+
+    /// Every layer as a loop over steps on the tape: output `[T, B, D·H]` and final states.
+    fn layers_plain<'t, T: Element>(
+        &self,
+        s: &Session<'t, '_, T>,
+        x: Var<'t, T>,
+        initial: Option<&[Var<'t, T>]>,
+        lengths: Option<&[usize]>,
+        batch: usize,
+    ) -> (Var<'t, T>, Vec<State<'t, T>>)
+    where
+        C: Cell<T>,
+    {
+        let steps = x.shape()[0];
         let dropout = Dropout::new(self.options.dropout);
         let mut inputs: Vec<Var<'t, T>> = (0..steps)
-            .map(|t| x.slice(0, t..t + 1).reshape(&[batch, input_size]))
+            .map(|t| x.slice(0, t..t + 1).reshape(&[batch, x.shape()[2]]))
             .collect();
-        let mut finals: Vec<State<'t, T>> = Vec::with_capacity(units);
+        let mut finals = Vec::with_capacity(self.cells.len());
         let dirs = self.directions();
         for layer in 0..self.options.num_layers {
             let mut per_dir: Vec<Vec<Var<'t, T>>> = Vec::with_capacity(dirs);
             for d in 0..dirs {
                 let unit = layer * dirs + d;
-                let cell = &self.cells[unit];
-                let mut state: State<'t, T> = match initial {
-                    Some(init) => init
-                        .iter()
-                        .zip(cell.state_sizes())
-                        .map(|(v, w)| v.slice(0, unit..unit + 1).reshape(&[batch, w]))
-                        .collect(),
-                    None => cell.zero_state(s, batch),
-                };
-                let mut outs: Vec<Option<Var<'t, T>>> = vec![None; steps];
+                let state = self.initial_state(s, initial, unit, batch);
                 let order: Box<dyn Iterator<Item = usize>> = if d == 1 {
                     Box::new((0..steps).rev())
                 } else {
                     Box::new(0..steps)
                 };
-                for t in order {
-                    let next = cell.step(s, inputs[t], &state);
-                    match lengths {
-                        Some(lengths) if lengths.iter().any(|&l| t >= l) => {
-                            state = next
-                                .iter()
-                                .zip(&state)
-                                .map(|(&new, &old)| {
-                                    new.where_mask(&active_mask(lengths, t, new.shape()[1]), old)
-                                })
-                                .collect();
-                            outs[t] =
-                                Some(next[0].mask(&active_mask(lengths, t, next[0].shape()[1])));
-                        }
-                        _ => {
-                            outs[t] = Some(next[0]);
-                            state = next;
-                        }
-                    }
-                }
-                per_dir.push(
-                    outs.into_iter()
-                        .map(|o| o.expect("every step ran"))
-                        .collect(),
-                );
+                let (mut outs, state) =
+                    run_steps(&self.cells[unit], s, |t| inputs[t], state, lengths, order);
+                outs.sort_by_key(|&(t, _)| t);
+                per_dir.push(outs.into_iter().map(|(_, v)| v).collect());
                 finals.push(state);
             }
             inputs = (0..steps)
@@ -361,18 +386,45 @@ impl<C> Recurrent<C> {
                 inputs = inputs.into_iter().map(|v| dropout.forward(s, v)).collect();
             }
         }
-        let output = stack(&inputs, 0);
-        let output = if self.options.batch_first {
-            output.transpose(0, 1)
-        } else {
-            output
-        };
-        let final_state = (0..sizes.len())
-            .map(|p| stack(&finals.iter().map(|st| st[p]).collect::<Vec<_>>(), 0))
-            .collect();
-        RecurrentOutput {
-            output,
-            final_state,
+        (stack(&inputs, 0), finals)
+    }
+
+    /// Every layer and direction as one checkpointed op over whole `[T, B, F]` sequences:
+    /// the same values and gradients as `layers_plain`, with O(√T) activation memory.
+    fn layers_checkpointed<'t, T: Element>(
+        &self,
+        s: &Session<'t, '_, T>,
+        x: Var<'t, T>,
+        initial: Option<&[Var<'t, T>]>,
+        lengths: Option<&[usize]>,
+        batch: usize,
+    ) -> (Var<'t, T>, Vec<State<'t, T>>)
+    where
+        C: Cell<T> + Clone + 'static,
+    {
+        let dropout = Dropout::new(self.options.dropout);
+        let mut input = x;
+        let mut finals = Vec::with_capacity(self.cells.len());
+        let dirs = self.directions();
+        for layer in 0..self.options.num_layers {
+            let mut per_dir = Vec::with_capacity(dirs);
+            for d in 0..dirs {
+                let unit = layer * dirs + d;
+                let state = self.initial_state(s, initial, unit, batch);
+                let (output, state) =
+                    checkpointed(&self.cells[unit], s, input, state, lengths, d == 1);
+                per_dir.push(output);
+                finals.push(state);
+            }
+            input = if dirs == 1 {
+                per_dir[0]
+            } else {
+                concat(&per_dir, 2)
+            };
+            if layer + 1 < self.options.num_layers {
+                input = dropout.forward(s, input);
+            }
         }
+        (input, finals)
     }
 }

@@ -4,11 +4,13 @@
 
 mod any_cell;
 mod cell;
+mod checkpoint;
 mod gates;
 mod gru_cell;
 mod layer;
 mod lstm_cell;
 mod rnn_cell;
+mod steps;
 
 pub use any_cell::{AnyCell, CellKind};
 pub use cell::{Cell, State};

@@ -5,6 +5,7 @@
 use super::*;
 use crate::check::gradcheck_params;
 use crate::params::{join_name, ParamId, ParamStore};
+use crate::rnn::{AnyCell, CellKind};
 use crate::session::{Mode, Session};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -103,6 +104,7 @@ fn standalone_cells_use_pytorch_names_and_shapes() {
 
 /// A user's cell: the minimal gated unit (MGU, Zhou et al. 2016), written from tape ops.
 /// f = σ(W_f·[x, h]), h̃ = tanh(W_h·[x, f·h]), h' = (1 − f)·h + f·h̃.
+#[derive(Clone)]
 struct Mgu {
     w_f: ParamId,
     w_h: ParamId,
@@ -212,7 +214,7 @@ fn user_cell_gets_stacking_bidirectional_and_lengths() {
 }
 
 /// Row `b` of a batch run with lengths equals the same sequence run alone, unpadded.
-fn padding_does_not_change_results<C: Cell<f64>>(
+fn padding_does_not_change_results<C: Cell<f64> + Clone + 'static>(
     layer: &Recurrent<C>,
     store: &ParamStore<f64>,
     out_width: usize,
@@ -313,4 +315,145 @@ fn wrong_input_width_names_layer_and_shapes() {
     let tape = Tape::new();
     let s = Session::new(&tape, &store, Mode::Eval, 0);
     lstm.forward(&s, tape.constant(Tensor::zeros(&[5, 2, 7])), None, None);
+}
+
+/// Outputs, final states and every gradient (input, initial state, parameters) as bits.
+fn run_bits<C: Cell<f64> + Clone + 'static>(
+    layer: &Recurrent<C>,
+    store: &ParamStore<f64>,
+    x: &Tensor<f64>,
+    lengths: Option<&[usize]>,
+    with_initial: bool,
+) -> Vec<Vec<u64>> {
+    let tape = Tape::new();
+    let s = Session::new(&tape, store, Mode::Eval, 0);
+    let xv = tape.var(x.clone());
+    let steps_batch = (x.shape()[0], x.shape()[1]);
+    let units = layer.cells.len();
+    let init: Vec<Var<f64>> = if with_initial {
+        Cell::<f64>::state_sizes(&layer.cells[0])
+            .iter()
+            .enumerate()
+            .map(|(p, &w)| tape.var(rand_tensor(&[units, steps_batch.1, w], 50 + p as u64)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let out = layer.forward(&s, xv, with_initial.then_some(init.as_slice()), lengths);
+    let weights = rand_tensor(&out.output.shape(), 99);
+    let mut loss = (out.output * tape.constant(weights)).sum();
+    for (p, part) in out.final_state.iter().enumerate() {
+        loss = loss + (*part * tape.constant(rand_tensor(&part.shape(), 70 + p as u64))).sum();
+    }
+    let grads = tape.backward(loss);
+    let bits = |t: &Tensor<f64>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+    let mut all = vec![bits(&out.output.to_tensor()), bits(&grads.wrt(xv))];
+    all.extend(out.final_state.iter().map(|v| bits(&v.to_tensor())));
+    all.extend(init.iter().map(|&v| bits(&grads.wrt(v))));
+    all.extend(store.ids().map(|id| bits(&grads.wrt(s.param(id)))));
+    all
+}
+
+#[test]
+fn checkpointing_through_time_gives_bit_identical_results() {
+    let cases: Vec<(&str, RnnOptions, Option<Vec<usize>>, bool)> = vec![
+        ("lstm", RnnOptions::new(3, 5), None, false),
+        (
+            "gru 2-layer bidirectional lengths",
+            RnnOptions::new(3, 4).num_layers(2).bidirectional(true),
+            Some(vec![17, 5, 11]),
+            true,
+        ),
+        (
+            "lstm proj bidirectional lengths",
+            RnnOptions::new(3, 6).bidirectional(true),
+            Some(vec![9, 17, 1]),
+            true,
+        ),
+        (
+            "rnn relu 3-layer",
+            RnnOptions::new(2, 3).num_layers(3),
+            None,
+            true,
+        ),
+    ];
+    let x = rand_tensor(&[17, 3, 3], 5);
+    for (name, options, lengths, init) in cases {
+        let mut store = ParamStore::new();
+        let plain: Recurrent<AnyCell> = match name {
+            n if n.starts_with("gru") => Recurrent::of_kind(
+                &mut store,
+                "",
+                CellKind::Gru,
+                options.clone(),
+                0,
+                &mut rng(),
+            ),
+            n if n.starts_with("lstm proj") => Recurrent::of_kind(
+                &mut store,
+                "",
+                CellKind::Lstm,
+                options.clone(),
+                2,
+                &mut rng(),
+            ),
+            n if n.starts_with("lstm") => Recurrent::of_kind(
+                &mut store,
+                "",
+                CellKind::Lstm,
+                options.clone(),
+                0,
+                &mut rng(),
+            ),
+            _ => Recurrent::of_kind(
+                &mut store,
+                "",
+                CellKind::Rnn(Nonlinearity::Relu),
+                options.clone(),
+                0,
+                &mut rng(),
+            ),
+        };
+        let mut checkpointed = plain.clone();
+        checkpointed.options.checkpoint = true;
+        let xs = x.slice_first(options.input_size);
+        let a = run_bits(&plain, &store, &xs, lengths.as_deref(), init);
+        let b = run_bits(&checkpointed, &store, &xs, lengths.as_deref(), init);
+        assert_eq!(a.len(), b.len());
+        for (i, (p, c)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                p == c,
+                "{name}: tensor {i} differs between the plain and the checkpointed path"
+            );
+        }
+    }
+    // A user's cell too.
+    let mut store = ParamStore::new();
+    let mgu = mgu_layer(
+        &mut store,
+        RnnOptions::new(3, 4).num_layers(2).bidirectional(true),
+    );
+    let mut ck = mgu.clone();
+    ck.options.checkpoint = true;
+    assert_eq!(
+        run_bits(&mgu, &store, &x, Some(&[17, 4, 9]), true),
+        run_bits(&ck, &store, &x, Some(&[17, 4, 9]), true)
+    );
+}
+
+trait SliceFirst {
+    fn slice_first(&self, width: usize) -> Tensor<f64>;
+}
+
+impl SliceFirst for Tensor<f64> {
+    /// The first `width` features of a `[T, B, F]` tensor.
+    fn slice_first(&self, width: usize) -> Tensor<f64> {
+        let (t, b, f) = (self.shape()[0], self.shape()[1], self.shape()[2]);
+        let data = self
+            .data()
+            .chunks(f)
+            .flat_map(|row| row[..width].to_vec())
+            .collect();
+        Tensor::from_vec(data, &[t, b, width])
+    }
 }

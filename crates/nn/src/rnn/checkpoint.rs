@@ -1,0 +1,322 @@
+//! Checkpointing through time: one direction of one layer as a single op that keeps the state
+//! only at segment boundaries (~√T of them) and recomputes each segment during backward.
+//!
+//! The gradients are bit-for-bit those of the plain path. The recomputation records the same
+//! ops (`run_steps`), and every scratch tape continues the outer tape's accumulators in the
+//! order the plain tape would have used: leaves start from the outer gradient slots (and write
+//! back into them), and a segment's start state starts from the cotangent the plain tape
+//! would already have added (the boundary step's output).
+
+use super::cell::{Cell, State};
+use super::steps::{masked, run_steps};
+use crate::params::{ParamId, ParamStore};
+use crate::session::{Mode, Session};
+use recur_tape::{BackwardCtx, Element, Op, Tape, Tensor, Var};
+use smallvec::SmallVec;
+
+/// Runs `cell` over every step of `x` `[T, B, input]` from `state` as one checkpointed op.
+/// Returns the outputs `[T, B, H]` and the final state, like the plain loop.
+pub(crate) fn checkpointed<'t, T, C>(
+    cell: &C,
+    s: &Session<'t, '_, T>,
+    x: Var<'t, T>,
+    state: State<'t, T>,
+    lengths: Option<&[usize]>,
+    reverse: bool,
+) -> (Var<'t, T>, State<'t, T>)
+where
+    T: Element,
+    C: Cell<T> + Clone + 'static,
+{
+    let shape = x.shape();
+    let (steps, batch, input_width) = (shape[0], shape[1], shape[2]);
+    let widths = cell.state_sizes();
+    // Which parameters the cell reads: one probe step on a scratch tape.
+    let params = {
+        let tape = Tape::new();
+        let probe = Session::new(&tape, s.store(), Mode::Eval, 0);
+        tape.no_grad(|| {
+            let st: State<T> = state.iter().map(|v| tape.constant(v.to_tensor())).collect();
+            let x0 = x.value().data()[..batch * input_width].to_vec();
+            cell.step(
+                &probe,
+                tape.constant(Tensor::from_vec(x0, &[batch, input_width])),
+                &st,
+            );
+        });
+        probe.bound_params()
+    };
+    let op = Checkpointed {
+        cell: cell.clone(),
+        params: params.clone(),
+        store_len: s.store().len(),
+        steps,
+        batch,
+        input_width,
+        widths: widths.clone(),
+        lengths: lengths.map(<[usize]>::to_vec),
+        reverse,
+        segment: ((steps as f64).sqrt().ceil() as usize).max(1),
+        boundaries: Vec::new(),
+    };
+    let mut all: Vec<Var<'t, T>> = vec![x];
+    all.extend(state.iter().copied());
+    all.extend(params.iter().map(|&id| s.param(id)));
+    let y = s.tape().apply(op, &all);
+    let out_len = batch * widths[0];
+    let outs = y
+        .slice(0, 0..steps * out_len)
+        .reshape(&[steps, batch, widths[0]]);
+    let mut offset = steps * out_len;
+    let final_state = widths
+        .iter()
+        .map(|&w| {
+            offset += batch * w;
+            y.slice(0, offset - batch * w..offset).reshape(&[batch, w])
+        })
+        .collect();
+    (outs, final_state)
+}
+
+/// Inputs: the whole input sequence `[T, B, input]`, the initial state parts, then the
+/// parameters the cell uses. Output: every step's output in time order, then the final state
+/// parts, flattened.
+struct Checkpointed<C, T: Element> {
+    cell: C,
+    params: Vec<ParamId>,
+    store_len: usize,
+    steps: usize,
+    batch: usize,
+    input_width: usize,
+    widths: SmallVec<[usize; 2]>,
+    lengths: Option<Vec<usize>>,
+    reverse: bool,
+    segment: usize,
+    /// The state at the start of each segment, in processing order.
+    boundaries: Vec<Vec<Tensor<T>>>,
+}
+
+impl<C, T: Element> Checkpointed<C, T> {
+    /// Time indices in processing order.
+    fn order(&self) -> Vec<usize> {
+        if self.reverse {
+            (0..self.steps).rev().collect()
+        } else {
+            (0..self.steps).collect()
+        }
+    }
+
+    fn store(&self, values: &[&Tensor<T>]) -> ParamStore<T> {
+        ParamStore::at_ids(
+            self.store_len,
+            self.params
+                .iter()
+                .zip(values)
+                .map(|(&id, v)| (id, (*v).clone()))
+                .collect(),
+        )
+    }
+
+    fn out_len(&self) -> usize {
+        self.batch * self.widths[0]
+    }
+
+    /// Step `t` of the whole input.
+    fn step_input(&self, xs: &Tensor<T>, t: usize) -> Tensor<T> {
+        let n = self.batch * self.input_width;
+        Tensor::from_vec(
+            xs.data()[t * n..(t + 1) * n].to_vec(),
+            &[self.batch, self.input_width],
+        )
+    }
+}
+
+/// A copy of (a block of) an outer gradient slot, as the seed that continues it on a
+/// scratch tape. `block` is (start, shape) within the slot; `None` takes the whole slot.
+fn slot_seed<T: Element>(
+    ctx: &mut BackwardCtx<'_, T>,
+    k: usize,
+    block: Option<(usize, &[usize])>,
+) -> Option<Tensor<T>> {
+    let whole = ctx.input(k).shape().to_vec();
+    let (start, shape) = block.unwrap_or((0, &whole));
+    let n: usize = shape.iter().product();
+    ctx.grad_input(k)
+        .map(|g| Tensor::from_vec(g[start..start + n].to_vec(), shape))
+}
+
+/// Overwrites (a block of) an outer gradient slot with the scratch tape's continuation of it.
+fn write_back<T: Element>(
+    ctx: &mut BackwardCtx<'_, T>,
+    k: usize,
+    start: usize,
+    grad: Option<&Tensor<T>>,
+) {
+    if let (Some(slot), Some(g)) = (ctx.grad_input(k), grad) {
+        slot[start..start + g.numel()].copy_from_slice(g.data());
+    }
+}
+
+impl<C: Cell<T> + Clone + 'static, T: Element> Op<T> for Checkpointed<C, T> {
+    fn name(&self) -> &'static str {
+        "checkpointed_rnn"
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+        let xs = inputs[0];
+        let (init, params) = inputs[1..].split_at(self.widths.len());
+        let store = self.store(params);
+        let out_len = self.out_len();
+        let mut out = vec![
+            T::zero();
+            self.steps * out_len
+                + self.widths.iter().map(|w| w * self.batch).sum::<usize>()
+        ];
+        let mut state: Vec<Tensor<T>> = init.iter().map(|t| (*t).clone()).collect();
+        self.boundaries.clear();
+        for seg in self.order().chunks(self.segment) {
+            self.boundaries.push(state.clone());
+            let tape = Tape::new();
+            let s = Session::new(&tape, &store, Mode::Eval, 0);
+            tape.no_grad(|| {
+                let st: State<T> = state.iter().map(|t| tape.constant(t.clone())).collect();
+                let x = |t: usize| tape.constant(self.step_input(xs, t));
+                let (outs, fin) = run_steps(
+                    &self.cell,
+                    &s,
+                    x,
+                    st,
+                    self.lengths.as_deref(),
+                    seg.iter().copied(),
+                );
+                for (t, v) in outs {
+                    out[t * out_len..(t + 1) * out_len].copy_from_slice(v.value().data());
+                }
+                state = fin.iter().map(|v| v.to_tensor()).collect();
+            });
+        }
+        let mut offset = self.steps * out_len;
+        for part in &state {
+            out[offset..offset + part.numel()].copy_from_slice(part.data());
+            offset += part.numel();
+        }
+        let len = out.len();
+        Tensor::from_vec(out, &[len])
+    }
+
+    fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
+        let (steps, parts) = (self.steps, self.widths.len());
+        let (init_at, params_at) = (1, 1 + parts);
+        let xs = ctx.input(0);
+        let x_block = self.batch * self.input_width;
+        let x_shape = [self.batch, self.input_width];
+        let param_values: Vec<&Tensor<T>> = (0..self.params.len())
+            .map(|k| ctx.input(params_at + k))
+            .collect();
+        let store = self.store(&param_values);
+        let g = ctx.grad_output().data();
+        let out_len = self.out_len();
+        let g_out = |t: usize| {
+            Tensor::from_vec(
+                g[t * out_len..(t + 1) * out_len].to_vec(),
+                &[self.batch, self.widths[0]],
+            )
+        };
+        let mut offset = steps * out_len;
+        let g_final: Vec<Tensor<T>> = self
+            .widths
+            .iter()
+            .map(|&w| {
+                offset += self.batch * w;
+                Tensor::from_vec(
+                    g[offset - self.batch * w..offset].to_vec(),
+                    &[self.batch, w],
+                )
+            })
+            .collect();
+        let lengths = self.lengths.as_deref();
+        let order = self.order();
+        let segs: Vec<&[usize]> = order.chunks(self.segment).collect();
+        let mut carry: Option<Vec<Tensor<T>>> = None;
+        for k in (0..segs.len()).rev() {
+            let seg = segs[k];
+            let tape = Tape::new();
+            let s = Session::new(&tape, &store, Mode::Eval, 0);
+            let start: State<T> = self.boundaries[k]
+                .iter()
+                .map(|t| tape.var(t.clone()))
+                .collect();
+            let x_leaves: Vec<Var<T>> = seg
+                .iter()
+                .map(|&t| tape.var(self.step_input(xs, t)))
+                .collect();
+            let p_leaves: Vec<Var<T>> = self
+                .params
+                .iter()
+                .zip(&param_values)
+                .map(|(&id, v)| {
+                    let leaf = tape.var((*v).clone());
+                    s.bind_param(id, leaf);
+                    leaf
+                })
+                .collect();
+            let position = |t: usize| if self.reverse { seg[0] - t } else { t - seg[0] };
+            let (outs, end) = run_steps(
+                &self.cell,
+                &s,
+                |t| x_leaves[position(t)],
+                start.clone(),
+                lengths,
+                seg.iter().copied(),
+            );
+
+            let last = k + 1 == segs.len();
+            let seg_end = seg[seg.len() - 1];
+            let mut seeds = Vec::new();
+            for &(t, v) in &outs {
+                // An unmasked boundary output is the next segment's start state; its cotangent
+                // already started that accumulator there.
+                if last || t != seg_end || masked(lengths, t) {
+                    seeds.push((v, g_out(t)));
+                }
+            }
+            let end_cotangent = if last {
+                g_final.clone()
+            } else {
+                carry.take().expect("later segment ran")
+            };
+            seeds.extend(end.iter().copied().zip(end_cotangent));
+            for (i, &leaf) in p_leaves.iter().enumerate() {
+                seeds.extend(slot_seed(ctx, params_at + i, None).map(|g| (leaf, g)));
+            }
+            for (&t, &leaf) in seg.iter().zip(&x_leaves) {
+                seeds.extend(slot_seed(ctx, 0, Some((t * x_block, &x_shape))).map(|g| (leaf, g)));
+            }
+            if k == 0 {
+                for (p, &leaf) in start.iter().enumerate() {
+                    seeds.extend(slot_seed(ctx, init_at + p, None).map(|g| (leaf, g)));
+                }
+            } else {
+                let before = segs[k - 1][segs[k - 1].len() - 1];
+                if !masked(lengths, before) {
+                    seeds.push((start[0], g_out(before)));
+                }
+            }
+
+            let grads = tape.backward_seeded(seeds);
+            for (i, &leaf) in p_leaves.iter().enumerate() {
+                write_back(ctx, params_at + i, 0, grads.get(leaf));
+            }
+            for (&t, &leaf) in seg.iter().zip(&x_leaves) {
+                write_back(ctx, 0, t * x_block, grads.get(leaf));
+            }
+            if k == 0 {
+                for (p, &leaf) in start.iter().enumerate() {
+                    write_back(ctx, init_at + p, 0, grads.get(leaf));
+                }
+            } else {
+                carry = Some(start.iter().map(|&v| grads.wrt(v)).collect());
+            }
+        }
+    }
+}
