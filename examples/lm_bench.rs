@@ -1,0 +1,322 @@
+//! The same work as ../shared/bench/torch_lm_bench.py and torch_small_bench.py, printing the
+//! same JSON line per run, so recur and PyTorch compare line by line:
+//!
+//!     cargo run --release --example lm_bench -- THREADS [NAME ...]
+//!
+//! NAME: char-small, zaremba-small, char-large, long-unroll, gru-medium, rnn-medium (one LM
+//! training step: embedding → recurrent layers → linear → cross-entropy → backward → clip 1.0
+//! → SGD 0.1), or timeseries-rnn32-b1-t100, custom-lstm-cell-char-small,
+//! generate-lstm256x2-200chars. No NAME runs all. `benches/compare.sh` runs both sides.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use recur::nn::optim::{Adam, AdamOptions, Optimizer, Sgd, SgdOptions};
+use recur::nn::parallel::{map_shards, shard_range};
+use recur::nn::{
+    CellKind, Embedding, Linear, Lstm, Mode, Nonlinearity, ParamGrads, ParamStore, Recurrent, Rnn,
+    RnnOptions, Session,
+};
+use recur::tape::{stack, Reduction, Tape, Tensor};
+use std::time::Instant;
+
+/// Shards per batch: fixed, so results do not depend on the thread count.
+const SHARDS: usize = 2;
+
+struct LmConfig {
+    name: &'static str,
+    cell: CellKind,
+    vocab: usize,
+    batch: usize,
+    steps: usize,
+    hidden: usize,
+    layers: usize,
+}
+
+const CONFIGS: [LmConfig; 6] = [
+    LmConfig {
+        name: "char-small",
+        cell: CellKind::Lstm,
+        vocab: 65,
+        batch: 32,
+        steps: 35,
+        hidden: 128,
+        layers: 1,
+    },
+    LmConfig {
+        name: "zaremba-small",
+        cell: CellKind::Lstm,
+        vocab: 10000,
+        batch: 20,
+        steps: 35,
+        hidden: 200,
+        layers: 2,
+    },
+    LmConfig {
+        name: "char-large",
+        cell: CellKind::Lstm,
+        vocab: 65,
+        batch: 64,
+        steps: 100,
+        hidden: 512,
+        layers: 2,
+    },
+    LmConfig {
+        name: "long-unroll",
+        cell: CellKind::Lstm,
+        vocab: 65,
+        batch: 8,
+        steps: 1000,
+        hidden: 128,
+        layers: 1,
+    },
+    LmConfig {
+        name: "gru-medium",
+        cell: CellKind::Gru,
+        vocab: 65,
+        batch: 32,
+        steps: 100,
+        hidden: 256,
+        layers: 2,
+    },
+    LmConfig {
+        name: "rnn-medium",
+        cell: CellKind::Rnn(Nonlinearity::Tanh),
+        vocab: 65,
+        batch: 32,
+        steps: 100,
+        hidden: 256,
+        layers: 2,
+    },
+];
+
+const SMALL: [&str; 3] = [
+    "timeseries-rnn32-b1-t100",
+    "custom-lstm-cell-char-small",
+    "generate-lstm256x2-200chars",
+];
+
+/// Seconds per call of `f` after `warmup` calls, over `reps` calls.
+fn time_per(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let t = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    t.elapsed().as_secs_f64() / reps as f64
+}
+
+fn random_ids(n: usize, vocab: usize, rng: &mut StdRng) -> Vec<usize> {
+    (0..n).map(|_| rng.gen_range(0..vocab)).collect()
+}
+
+/// Sums shard gradients in shard order.
+fn combine(parts: Vec<ParamGrads<f32>>, len: usize) -> ParamGrads<f32> {
+    let mut grads = ParamGrads::empty(len);
+    for g in &parts {
+        grads.accumulate(g);
+    }
+    grads
+}
+
+fn lm(c: &LmConfig, threads: usize) {
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut store = ParamStore::<f32>::new();
+    let emb = Embedding::new(&mut store, "emb", c.vocab, c.hidden, None, &mut rng);
+    let rnn = Recurrent::of_kind(
+        &mut store,
+        "rnn",
+        c.cell,
+        RnnOptions::new(c.hidden, c.hidden).num_layers(c.layers),
+        0,
+        &mut rng,
+    );
+    let out = Linear::new(&mut store, "out", c.hidden, c.vocab, true, &mut rng);
+    let (x, y) = (
+        random_ids(c.steps * c.batch, c.vocab, &mut rng),
+        random_ids(c.steps * c.batch, c.vocab, &mut rng),
+    );
+    let mut opt = Sgd::new(SgdOptions::new(0.1));
+    let mut step = || {
+        let parts = map_shards(SHARDS, threads, |k| {
+            let rows = shard_range(c.batch, SHARDS, k);
+            let pick = |ids: &[usize]| -> Vec<usize> {
+                (0..c.steps)
+                    .flat_map(|t| ids[t * c.batch + rows.start..t * c.batch + rows.end].to_vec())
+                    .collect()
+            };
+            let b = rows.len();
+            let tape = Tape::new();
+            let s = Session::new(&tape, &store, Mode::Train, 0);
+            let h = rnn
+                .forward(
+                    &s,
+                    emb.forward(&s, &pick(&x)).reshape(&[c.steps, b, c.hidden]),
+                    None,
+                    None,
+                )
+                .output;
+            let logits = out.forward(&s, h.reshape(&[c.steps * b, c.hidden]));
+            // Each shard's share of the batch mean, so the shards add up to the full mean.
+            let loss = logits.cross_entropy(&pick(&y), None, Reduction::Sum)
+                * (1.0 / (c.steps * c.batch) as f32);
+            s.backward(loss)
+        });
+        let mut grads = combine(parts, store.len());
+        grads.clip_global_norm(1.0);
+        opt.step(&mut store, &grads);
+    };
+    let reps = if c.hidden < 400 { 20 } else { 5 };
+    let dt = time_per(2, reps, &mut step);
+    println!(
+        "{{\"config\": \"{}\", \"threads\": {threads}, \"tokens_per_s\": {}, \"step_ms\": {:.2}}}",
+        c.name,
+        ((c.batch * c.steps) as f64 / dt).round(),
+        dt * 1e3
+    );
+}
+
+fn timeseries() {
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut store = ParamStore::<f32>::new();
+    let rnn = Rnn::new(
+        &mut store,
+        "rnn",
+        RnnOptions::new(1, 32).batch_first(true),
+        Nonlinearity::Tanh,
+        &mut rng,
+    );
+    let head = Linear::new(&mut store, "head", 32, 1, true, &mut rng);
+    let x = Tensor::uniform(&[1, 100, 1], -1.0, 1.0, &mut rng);
+    let y = Tensor::uniform(&[1, 100, 1], -1.0, 1.0, &mut rng);
+    let mut opt = Adam::new(AdamOptions::adam(0.02));
+    let dt = time_per(3, 200, || {
+        let tape = Tape::new();
+        let s = Session::new(&tape, &store, Mode::Train, 0);
+        let h = rnn.forward(&s, tape.constant(x.clone()), None, None).output;
+        let pred = head.forward(&s, h);
+        let grads = s.backward(pred.mse_loss(tape.constant(y.clone()), Reduction::Mean));
+        opt.step(&mut store, &grads);
+    });
+    println!(
+        "{{\"case\": \"timeseries-rnn32-b1-t100\", \"step_us\": {}}}",
+        (dt * 1e6).round()
+    );
+}
+
+fn custom_cell() {
+    let (v, b, t_len, h) = (65, 32, 35, 128);
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut store = ParamStore::<f32>::new();
+    let emb = Embedding::new(&mut store, "emb", v, h, None, &mut rng);
+    let wx = Linear::new(&mut store, "wx", h, 4 * h, true, &mut rng);
+    let wh = Linear::new(&mut store, "wh", h, 4 * h, false, &mut rng);
+    let out = Linear::new(&mut store, "out", h, v, true, &mut rng);
+    let (xi, yi) = (
+        random_ids(t_len * b, v, &mut rng),
+        random_ids(t_len * b, v, &mut rng),
+    );
+    let mut opt = Sgd::new(SgdOptions::new(0.1));
+    let dt = time_per(3, 20, || {
+        let tape = Tape::new();
+        let s = Session::new(&tape, &store, Mode::Train, 0);
+        let e = emb.forward(&s, &xi);
+        let (mut hs, mut c) = (
+            tape.constant(Tensor::zeros(&[b, h])),
+            tape.constant(Tensor::zeros(&[b, h])),
+        );
+        let mut outs = Vec::with_capacity(t_len);
+        for t in 0..t_len {
+            let g =
+                (wx.forward(&s, e.slice(0, t * b..(t + 1) * b)) + wh.forward(&s, hs)).chunk(4, 1);
+            c = g[1].sigmoid() * c + g[0].sigmoid() * g[2].tanh();
+            hs = g[3].sigmoid() * c.tanh();
+            outs.push(hs);
+        }
+        let logits = out.forward(&s, stack(&outs, 0).reshape(&[t_len * b, h]));
+        let mut grads = s.backward(logits.cross_entropy(&yi, None, Reduction::Mean));
+        grads.clip_global_norm(1.0);
+        opt.step(&mut store, &grads);
+    });
+    println!(
+        "{{\"case\": \"custom-lstm-cell-char-small\", \"step_ms\": {:.2}, \"tokens_per_s\": {}}}",
+        dt * 1e3,
+        ((b * t_len) as f64 / dt).round()
+    );
+}
+
+fn generate() {
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut store = ParamStore::<f32>::new();
+    let lstm = Lstm::new(
+        &mut store,
+        "lstm",
+        RnnOptions::new(256, 256).num_layers(2),
+        0,
+        &mut rng,
+    );
+    let emb = Embedding::new(&mut store, "emb", 65, 256, None, &mut rng);
+    let out = Linear::new(&mut store, "out", 256, 65, true, &mut rng);
+    let dt = time_per(1, 5, || {
+        let mut token = 0;
+        let mut state: Option<Vec<Tensor<f32>>> = None;
+        for _ in 0..200 {
+            let tape = Tape::new();
+            let s = Session::new(&tape, &store, Mode::Eval, 0);
+            tape.no_grad(|| {
+                let init: Option<Vec<_>> = state
+                    .as_ref()
+                    .map(|st| st.iter().map(|t| tape.constant(t.clone())).collect());
+                let r = lstm.forward(
+                    &s,
+                    emb.forward(&s, &[token]).reshape(&[1, 1, 256]),
+                    init.as_deref(),
+                    None,
+                );
+                let logits = out.forward(&s, r.output.reshape(&[1, 256])).to_tensor();
+                token = (0..65)
+                    .max_by(|&a, &b| logits.data()[a].total_cmp(&logits.data()[b]))
+                    .expect("65 logits");
+                state = Some(r.final_state.iter().map(|v| v.to_tensor()).collect());
+            });
+        }
+    });
+    println!(
+        "{{\"case\": \"generate-lstm256x2-200chars\", \"chars_per_s\": {}}}",
+        (200.0 / dt).round()
+    );
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let threads: usize = match args.next().map(|a| a.parse()) {
+        Some(Ok(n)) if n > 0 => n,
+        None => 2,
+        _ => {
+            eprintln!("usage: lm_bench THREADS [NAME ...]");
+            std::process::exit(2);
+        }
+    };
+    let names: Vec<String> = args.collect();
+    let all: Vec<&str> = CONFIGS.iter().map(|c| c.name).chain(SMALL).collect();
+    for n in &names {
+        if !all.contains(&n.as_str()) {
+            eprintln!("unknown benchmark {n:?}; known: {}", all.join(", "));
+            std::process::exit(2);
+        }
+    }
+    let wanted = |n: &str| names.is_empty() || names.iter().any(|m| m == n);
+    for c in CONFIGS.iter().filter(|c| wanted(c.name)) {
+        lm(c, threads);
+    }
+    if wanted(SMALL[0]) {
+        timeseries();
+    }
+    if wanted(SMALL[1]) {
+        custom_cell();
+    }
+    if wanted(SMALL[2]) {
+        generate();
+    }
+}
