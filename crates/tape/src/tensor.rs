@@ -1,14 +1,16 @@
 //! `Tensor<T>`: a dense, contiguous, row-major array with a small shape. A tensor is a plain
-//! value: it knows nothing of gradients, which live on the tape.
+//! value: it knows nothing of gradients, which live on the tape. Its storage is shared and
+//! copied on write, so cloning (binding a parameter to a tape, detaching) costs O(1).
 
 use crate::shape::{numel, Shape};
 use crate::Element;
 use rand::Rng;
 use std::fmt;
+use std::sync::Arc;
 
 #[derive(Clone, PartialEq)]
 pub struct Tensor<T> {
-    data: Vec<T>,
+    data: Arc<Vec<T>>,
     shape: Shape,
 }
 
@@ -48,14 +50,14 @@ impl<T: Element> Tensor<T> {
             });
         }
         Ok(Tensor {
-            data,
+            data: Arc::new(data),
             shape: Shape::from_slice(shape),
         })
     }
 
     pub fn full(shape: &[usize], value: T) -> Self {
         Tensor {
-            data: vec![value; numel(shape)],
+            data: Arc::new(vec![value; numel(shape)]),
             shape: Shape::from_slice(shape),
         }
     }
@@ -75,11 +77,11 @@ impl<T: Element> Tensor<T> {
 
     /// Values drawn uniformly from `[low, high)`.
     pub fn uniform(shape: &[usize], low: f64, high: f64, rng: &mut impl Rng) -> Self {
-        let data = (0..numel(shape))
+        let data: Vec<T> = (0..numel(shape))
             .map(|_| T::of(rng.gen_range(low..high)))
             .collect();
         Tensor {
-            data,
+            data: Arc::new(data),
             shape: Shape::from_slice(shape),
         }
     }
@@ -105,12 +107,13 @@ impl<T: Element> Tensor<T> {
         &self.data
     }
 
+    /// Mutable access; copies the storage first if another tensor shares it.
     pub fn data_mut(&mut self) -> &mut [T] {
-        &mut self.data
+        Arc::make_mut(&mut self.data).as_mut_slice()
     }
 
     pub fn into_vec(self) -> Vec<T> {
-        self.data
+        Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
     }
 
     /// The single value of a one-element tensor.
@@ -159,20 +162,20 @@ impl<T: Element> Tensor<T> {
     /// Applies `f` to every element.
     pub fn map(&self, f: impl Fn(T) -> T) -> Self {
         Tensor {
-            data: self.data.iter().map(|&v| f(v)).collect(),
+            data: Arc::new(self.data.iter().map(|&v| f(v)).collect()),
             shape: self.shape.clone(),
         }
     }
 
     /// Converts to another element type.
     pub fn cast<U: Element>(&self) -> Tensor<U> {
-        let data = self
+        let data: Vec<U> = self
             .data
             .iter()
             .map(|v| U::of(v.to_f64().expect("float to f64")))
             .collect();
         Tensor {
-            data,
+            data: Arc::new(data),
             shape: self.shape.clone(),
         }
     }
@@ -186,7 +189,7 @@ impl<T: Element> Tensor<T> {
         );
         self.data
             .iter()
-            .zip(&other.data)
+            .zip(other.data.iter())
             .fold(T::zero(), |m, (&a, &b)| m.max((a - b).abs()))
     }
 
