@@ -10,28 +10,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use rand::SeedableRng;
 use recur::nn::{CellKind, Mode, Nonlinearity, ParamStore, Recurrent, RnnOptions, Session};
 use recur::tape::{Tape, Tensor};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-struct Counting;
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: recur::memory::CountingAllocator = recur::memory::CountingAllocator;
 
 const BATCH: usize = 8;
 const HIDDEN: usize = 128;
@@ -87,10 +69,9 @@ fn print_memory() {
             let mut row = Vec::new();
             for checkpoint in [false, true] {
                 let (l, store) = layer(kind, checkpoint);
-                let base = CURRENT.load(Ordering::Relaxed);
-                PEAK.store(base, Ordering::Relaxed);
+                let base = recur::memory::start_peak();
                 pass(&l, &store, &x);
-                row.push((PEAK.load(Ordering::Relaxed) - base) as f64 / 1e6);
+                row.push(recur::memory::peak_since(base) as f64 / 1e6);
             }
             println!("{name:<6} {steps:>8} {:>14.2} {:>14.2}", row[0], row[1]);
         }

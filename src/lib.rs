@@ -4,6 +4,7 @@
 //! [`tape`] (tensors and reverse-mode autodiff), [`nn`] (layers, losses, optimizers)
 //! and [`seq2seq`] (encoder-decoder models, decoding, BLEU).
 
+pub mod memory;
 pub use recur_nn as nn;
 pub use recur_seq2seq as seq2seq;
 pub use recur_tape as tape;

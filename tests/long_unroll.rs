@@ -5,28 +5,10 @@
 use rand::SeedableRng;
 use recur::nn::{Lstm, Mode, ParamStore, RnnOptions, Session};
 use recur::tape::{Tape, Tensor};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-struct Counting;
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: recur::memory::CountingAllocator = recur::memory::CountingAllocator;
 
 /// Measurements must not overlap: the counters are global.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -48,8 +30,7 @@ fn unroll(steps: usize, checkpoint: bool) -> (f64, usize) {
         (0..steps * 2).map(|i| ((i as f64) * 0.37).sin()).collect(),
         &[steps, 1, 2],
     );
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = recur::memory::start_peak();
     let norm = {
         let tape = Tape::new();
         let s = Session::new(&tape, &store, Mode::Train, 0);
@@ -60,7 +41,7 @@ fn unroll(steps: usize, checkpoint: bool) -> (f64, usize) {
             .wrt(s.param(store.find("weight_hh_l0").unwrap()));
         g.data().iter().map(|v| v * v).sum::<f64>().sqrt()
     };
-    (norm, PEAK.load(Ordering::Relaxed) - base)
+    (norm, recur::memory::peak_since(base))
 }
 
 #[test]

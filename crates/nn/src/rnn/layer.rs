@@ -142,6 +142,31 @@ impl<C> Recurrent<C> {
         }
     }
 
+    /// `build` for the built-in cells, whose parameters are named like PyTorch's
+    /// (`{prefix}.weight_ih_l{k}`, `..._reverse`): `make(spec, input_size)` builds one cell.
+    fn build_named<R: Rng>(
+        options: RnnOptions,
+        name: &'static str,
+        output_size: usize,
+        prefix: &str,
+        rng: &mut R,
+        mut make: impl FnMut(&mut CellSpec<'_, R>, usize) -> C,
+    ) -> Self {
+        let bias = options.bias;
+        Self::build(options, name, output_size, |layer, reverse, input| {
+            let sfx = suffix(layer, reverse);
+            make(
+                &mut CellSpec {
+                    prefix,
+                    suffix: &sfx,
+                    bias,
+                    rng: &mut *rng,
+                },
+                input,
+            )
+        })
+    }
+
     pub fn directions(&self) -> usize {
         self.options.directions()
     }
@@ -169,16 +194,9 @@ impl Recurrent<RnnCell> {
         nonlinearity: Nonlinearity,
         rng: &mut impl Rng,
     ) -> Self {
-        let o = options.clone();
-        Self::build(options, "RNN", o.hidden_size, |layer, reverse, input| {
-            let sfx = suffix(layer, reverse);
-            let mut spec = CellSpec {
-                prefix,
-                suffix: &sfx,
-                bias: o.bias,
-                rng: &mut *rng,
-            };
-            RnnCell::with_spec(store, &mut spec, input, o.hidden_size, nonlinearity)
+        let hidden = options.hidden_size;
+        Self::build_named(options, "RNN", hidden, prefix, rng, |spec, input| {
+            RnnCell::with_spec(store, spec, input, hidden, nonlinearity)
         })
     }
 }
@@ -203,15 +221,9 @@ impl Recurrent<LstmCell> {
             "LSTM: proj_size {proj_size} must be smaller than hidden_size {}",
             o.hidden_size
         );
-        Self::build(options, "LSTM", out, |layer, reverse, input| {
-            let sfx = suffix(layer, reverse);
-            let mut spec = CellSpec {
-                prefix,
-                suffix: &sfx,
-                bias: o.bias,
-                rng: &mut *rng,
-            };
-            LstmCell::with_spec(store, &mut spec, input, o.hidden_size, proj_size)
+        let hidden = o.hidden_size;
+        Self::build_named(options, "LSTM", out, prefix, rng, |spec, input| {
+            LstmCell::with_spec(store, spec, input, hidden, proj_size)
         })
     }
 }
@@ -224,16 +236,9 @@ impl Recurrent<GruCell> {
         options: RnnOptions,
         rng: &mut impl Rng,
     ) -> Self {
-        let o = options.clone();
-        Self::build(options, "GRU", o.hidden_size, |layer, reverse, input| {
-            let sfx = suffix(layer, reverse);
-            let mut spec = CellSpec {
-                prefix,
-                suffix: &sfx,
-                bias: o.bias,
-                rng: &mut *rng,
-            };
-            GruCell::with_spec(store, &mut spec, input, o.hidden_size)
+        let hidden = options.hidden_size;
+        Self::build_named(options, "GRU", hidden, prefix, rng, |spec, input| {
+            GruCell::with_spec(store, spec, input, hidden)
         })
     }
 }

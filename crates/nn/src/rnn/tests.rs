@@ -1,6 +1,7 @@
 //! Tests of the composed cells and the generic layer: gradchecks with respect to inputs,
 //! states and parameters; a user-defined cell getting stacking, bidirectionality and lengths;
-//! padding that does not change results; dropout between layers in training only.
+//! padding that does not change results; dropout between layers in training only;
+//! checkpointing through time giving bit-identical results.
 
 use super::*;
 use crate::check::gradcheck_params;
@@ -102,17 +103,18 @@ fn standalone_cells_use_pytorch_names_and_shapes() {
     );
 }
 
-/// A user's cell: the minimal gated unit (MGU, Zhou et al. 2016), written from tape ops.
-/// f = σ(W_f·[x, h]), h̃ = tanh(W_h·[x, f·h]), h' = (1 − f)·h + f·h̃.
+/// A user's cell: IndRNN (Li et al. 2018), h' = tanh(W·x + b + u ⊙ h), each unit recurrent only
+/// with itself. Written from tape ops like any user would.
 #[derive(Clone)]
-struct Mgu {
-    w_f: ParamId,
-    w_h: ParamId,
+struct IndRnn {
+    w: ParamId,
+    b: ParamId,
+    u: ParamId,
     input: usize,
     hidden: usize,
 }
 
-impl Mgu {
+impl IndRnn {
     fn new(
         store: &mut ParamStore<f64>,
         prefix: &str,
@@ -121,24 +123,29 @@ impl Mgu {
         seed: u64,
     ) -> Self {
         let mut r = StdRng::seed_from_u64(seed);
-        let w_f = store.add(
-            join_name(prefix, "w_f"),
-            Tensor::uniform(&[hidden, input + hidden], -0.5, 0.5, &mut r),
+        let w = store.add(
+            join_name(prefix, "w"),
+            Tensor::uniform(&[hidden, input], -0.5, 0.5, &mut r),
         );
-        let w_h = store.add(
-            join_name(prefix, "w_h"),
-            Tensor::uniform(&[hidden, input + hidden], -0.5, 0.5, &mut r),
+        let b = store.add(
+            join_name(prefix, "b"),
+            Tensor::uniform(&[hidden], -0.5, 0.5, &mut r),
         );
-        Mgu {
-            w_f,
-            w_h,
+        let u = store.add(
+            join_name(prefix, "u"),
+            Tensor::uniform(&[hidden], -0.9, 0.9, &mut r),
+        );
+        IndRnn {
+            w,
+            b,
+            u,
             input,
             hidden,
         }
     }
 }
 
-impl<T: Element> Cell<T> for Mgu {
+impl<T: Element> Cell<T> for IndRnn {
     fn input_size(&self) -> usize {
         self.input
     }
@@ -151,16 +158,13 @@ impl<T: Element> Cell<T> for Mgu {
         x: Var<'t, T>,
         state: &[Var<'t, T>],
     ) -> State<'t, T> {
-        let h = state[0];
-        let f = concat(&[x, h], 1).linear(s.param(self.w_f), None).sigmoid();
-        let cand = concat(&[x, f * h], 1)
-            .linear(s.param(self.w_h), None)
-            .tanh();
-        smallvec![h + f * (cand - h)]
+        smallvec![
+            (x.linear(s.param(self.w), Some(s.param(self.b))) + state[0] * s.param(self.u)).tanh()
+        ]
     }
 }
 
-fn mgu_layer(store: &mut ParamStore<f64>, options: RnnOptions) -> Recurrent<Mgu> {
+fn indrnn_layer(store: &mut ParamStore<f64>, options: RnnOptions) -> Recurrent<Mgu> {
     let hidden = options.hidden_size;
     Recurrent::build(options, "MGU", hidden, |layer, reverse, input| {
         let prefix = format!("mgu.l{layer}{}", if reverse { "_reverse" } else { "" });
@@ -177,11 +181,11 @@ fn mgu_layer(store: &mut ParamStore<f64>, options: RnnOptions) -> Recurrent<Mgu>
 #[test]
 fn user_cell_gets_stacking_bidirectional_and_lengths() {
     let mut store = ParamStore::new();
-    let layer = mgu_layer(
+    let layer = indrnn_layer(
         &mut store,
         RnnOptions::new(3, 4).num_layers(2).bidirectional(true),
     );
-    assert_eq!(store.len(), 8);
+    assert_eq!(store.len(), 12);
     let (steps, batch) = (5, 3);
     let x = rand_tensor(&[steps, batch, 3], 7);
     let h0 = rand_tensor(&[4, batch, 4], 8);
@@ -277,8 +281,8 @@ fn padding_does_not_change_results_for_every_cell() {
     let gru = Gru::new(&mut store, "", opts.clone(), &mut rng());
     padding_does_not_change_results(&gru, &store, 8);
     let mut store = ParamStore::new();
-    let mgu = mgu_layer(&mut store, opts);
-    padding_does_not_change_results(&mgu, &store, 8);
+    let indrnn = indrnn_layer(&mut store, opts);
+    padding_does_not_change_results(&indrnn, &store, 8);
 }
 
 #[test]
@@ -429,14 +433,14 @@ fn checkpointing_through_time_gives_bit_identical_results() {
     }
     // A user's cell too.
     let mut store = ParamStore::new();
-    let mgu = mgu_layer(
+    let indrnn = indrnn_layer(
         &mut store,
         RnnOptions::new(3, 4).num_layers(2).bidirectional(true),
     );
-    let mut ck = mgu.clone();
+    let mut ck = indrnn.clone();
     ck.options.checkpoint = true;
     assert_eq!(
-        run_bits(&mgu, &store, &x, Some(&[17, 4, 9]), true),
+        run_bits(&indrnn, &store, &x, Some(&[17, 4, 9]), true),
         run_bits(&ck, &store, &x, Some(&[17, 4, 9]), true)
     );
 }
