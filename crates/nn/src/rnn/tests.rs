@@ -164,11 +164,11 @@ impl<T: Element> Cell<T> for IndRnn {
     }
 }
 
-fn indrnn_layer(store: &mut ParamStore<f64>, options: RnnOptions) -> Recurrent<Mgu> {
+fn indrnn_layer(store: &mut ParamStore<f64>, options: RnnOptions) -> Recurrent<IndRnn> {
     let hidden = options.hidden_size;
-    Recurrent::build(options, "MGU", hidden, |layer, reverse, input| {
-        let prefix = format!("mgu.l{layer}{}", if reverse { "_reverse" } else { "" });
-        Mgu::new(
+    Recurrent::build(options, "IndRNN", hidden, |layer, reverse, input| {
+        let prefix = format!("indrnn.l{layer}{}", if reverse { "_reverse" } else { "" });
+        IndRnn::new(
             store,
             &prefix,
             input,
