@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Writes BLEU test cases computed by sacreBLEU (corpus BLEU, 13a tokenisation, one
-reference), with the default exponential smoothing and with smoothing off.
+"""Writes BLEU and chrF test cases computed by sacreBLEU (corpus BLEU, 13a tokenisation, one
+reference, with the default exponential smoothing and with smoothing off; default chrF).
 
 Usage: python tools/sacrebleu_cases.py > tests/fixtures/bleu/sacrebleu_cases.json
 Needs: pip install sacrebleu
 """
 import json, random
 import sacrebleu
-from sacrebleu.metrics import BLEU
+from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 random.seed(0)
@@ -44,6 +44,7 @@ cases = []
 for name, hyps, refs in corpora:
     default = BLEU().corpus_score(hyps, [refs])
     none = BLEU(smooth_method="none").corpus_score(hyps, [refs])
+    chrf = CHRF().corpus_score(hyps, [refs])
     cases.append(dict(name=name, hypotheses=hyps, references=refs, bleu_exp=default.score, bleu_none=none.score,
-                      tokenized=[tok(h) for h in hyps]))
+                      chrf=chrf.score, tokenized=[tok(h) for h in hyps]))
 print(json.dumps(dict(sacrebleu=sacrebleu.__version__, cases=cases), indent=1, ensure_ascii=False))

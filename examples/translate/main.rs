@@ -21,8 +21,8 @@ use recur::nn::optim::{Adam, AdamOptions, Optimizer};
 use recur::nn::parallel::{map_shards, shard_range};
 use recur::nn::{CellKind, Mode, ParamGrads, ParamStore, Session};
 use recur::seq2seq::{
-    beam_search, bucket_batches, corpus_bleu, greedy, AttentionKind, Batch, BeamOptions,
-    ContextMode, Seq2Seq, Seq2SeqConfig, TeacherForcing, SPECIALS,
+    beam_search, bucket_batches, corpus_bleu, corpus_chrf, greedy, AttentionKind, Batch,
+    BeamOptions, ContextMode, Seq2Seq, Seq2SeqConfig, TeacherForcing, SPECIALS,
 };
 use recur::tape::Tape;
 use serde_json::{json, Value};
@@ -451,6 +451,10 @@ fn train(args: &Args) -> Result<(), String> {
         "test BLEU = {:.2} (greedy, {} sentences)",
         corpus_bleu(&greedy_out, &test_refs).score,
         test.len()
+    );
+    println!(
+        "test chrF2 = {:.2} (greedy)",
+        corpus_chrf(&greedy_out, &test_refs)
     );
     if args.beam > 1 {
         let opts = BeamOptions {

@@ -1,5 +1,5 @@
 //! recur-seq2seq: encoder-decoder models with attention, teacher forcing, greedy and beam
-//! decoding, and BLEU.
+//! decoding, and BLEU / chrF.
 //!
 //! A [`Seq2Seq`] model is an [`Encoder`] (embedding + stacked, optionally bidirectional
 //! RNN/LSTM/GRU over the source with its lengths) and a [`Decoder`] that receives the source
@@ -10,6 +10,7 @@
 pub mod attention;
 pub mod batch;
 pub mod bleu;
+pub mod chrf;
 pub mod decoder;
 pub mod encoder;
 pub mod model;
@@ -19,6 +20,7 @@ pub mod teacher_forcing;
 pub use attention::{Attention, AttentionKind, Memory};
 pub use batch::{bucket_batches, Batch, BOS, EOS, PAD, SPECIALS, UNK};
 pub use bleu::{corpus_bleu, corpus_bleu_with, tokenize_13a, Bleu, Smoothing};
+pub use chrf::corpus_chrf;
 pub use decoder::{Context, ContextMode, Decoder, DecoderSpec};
 pub use encoder::{Encoded, Encoder};
 pub use model::{Seq2Seq, Seq2SeqConfig};
