@@ -65,17 +65,24 @@ impl<'t, 's, T: Element> Session<'t, 's, T> {
         self.checkpoint_through_time.get()
     }
 
-    /// The parameter as a variable on this session's tape.
+    /// The parameter as a variable on this session's tape. Bound inside `no_grad` it is a
+    /// constant; the first use while recording makes it a leaf that receives gradients.
     pub fn param(&self, id: ParamId) -> Var<'t, T> {
         let mut bound = self.bound.borrow_mut();
-        *bound[id.index()].get_or_insert_with(|| {
-            let value = self.store.get(id).clone();
-            if self.tape.is_recording() {
-                self.tape.var(value)
-            } else {
-                self.tape.constant(value)
+        let recording = self.tape.is_recording();
+        match bound[id.index()] {
+            Some(v) if v.requires_grad() || !recording => v,
+            _ => {
+                let value = self.store.get(id).clone();
+                let v = if recording {
+                    self.tape.var(value)
+                } else {
+                    self.tape.constant(value)
+                };
+                bound[id.index()] = Some(v);
+                v
             }
-        })
+        }
     }
 
     /// Uses `var` for the parameter from now on instead of a copy of the stored value: ties
@@ -134,5 +141,22 @@ impl<'t, 's, T: Element> Session<'t, 's, T> {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parameter_first_used_without_grad_still_gets_gradients_later() {
+        let mut store = ParamStore::<f64>::new();
+        let w = store.add("w", Tensor::from_vec(vec![2.0], &[1]));
+        let tape = Tape::new();
+        let s = Session::new(&tape, &store, Mode::Train, 0);
+        let frozen = tape.no_grad(|| s.param(w));
+        assert!(!frozen.requires_grad());
+        let loss = (s.param(w) * 3.0).sum();
+        assert_eq!(s.backward(loss).get(w).unwrap().data(), &[3.0]);
     }
 }
