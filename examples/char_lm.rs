@@ -310,6 +310,8 @@ fn train(args: &Args) -> Result<(), String> {
         );
         bar.set_prefix(epoch.to_string());
         let (mut loss_sum, mut n) = (0.0, 0usize);
+        // Training loss since the last evaluation, for the plot.
+        let (mut window_sum, mut window_n) = (0.0, 0usize);
         for chunk in &chunks {
             let report = driver
                 .step(&model, &mut store, &mut opt, chunk)
@@ -319,6 +321,8 @@ fn train(args: &Args) -> Result<(), String> {
                 })?;
             loss_sum += report.loss;
             n += 1;
+            window_sum += report.loss;
+            window_n += 1;
             let step = report.step;
             bar.inc(1);
             bar.set_message(format!(
@@ -337,7 +341,8 @@ fn train(args: &Args) -> Result<(), String> {
             if step % args.eval_every == 0 {
                 let valid =
                     evaluate(&model, &store, valid_ids, args.batch_size, args.num_steps).exp();
-                train_curve.push((step as f64, (loss_sum / n as f64).exp()));
+                train_curve.push((step as f64, (window_sum / window_n as f64).exp()));
+                (window_sum, window_n) = (0.0, 0);
                 valid_curve.push((step as f64, valid));
                 say(
                     &bar,
@@ -362,7 +367,9 @@ fn train(args: &Args) -> Result<(), String> {
             driver.steps(),
             started.elapsed().as_secs_f64()
         );
-        train_curve.push((driver.steps() as f64, train_ppl));
+        if window_n > 0 {
+            train_curve.push((driver.steps() as f64, (window_sum / window_n as f64).exp()));
+        }
         valid_curve.push((driver.steps() as f64, valid_ppl));
         checkpoint::save(&ckpt, &store, None, metadata(&config, &vocab))
             .map_err(|e| e.to_string())?;
