@@ -153,6 +153,13 @@ mod tests {
             (1, 256, 64),
             (9, 33, 21),
             (1, 3, 1),
+            // Few rows, full and partial register blocks of the kernels.
+            (2, 40, 70),
+            (4, 32, 64),
+            (7, 129, 37),
+            (16, 64, 96),
+            (3, 15, 5),
+            (17, 20, 9),
         ] {
             let a: Vec<f64> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let b: Vec<f64> = (0..k * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
