@@ -153,7 +153,7 @@ mod tests {
             (1, 256, 64),
             (9, 33, 21),
             (1, 3, 1),
-            // Few rows, full and partial register blocks of the kernels.
+            // Batch-sized row counts and odd sizes.
             (2, 40, 70),
             (4, 32, 64),
             (7, 129, 37),
