@@ -119,7 +119,7 @@ fn generate(
 ) -> String {
     let mut state: Option<Vec<Tensor<f32>>> = None;
     let mut text = prefix.to_string();
-    let mut inputs: Vec<usize> = vocab.encode(prefix.chars().map(|c| c.to_string()));
+    let mut inputs: Vec<usize> = vocab.encode_chars(prefix);
     if inputs.is_empty() {
         inputs.push(rng.gen_range(0..vocab.len()));
     }
@@ -239,12 +239,8 @@ fn train(args: &Args) -> Result<(), String> {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tinyshakespeare/input.txt")
     });
     let text = read_text(&path).map_err(|e| e.to_string())?;
-    let chars: Vec<String> = text.chars().map(|c| c.to_string()).collect();
-    let mut sorted = chars.clone();
-    sorted.sort();
-    sorted.dedup();
-    let vocab = Vocab::from_tokens(sorted);
-    let ids = vocab.encode(&chars);
+    let vocab = Vocab::of_chars(&text);
+    let ids = vocab.encode_chars(&text);
     let split = ids.len() * 9 / 10;
     let (train_ids, valid_ids) = ids.split_at(split);
     let config = LmConfig {

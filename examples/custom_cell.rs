@@ -179,12 +179,8 @@ fn main() {
     //    read the characters it has to predict).
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tinyshakespeare/input.txt");
     let text = read_text(&path).unwrap_or_else(|e| panic!("{e}"));
-    let chars: Vec<String> = text.chars().map(|c| c.to_string()).collect();
-    let mut sorted = chars.clone();
-    sorted.sort();
-    sorted.dedup();
-    let vocab = Vocab::from_tokens(sorted);
-    let ids = vocab.encode(&chars);
+    let vocab = Vocab::of_chars(&text);
+    let ids = vocab.encode_chars(&text);
     let (train, valid) = ids.split_at(ids.len() * 9 / 10);
     let mut store = ParamStore::<f32>::new();
     let model = MguLm {

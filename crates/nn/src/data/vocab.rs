@@ -56,6 +56,22 @@ impl Vocab {
         v
     }
 
+    /// A character vocabulary: every distinct character of `text`, in sorted order.
+    pub fn of_chars(text: &str) -> Self {
+        let mut chars: Vec<char> = text.chars().collect();
+        chars.sort_unstable();
+        chars.dedup();
+        Self::from_tokens(chars.into_iter().map(String::from))
+    }
+
+    /// Ids of the characters of `text` (unknown ones as `<unk>`, or dropped without it).
+    pub fn encode_chars(&self, text: &str) -> Vec<usize> {
+        let mut buf = [0u8; 4];
+        text.chars()
+            .filter_map(|c| self.id(c.encode_utf8(&mut buf)))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.tokens.len()
     }
@@ -110,6 +126,13 @@ mod tests {
         let no_unk = Vocab::build(["x", "y"], 1, &[]);
         assert_eq!(no_unk.encode(["x", "z"]), vec![0]);
         assert_eq!(no_unk.id("z"), None);
+    }
+
+    #[test]
+    fn character_vocabulary_is_sorted_and_encodes() {
+        let v = Vocab::of_chars("banana!");
+        assert_eq!(v.tokens(), &["!", "a", "b", "n"]);
+        assert_eq!(v.encode_chars("nab?"), vec![3, 1, 2]);
     }
 
     #[test]
