@@ -2,6 +2,7 @@
 //! one encoder, decoder or layer handles RNN, LSTM and GRU.
 
 use super::cell::{Cell, State};
+use super::fused::FusedSpec;
 use super::gates::CellSpec;
 use super::{GruCell, LstmCell, Nonlinearity, Recurrent, RnnCell, RnnOptions};
 use crate::params::ParamStore;
@@ -112,6 +113,14 @@ impl<T: Element> Cell<T> for AnyCell {
             AnyCell::Rnn(c) => Cell::<T>::state_sizes(c),
             AnyCell::Lstm(c) => Cell::<T>::state_sizes(c),
             AnyCell::Gru(c) => Cell::<T>::state_sizes(c),
+        }
+    }
+
+    fn fused(&self) -> Option<FusedSpec> {
+        match self {
+            AnyCell::Rnn(c) => Cell::<T>::fused(c),
+            AnyCell::Lstm(c) => Cell::<T>::fused(c),
+            AnyCell::Gru(c) => Cell::<T>::fused(c),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The one trait every recurrent cell implements, built-in or a user's: a state layout and a
 //! step function on tape variables.
 
+use super::fused::FusedSpec;
 use crate::session::Session;
 use recur_tape::{Element, Tensor, Var};
 use smallvec::SmallVec;
@@ -25,6 +26,13 @@ pub trait Cell<T: Element> {
     /// Width of the output h (state part 0).
     fn output_size(&self) -> usize {
         self.state_sizes()[0]
+    }
+
+    /// The description of this cell's fused sequence kernel, if it has one: the built-in
+    /// cells do (except an LSTM with a projection), so layers of them run fused. A new
+    /// cell keeps the default and runs step by step on the tape.
+    fn fused(&self) -> Option<FusedSpec> {
+        None
     }
 
     /// Zeros for every state part.

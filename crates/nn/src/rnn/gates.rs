@@ -2,6 +2,8 @@
 //! `bias_ih`, `bias_hh` (with a layer suffix such as `_l1_reverse`), registered in PyTorch's
 //! order and initialised U(±1/√hidden).
 
+use super::fused::FusedSpec;
+use super::CellKind;
 use crate::init;
 use crate::params::{join_name, ParamId, ParamStore};
 use crate::session::Session;
@@ -58,6 +60,19 @@ impl GateWeights {
             w_hh,
             b_ih,
             b_hh,
+        }
+    }
+
+    /// The fused kernel's description of a cell of `kind` with these weights.
+    pub fn fused_spec(&self, kind: CellKind, input_size: usize, hidden_size: usize) -> FusedSpec {
+        FusedSpec {
+            kind,
+            input_size,
+            hidden_size,
+            w_ih: self.w_ih,
+            w_hh: self.w_hh,
+            b_ih: self.b_ih,
+            b_hh: self.b_hh,
         }
     }
 

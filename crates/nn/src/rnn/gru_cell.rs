@@ -2,7 +2,9 @@
 //! n = tanh(W_in·x + b_in + r·(W_hn·h + b_hn)), h' = (1 − z)·n + z·h.
 
 use super::cell::{Cell, State};
+use super::fused::FusedSpec;
 use super::gates::{CellSpec, GateWeights};
+use super::CellKind;
 use crate::params::ParamStore;
 use crate::session::Session;
 use rand::Rng;
@@ -60,6 +62,13 @@ impl GruCell {
 impl<T: Element> Cell<T> for GruCell {
     fn input_size(&self) -> usize {
         self.input_size
+    }
+
+    fn fused(&self) -> Option<FusedSpec> {
+        Some(
+            self.weights
+                .fused_spec(CellKind::Gru, self.input_size, self.hidden_size),
+        )
     }
 
     fn state_sizes(&self) -> SmallVec<[usize; 2]> {

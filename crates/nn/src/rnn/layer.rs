@@ -4,6 +4,7 @@
 
 use super::cell::{Cell, State};
 use super::checkpoint::checkpointed;
+use super::fused::{fused_sequence, FusedSpec};
 use super::gates::CellSpec;
 use super::steps::run_steps;
 use super::{GruCell, LstmCell, Nonlinearity, RnnCell};
@@ -27,6 +28,9 @@ pub struct RnnOptions {
     /// Checkpointing through time: keep states only every ~√T steps and recompute each
     /// segment in backward (O(√T) activation memory instead of O(T), same gradients).
     pub checkpoint: bool,
+    /// Run built-in cells through the fused sequence kernels (default). `false` records every
+    /// step's ops on the tape instead: slower, the reference the kernels are tested against.
+    pub fused: bool,
 }
 
 impl RnnOptions {
@@ -40,6 +44,7 @@ impl RnnOptions {
             dropout: 0.0,
             bidirectional: false,
             checkpoint: false,
+            fused: true,
         }
     }
     pub fn num_layers(mut self, n: usize) -> Self {
@@ -64,6 +69,10 @@ impl RnnOptions {
     }
     pub fn checkpoint(mut self, checkpoint: bool) -> Self {
         self.checkpoint = checkpoint;
+        self
+    }
+    pub fn fused(mut self, fused: bool) -> Self {
+        self.fused = fused;
         self
     }
     fn directions(&self) -> usize {
@@ -302,8 +311,19 @@ impl<C> Recurrent<C> {
                 );
             }
         }
+        let fused: Option<Vec<FusedSpec>> = if self.options.fused {
+            self.cells.iter().map(|c| c.fused()).collect()
+        } else {
+            None
+        };
         let (output, finals) = if self.options.checkpoint || s.checkpoint_through_time() {
-            self.layers_checkpointed(s, x, initial, lengths, batch)
+            self.layers_whole(s, x, initial, batch, |unit, input, state, reverse| {
+                checkpointed(&self.cells[unit], s, input, state, lengths, reverse)
+            })
+        } else if let Some(specs) = fused {
+            self.layers_whole(s, x, initial, batch, |unit, input, state, reverse| {
+                fused_sequence(&specs[unit], s, input, &state, lengths, reverse)
+            })
         } else {
             self.layers_plain(s, x, initial, lengths, batch)
         };
@@ -394,18 +414,18 @@ impl<C> Recurrent<C> {
         (stack(&inputs, 0), finals)
     }
 
-    /// Every layer and direction as one checkpointed op over whole `[T, B, F]` sequences:
-    /// the same values and gradients as `layers_plain`, with O(√T) activation memory.
-    fn layers_checkpointed<'t, T: Element>(
+    /// Every layer and direction as one op over whole `[T, B, F]` sequences,
+    /// `run(unit, input, initial state, reverse)`: the checkpointed op or the fused kernel.
+    fn layers_whole<'t, T: Element>(
         &self,
         s: &Session<'t, '_, T>,
         x: Var<'t, T>,
         initial: Option<&[Var<'t, T>]>,
-        lengths: Option<&[usize]>,
         batch: usize,
+        run: impl Fn(usize, Var<'t, T>, State<'t, T>, bool) -> (Var<'t, T>, State<'t, T>),
     ) -> (Var<'t, T>, Vec<State<'t, T>>)
     where
-        C: Cell<T> + Clone + 'static,
+        C: Cell<T>,
     {
         let dropout = Dropout::new(self.options.dropout);
         let mut input = x;
@@ -416,8 +436,7 @@ impl<C> Recurrent<C> {
             for d in 0..dirs {
                 let unit = layer * dirs + d;
                 let state = self.initial_state(s, initial, unit, batch);
-                let (output, state) =
-                    checkpointed(&self.cells[unit], s, input, state, lengths, d == 1);
+                let (output, state) = run(unit, input, state, d == 1);
                 per_dir.push(output);
                 finals.push(state);
             }

@@ -2,7 +2,9 @@
 //! c' = σ(f)·c + σ(i)·tanh(g), h' = σ(o)·tanh(c'), projected by W_hr when `proj_size` > 0.
 
 use super::cell::{Cell, State};
+use super::fused::FusedSpec;
 use super::gates::{CellSpec, GateWeights};
+use super::CellKind;
 use crate::init;
 use crate::params::{join_name, ParamId, ParamStore};
 use crate::session::Session;
@@ -73,6 +75,13 @@ impl LstmCell {
 impl<T: Element> Cell<T> for LstmCell {
     fn input_size(&self) -> usize {
         self.input_size
+    }
+
+    fn fused(&self) -> Option<FusedSpec> {
+        (self.proj_size == 0).then(|| {
+            self.weights
+                .fused_spec(CellKind::Lstm, self.input_size, self.hidden_size)
+        })
     }
 
     fn state_sizes(&self) -> SmallVec<[usize; 2]> {

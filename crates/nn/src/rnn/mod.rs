@@ -5,6 +5,7 @@
 mod any_cell;
 mod cell;
 mod checkpoint;
+mod fused;
 mod gates;
 mod gru_cell;
 mod layer;
@@ -14,6 +15,7 @@ mod steps;
 
 pub use any_cell::{AnyCell, CellKind};
 pub use cell::{Cell, State};
+pub use fused::FusedSpec;
 pub use gru_cell::GruCell;
 pub use layer::{Gru, Lstm, Recurrent, RecurrentOutput, Rnn, RnnOptions};
 pub use lstm_cell::LstmCell;

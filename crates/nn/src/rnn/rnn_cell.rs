@@ -1,7 +1,9 @@
 //! The Elman cell: h' = act(W_ih·x + b_ih + W_hh·h + b_hh), act = tanh or relu.
 
 use super::cell::{Cell, State};
+use super::fused::FusedSpec;
 use super::gates::{CellSpec, GateWeights};
+use super::CellKind;
 use crate::params::ParamStore;
 use crate::session::Session;
 use rand::Rng;
@@ -70,6 +72,14 @@ impl RnnCell {
 impl<T: Element> Cell<T> for RnnCell {
     fn input_size(&self) -> usize {
         self.input_size
+    }
+
+    fn fused(&self) -> Option<FusedSpec> {
+        Some(self.weights.fused_spec(
+            CellKind::Rnn(self.nonlinearity),
+            self.input_size,
+            self.hidden_size,
+        ))
     }
 
     fn state_sizes(&self) -> SmallVec<[usize; 2]> {

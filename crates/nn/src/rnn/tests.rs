@@ -13,11 +13,11 @@ use rand::SeedableRng;
 use recur_tape::{concat, Element, Tape, Tensor, Var};
 use smallvec::{smallvec, SmallVec};
 
-fn rng() -> StdRng {
+pub(super) fn rng() -> StdRng {
     StdRng::seed_from_u64(42)
 }
 
-fn rand_tensor(shape: &[usize], seed: u64) -> Tensor<f64> {
+pub(super) fn rand_tensor(shape: &[usize], seed: u64) -> Tensor<f64> {
     Tensor::uniform(shape, -1.0, 1.0, &mut StdRng::seed_from_u64(seed))
 }
 
@@ -321,14 +321,15 @@ fn wrong_input_width_names_layer_and_shapes() {
     lstm.forward(&s, tape.constant(Tensor::zeros(&[5, 2, 7])), None, None);
 }
 
-/// Outputs, final states and every gradient (input, initial state, parameters) as bits.
-fn run_bits<C: Cell<f64> + Clone + 'static>(
+/// Outputs, final states and every gradient (input, initial state, parameters) of a
+/// weighted sum of them.
+pub(super) fn run_values<C: Cell<f64> + Clone + 'static>(
     layer: &Recurrent<C>,
     store: &ParamStore<f64>,
     x: &Tensor<f64>,
     lengths: Option<&[usize]>,
     with_initial: bool,
-) -> Vec<Vec<u64>> {
+) -> Vec<Tensor<f64>> {
     let tape = Tape::new();
     let s = Session::new(&tape, store, Mode::Eval, 0);
     let xv = tape.var(x.clone());
@@ -350,12 +351,25 @@ fn run_bits<C: Cell<f64> + Clone + 'static>(
         loss = loss + (*part * tape.constant(rand_tensor(&part.shape(), 70 + p as u64))).sum();
     }
     let grads = tape.backward(loss);
-    let bits = |t: &Tensor<f64>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
-    let mut all = vec![bits(&out.output.to_tensor()), bits(&grads.wrt(xv))];
-    all.extend(out.final_state.iter().map(|v| bits(&v.to_tensor())));
-    all.extend(init.iter().map(|&v| bits(&grads.wrt(v))));
-    all.extend(store.ids().map(|id| bits(&grads.wrt(s.param(id)))));
+    let mut all = vec![out.output.to_tensor(), grads.wrt(xv)];
+    all.extend(out.final_state.iter().map(|v| v.to_tensor()));
+    all.extend(init.iter().map(|&v| grads.wrt(v)));
+    all.extend(store.ids().map(|id| grads.wrt(s.param(id))));
     all
+}
+
+/// `run_values` as bits.
+fn run_bits<C: Cell<f64> + Clone + 'static>(
+    layer: &Recurrent<C>,
+    store: &ParamStore<f64>,
+    x: &Tensor<f64>,
+    lengths: Option<&[usize]>,
+    with_initial: bool,
+) -> Vec<Vec<u64>> {
+    run_values(layer, store, x, lengths, with_initial)
+        .iter()
+        .map(|t| t.data().iter().map(|v| v.to_bits()).collect())
+        .collect()
 }
 
 #[test]
@@ -384,7 +398,7 @@ fn checkpointing_through_time_gives_bit_identical_results() {
     let x = rand_tensor(&[17, 3, 3], 5);
     for (name, options, lengths, init) in cases {
         let mut store = ParamStore::new();
-        let plain: Recurrent<AnyCell> = match name {
+        let built: Recurrent<AnyCell> = match name {
             n if n.starts_with("gru") => Recurrent::of_kind(
                 &mut store,
                 "",
@@ -418,6 +432,8 @@ fn checkpointing_through_time_gives_bit_identical_results() {
                 &mut rng(),
             ),
         };
+        let mut plain = built;
+        plain.options.fused = false;
         let mut checkpointed = plain.clone();
         checkpointed.options.checkpoint = true;
         let xs = x.slice_first(options.input_size);
