@@ -1,6 +1,7 @@
 //! The scalar types a tensor can hold (f32 and f64), with the kernels each one dispatches to.
 
 use crate::kernels::activation as act;
+use crate::kernels::packed::{self, PanelKernel};
 use num_traits::{Float, FromPrimitive, NumAssign};
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
@@ -34,6 +35,9 @@ pub trait Element:
         csc: isize,
     );
 
+    /// The best kernel for products with a [`PackedMatrix`](crate::kernels::PackedMatrix).
+    fn panel_kernel() -> PanelKernel<Self>;
+
     /// In-place elementwise exp, vectorized.
     fn exp_slice(xs: &mut [Self]);
     /// In-place elementwise tanh, vectorized.
@@ -48,7 +52,7 @@ pub trait Element:
 }
 
 macro_rules! element {
-    ($t:ty, $name:literal, $gemm:path, $exp:path, $tanh:path, $sigmoid:path) => {
+    ($t:ty, $name:literal, $gemm:path, $panel:path, $exp:path, $tanh:path, $sigmoid:path) => {
         impl Element for $t {
             const DTYPE: &'static str = $name;
 
@@ -71,6 +75,10 @@ macro_rules! element {
                 $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
             }
 
+            fn panel_kernel() -> PanelKernel<Self> {
+                $panel()
+            }
+
             fn exp_slice(xs: &mut [Self]) {
                 $exp(xs)
             }
@@ -88,6 +96,7 @@ element!(
     f32,
     "F32",
     matrixmultiply::sgemm,
+    packed::kernel_f32,
     act::exp_slice_f32,
     act::tanh_slice_f32,
     act::sigmoid_slice_f32
@@ -96,6 +105,7 @@ element!(
     f64,
     "F64",
     matrixmultiply::dgemm,
+    packed::kernel_f64,
     act::exp_slice_f64,
     act::tanh_slice_f64,
     act::sigmoid_slice_f64

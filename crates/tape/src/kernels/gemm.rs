@@ -160,6 +160,9 @@ mod tests {
             (16, 64, 96),
             (3, 15, 5),
             (17, 20, 9),
+            // Tall products (the packed path), past its K and M blocks.
+            (64, 33, 21),
+            (200, 300, 70),
         ] {
             let a: Vec<f64> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let b: Vec<f64> = (0..k * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
@@ -176,10 +179,12 @@ mod tests {
                         MatRef::row_major(&b, k, n)
                     };
                     let want = naive(av, bv);
-                    let mut c = vec![1.0; m * n];
-                    gemm(2.0, av, bv, 0.5, &mut c, n);
-                    for (g, w) in c.iter().zip(&want) {
-                        approx::assert_relative_eq!(*g, 2.0 * w + 0.5, epsilon = 1e-12);
+                    for (alpha, beta) in [(2.0, 0.5), (1.0, 0.0), (1.0, 1.0)] {
+                        let mut c = vec![1.0; m * n];
+                        gemm(alpha, av, bv, beta, &mut c, n);
+                        for (g, w) in c.iter().zip(&want) {
+                            approx::assert_relative_eq!(*g, alpha * w + beta, epsilon = 1e-12);
+                        }
                     }
                 }
             }

@@ -180,12 +180,12 @@ impl<T: Element> Op<T> for FusedSequence<T> {
         self.saved = vec![T::zero(); rows * saved_w];
         self.prev = vec![T::zero(); rows * width];
         let mut out = vec![T::zero(); (steps + parts) * batch * hidden];
-        let recurrence = Recurrence::new(w_hh, gates, hidden);
+        let recurrence = Recurrence::forward(w_hh, gates, hidden, steps);
         let mut hg = vec![T::zero(); batch * gates];
         for t in self.order() {
             let at = t * batch;
             self.prev[at * width..(at + batch) * width].copy_from_slice(&state);
-            recurrence.forward(&state, width, batch, &mut hg);
+            recurrence.step(&state, width, batch, &mut hg, gates, false);
             for b in 0..batch {
                 if !self.active(t, b) {
                     continue;
@@ -246,7 +246,7 @@ impl<T: Element> Op<T> for FusedSequence<T> {
         } else {
             Vec::new()
         };
-        let recurrence = Recurrence::new(ctx.input(w_hh_at).data(), gates, hidden);
+        let recurrence = Recurrence::backward(ctx.input(w_hh_at).data(), gates, hidden, steps);
         for t in self.order().rev() {
             let at = t * batch;
             for b in 0..batch {
@@ -274,11 +274,13 @@ impl<T: Element> Op<T> for FusedSequence<T> {
                 );
             }
             let d_hg = if separate { &d_hg_all } else { &d_xg };
-            recurrence.backward(
+            recurrence.step(
                 &d_hg[at * gates..(at + batch) * gates],
+                gates,
                 batch,
                 &mut d_state,
                 width,
+                true,
             );
         }
         let d_hg: &[T] = if separate { &d_hg_all } else { &d_xg };

@@ -1,0 +1,455 @@
+//! A right-hand matrix packed once and multiplied many times: C ← A·B (+ C) for a small A,
+//! as a recurrent layer does with its weights at every step of a sequence. B is stored in
+//! column panels of the kernel's width, each K × width contiguous, so a step streams the
+//! panels with no repacking; the product keeps a block of A's rows times one panel in
+//! registers (explicit AVX-512 / AVX2+FMA kernels chosen at run time, a portable one
+//! otherwise).
+
+// The kernels take raw matrix descriptions (pointers, sizes, strides), as BLAS does.
+#![allow(clippy::too_many_arguments)]
+
+use super::gemm::MatRef;
+use crate::Element;
+
+/// A panel kernel (unsafe: the caller guarantees the CPU feature and the extents): C (`m` rows, first `cols` columns, row stride `ldc`) ← A·panel (+ C if
+/// `accumulate`), for A `m × k` with row stride `lda` and a `k × width` panel.
+pub type PanelFn<T> = unsafe fn(
+    m: usize,
+    k: usize,
+    a: *const T,
+    lda: usize,
+    panel: *const T,
+    c: *mut T,
+    ldc: usize,
+    cols: usize,
+    accumulate: bool,
+);
+
+/// The panel kernel the running CPU supports best, and its panel width.
+#[derive(Clone, Copy)]
+pub struct PanelKernel<T> {
+    pub width: usize,
+    pub run: PanelFn<T>,
+}
+
+/// Rows of B per pass (a panel slice of `K_BLOCK × width` stays in L1).
+const K_BLOCK: usize = 256;
+/// Rows of A per pass (an `M_BLOCK × K_BLOCK` slice of A stays in L2).
+const M_BLOCK: usize = 192;
+
+/// B (`k × n`) packed into column panels for repeated products.
+pub struct PackedMatrix<T> {
+    data: Vec<T>,
+    k: usize,
+    n: usize,
+    kernel: PanelKernel<T>,
+}
+
+impl<T: Element> PackedMatrix<T> {
+    /// Packs `b` (any strides) for the best kernel of this CPU.
+    pub fn new(b: MatRef<T>) -> Self {
+        Self::with_kernel(b, T::panel_kernel())
+    }
+
+    fn with_kernel(b: MatRef<T>, kernel: PanelKernel<T>) -> Self {
+        let (k, n, w) = (b.rows, b.cols, kernel.width);
+        let panels = n.div_ceil(w);
+        let mut data = vec![T::zero(); panels * k * w];
+        let (rs, cs) = (b.row_stride, b.col_stride);
+        for (panel, block) in data
+            .chunks_exact_mut((k * w).max(1))
+            .enumerate()
+            .take(panels)
+        {
+            let (j0, cols) = (panel * w, w.min(n - panel * w));
+            if cs == 1 {
+                // Rows of B are contiguous: copy row slices.
+                for p in 0..k {
+                    block[p * w..p * w + cols].copy_from_slice(&b.data[p * rs + j0..][..cols]);
+                }
+            } else if rs == 1 {
+                // Columns of B are contiguous (a transposed matrix): read them in order.
+                for c in 0..cols {
+                    let column = &b.data[(j0 + c) * cs..][..k];
+                    for (p, &v) in column.iter().enumerate() {
+                        block[p * w + c] = v;
+                    }
+                }
+            } else {
+                for p in 0..k {
+                    for c in 0..cols {
+                        block[p * w + c] = b.data[p * rs + (j0 + c) * cs];
+                    }
+                }
+            }
+        }
+        PackedMatrix { data, k, n, kernel }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+
+    /// C ← A·B, or C ← A·B + C if `accumulate`; A is `m × k` with unit column stride, C is
+    /// `m × n` with row stride `ldc`.
+    pub fn mul_into(&self, a: MatRef<T>, c: &mut [T], ldc: usize, accumulate: bool) {
+        let (m, k, n) = (a.rows, self.k, self.n);
+        assert!(
+            a.cols == k && a.col_stride == 1,
+            "packed matmul: A is {}x{} with column stride {}, expected {m}x{k} with stride 1",
+            a.rows,
+            a.cols,
+            a.col_stride
+        );
+        if m == 0 || n == 0 {
+            return;
+        }
+        assert!(
+            (m - 1) * a.row_stride + k <= a.data.len(),
+            "packed matmul: A slice of {} cannot hold {m}x{k} with row stride {}",
+            a.data.len(),
+            a.row_stride
+        );
+        assert!(
+            ldc >= n && (m - 1) * ldc + n <= c.len(),
+            "packed matmul: output slice of {} cannot hold {m}x{n} with row stride {ldc}",
+            c.len()
+        );
+        // Blocks of K keep a panel's slice in L1 and blocks of M keep A's slice in L2 while
+        // the kernel sweeps the panels.
+        let w = self.kernel.width;
+        for k0 in (0..k).step_by(K_BLOCK) {
+            let kc = K_BLOCK.min(k - k0);
+            for m0 in (0..m).step_by(M_BLOCK) {
+                let mc = M_BLOCK.min(m - m0);
+                for panel in 0..n.div_ceil(w) {
+                    let cols = w.min(n - panel * w);
+                    // SAFETY: A (m × k, stride lda), the panel (k × w) and C's rows (m × cols
+                    // at column panel·w, stride ldc) were bounds-checked above; the blocks
+                    // lie inside them.
+                    unsafe {
+                        (self.kernel.run)(
+                            mc,
+                            kc,
+                            a.data.as_ptr().add(m0 * a.row_stride + k0),
+                            a.row_stride,
+                            self.data.as_ptr().add(panel * k * w + k0 * w),
+                            c.as_mut_ptr().add(m0 * ldc + panel * w),
+                            ldc,
+                            cols,
+                            accumulate || k0 > 0,
+                        )
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The portable kernel, for CPUs without AVX2: the same blocking with plain arrays.
+pub fn portable_kernel<T: Element>() -> PanelKernel<T> {
+    PanelKernel {
+        width: PORTABLE_WIDTH,
+        run: portable_panel::<T>,
+    }
+}
+
+const PORTABLE_WIDTH: usize = 8;
+
+unsafe fn portable_panel<T: Element>(
+    m: usize,
+    k: usize,
+    a: *const T,
+    lda: usize,
+    panel: *const T,
+    c: *mut T,
+    ldc: usize,
+    cols: usize,
+    accumulate: bool,
+) {
+    const W: usize = PORTABLE_WIDTH;
+    for i in 0..m {
+        let mut acc = [T::zero(); W];
+        for p in 0..k {
+            let av = *a.add(i * lda + p);
+            for (j, acc) in acc.iter_mut().enumerate() {
+                *acc += av * *panel.add(p * W + j);
+            }
+        }
+        for (j, &v) in acc.iter().enumerate().take(cols) {
+            let out = c.add(i * ldc + j);
+            *out = if accumulate { *out + v } else { v };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+macro_rules! simd_panel_kernel {
+    ($name:ident, $t:ty, $feature:literal, $lanes:expr, $block:literal,
+     $zero:ident, $load:ident, $splat:ident, $fma:ident, $add:ident, $store:ident) => {
+        /// Rows of A in blocks of `$block` times a panel of two vectors.
+        ///
+        /// # Safety
+        /// The CPU has `$feature`; A, the panel and C's rows are valid for the sizes given.
+        #[target_feature(enable = $feature)]
+        unsafe fn $name(
+            m: usize,
+            k: usize,
+            a: *const $t,
+            lda: usize,
+            panel: *const $t,
+            c: *mut $t,
+            ldc: usize,
+            cols: usize,
+            accumulate: bool,
+        ) {
+            use std::arch::x86_64::*;
+            const L: usize = $lanes;
+            #[target_feature(enable = $feature)]
+            #[inline]
+            unsafe fn rows<const R: usize>(
+                k: usize,
+                a: *const $t,
+                lda: usize,
+                panel: *const $t,
+                c: *mut $t,
+                ldc: usize,
+                cols: usize,
+                accumulate: bool,
+            ) {
+                let mut acc = [[$zero(); 2]; R];
+                for p in 0..k {
+                    let b0 = $load(panel.add(p * 2 * L));
+                    let b1 = $load(panel.add(p * 2 * L + L));
+                    for r in 0..R {
+                        let av = $splat(*a.add(r * lda + p));
+                        acc[r][0] = $fma(av, b0, acc[r][0]);
+                        acc[r][1] = $fma(av, b1, acc[r][1]);
+                    }
+                }
+                for r in 0..R {
+                    let row = c.add(r * ldc);
+                    if cols == 2 * L {
+                        let (mut v0, mut v1) = (acc[r][0], acc[r][1]);
+                        if accumulate {
+                            v0 = $add(v0, $load(row));
+                            v1 = $add(v1, $load(row.add(L)));
+                        }
+                        $store(row, v0);
+                        $store(row.add(L), v1);
+                    } else {
+                        let mut tmp = [0.0 as $t; 2 * L];
+                        $store(tmp.as_mut_ptr(), acc[r][0]);
+                        $store(tmp.as_mut_ptr().add(L), acc[r][1]);
+                        for (j, &v) in tmp.iter().enumerate().take(cols) {
+                            let out = row.add(j);
+                            *out = if accumulate { *out + v } else { v };
+                        }
+                    }
+                }
+            }
+            let mut i = 0;
+            while i + $block <= m {
+                rows::<$block>(
+                    k,
+                    a.add(i * lda),
+                    lda,
+                    panel,
+                    c.add(i * ldc),
+                    ldc,
+                    cols,
+                    accumulate,
+                );
+                i += $block;
+            }
+            let (a, c) = (a.add(i * lda), c.add(i * ldc));
+            match m - i {
+                1 => rows::<1>(k, a, lda, panel, c, ldc, cols, accumulate),
+                2 => rows::<2>(k, a, lda, panel, c, ldc, cols, accumulate),
+                3 => rows::<3>(k, a, lda, panel, c, ldc, cols, accumulate),
+                4 => rows::<4>(k, a, lda, panel, c, ldc, cols, accumulate),
+                5 => rows::<5>(k, a, lda, panel, c, ldc, cols, accumulate),
+                6 => rows::<6>(k, a, lda, panel, c, ldc, cols, accumulate),
+                7 => rows::<7>(k, a, lda, panel, c, ldc, cols, accumulate),
+                8 => rows::<8>(k, a, lda, panel, c, ldc, cols, accumulate),
+                9 => rows::<9>(k, a, lda, panel, c, ldc, cols, accumulate),
+                10 => rows::<10>(k, a, lda, panel, c, ldc, cols, accumulate),
+                11 => rows::<11>(k, a, lda, panel, c, ldc, cols, accumulate),
+                _ => {}
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+simd_panel_kernel!(
+    panel_f32_avx512,
+    f32,
+    "avx512f",
+    16,
+    12,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps,
+    _mm512_storeu_ps
+);
+#[cfg(target_arch = "x86_64")]
+simd_panel_kernel!(
+    panel_f32_avx2,
+    f32,
+    "avx2,fma",
+    8,
+    6,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_add_ps,
+    _mm256_storeu_ps
+);
+#[cfg(target_arch = "x86_64")]
+simd_panel_kernel!(
+    panel_f64_avx512,
+    f64,
+    "avx512f",
+    8,
+    12,
+    _mm512_setzero_pd,
+    _mm512_loadu_pd,
+    _mm512_set1_pd,
+    _mm512_fmadd_pd,
+    _mm512_add_pd,
+    _mm512_storeu_pd
+);
+#[cfg(target_arch = "x86_64")]
+simd_panel_kernel!(
+    panel_f64_avx2,
+    f64,
+    "avx2,fma",
+    4,
+    6,
+    _mm256_setzero_pd,
+    _mm256_loadu_pd,
+    _mm256_set1_pd,
+    _mm256_fmadd_pd,
+    _mm256_add_pd,
+    _mm256_storeu_pd
+);
+
+macro_rules! select_kernel {
+    ($name:ident, $t:ty, $avx512:ident, $avx2:ident, $lanes512:expr, $lanes2:expr) => {
+        /// The best panel kernel for this CPU.
+        pub fn $name() -> PanelKernel<$t> {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::is_x86_feature_detected!("avx512f") {
+                    return PanelKernel {
+                        width: 2 * $lanes512,
+                        run: $avx512,
+                    };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    return PanelKernel {
+                        width: 2 * $lanes2,
+                        run: $avx2,
+                    };
+                }
+            }
+            portable_kernel()
+        }
+    };
+}
+
+select_kernel!(kernel_f32, f32, panel_f32_avx512, panel_f32_avx2, 16, 8);
+select_kernel!(kernel_f64, f64, panel_f64_avx512, panel_f64_avx2, 8, 4);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Every kernel this CPU has, and the portable one, on shapes with row and column
+    /// remainders, a transposed B, strided A and accumulation.
+    fn check<T: Element>(kernels: &[PanelKernel<T>], tolerance: f64) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut shapes: Vec<(usize, usize, usize)> =
+            (1..=25).map(|m| (m, 3 + 2 * m, 5 * m)).collect();
+        shapes.extend([(1, 1, 1), (6, 64, 16), (32, 300, 128)]);
+        for kernel in kernels {
+            for &(m, k, n) in &shapes {
+                let lda = k + 3;
+                let a = crate::Tensor::<T>::uniform(&[m * lda], -1.0, 1.0, &mut rng);
+                let b = crate::Tensor::<T>::uniform(&[n * k], -1.0, 1.0, &mut rng);
+                let (a, b) = (a.data(), b.data());
+                let bt = MatRef::row_major(b, n, k).t();
+                let packed = PackedMatrix::with_kernel(bt, *kernel);
+                let a_ref = MatRef {
+                    data: a,
+                    rows: m,
+                    cols: k,
+                    row_stride: lda,
+                    col_stride: 1,
+                };
+                let want = |i: usize, j: usize| {
+                    (0..k)
+                        .map(|p| a[i * lda + p].to_f64().unwrap() * b[j * k + p].to_f64().unwrap())
+                        .sum::<f64>()
+                };
+                let ldc = n + 2;
+                let mut c = vec![T::of(0.5); m * ldc];
+                for (round, accumulate) in [(1.0, false), (2.0, true)] {
+                    packed.mul_into(a_ref, &mut c, ldc, accumulate);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let got = c[i * ldc + j].to_f64().unwrap();
+                            assert!(
+                                (got - round * want(i, j)).abs() < tolerance * (k as f64),
+                                "{m}x{k}x{n}, width {}: {got} vs {}",
+                                kernel.width,
+                                round * want(i, j)
+                            );
+                        }
+                        assert!(
+                            c[i * ldc + n..(i + 1) * ldc]
+                                .iter()
+                                .all(|&v| v == T::of(0.5)),
+                            "columns past n untouched"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_products_match_naive_f64() {
+        let mut kernels = vec![portable_kernel(), kernel_f64()];
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            kernels.push(PanelKernel {
+                width: 8,
+                run: panel_f64_avx2,
+            });
+        }
+        check::<f64>(&kernels, 1e-15);
+    }
+
+    #[test]
+    fn packed_products_match_naive_f32() {
+        let mut kernels = vec![portable_kernel(), kernel_f32()];
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            kernels.push(PanelKernel {
+                width: 16,
+                run: panel_f32_avx2,
+            });
+        }
+        check::<f32>(&kernels, 1e-6);
+    }
+}
