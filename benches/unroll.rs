@@ -1,6 +1,6 @@
 //! Cost against unroll length: forward + backward of RNN, LSTM and GRU layers (batch 8,
-//! hidden 128, input 128, f32) for T in 10, 100, 1 000, 10 000, plain and checkpointed
-//! through time. Criterion reports throughput in elements/s where one element is one time
+//! hidden 128, input 128, f32) for T in 10, 100, 1 000, 10 000: fused (the default sequence
+//! kernels), composed (every step's ops on the tape) and checkpointed through time. Criterion reports throughput in elements/s where one element is one time
 //! step (time per step = 1 / throughput). Before timing, the peak memory of one pass per T is
 //! printed, measured by the counting global allocator below.
 //!
@@ -13,7 +13,7 @@ use recur::tape::{Tape, Tensor};
 use std::time::Duration;
 
 #[global_allocator]
-static ALLOCATOR: recur::memory::CountingAllocator = recur::memory::CountingAllocator;
+static ALLOCATOR: recur::memory::CachingAllocator = recur::memory::CachingAllocator;
 
 const BATCH: usize = 8;
 const HIDDEN: usize = 128;
@@ -24,9 +24,22 @@ const CELLS: [(&str, CellKind); 3] = [
     ("gru", CellKind::Gru),
 ];
 
-fn layer(kind: CellKind, checkpoint: bool) -> (Recurrent<recur::nn::AnyCell>, ParamStore<f32>) {
+/// The three ways a layer can run: (name, fused, checkpointed).
+const MODES: [(&str, bool, bool); 3] = [
+    ("fused", true, false),
+    ("composed", false, false),
+    ("checkpointed", false, true),
+];
+
+fn layer(
+    kind: CellKind,
+    fused: bool,
+    checkpoint: bool,
+) -> (Recurrent<recur::nn::AnyCell>, ParamStore<f32>) {
     let mut store = ParamStore::new();
-    let options = RnnOptions::new(HIDDEN, HIDDEN).checkpoint(checkpoint);
+    let options = RnnOptions::new(HIDDEN, HIDDEN)
+        .fused(fused)
+        .checkpoint(checkpoint);
     let l = Recurrent::of_kind(
         &mut store,
         "",
@@ -60,20 +73,23 @@ fn input(steps: usize) -> Tensor<f32> {
 fn print_memory() {
     println!("peak memory of one forward + backward (B = {BATCH}, H = {HIDDEN}, f32):");
     println!(
-        "{:<6} {:>8} {:>14} {:>14}",
-        "cell", "T", "plain MB", "checkpointed MB"
+        "{:<6} {:>8} {:>14} {:>14} {:>16}",
+        "cell", "T", "fused MB", "composed MB", "checkpointed MB"
     );
     for (name, kind) in CELLS {
         for steps in STEPS {
             let x = input(steps);
             let mut row = Vec::new();
-            for checkpoint in [false, true] {
-                let (l, store) = layer(kind, checkpoint);
+            for (_, fused, checkpoint) in MODES {
+                let (l, store) = layer(kind, fused, checkpoint);
                 let base = recur::memory::start_peak();
                 pass(&l, &store, &x);
                 row.push(recur::memory::peak_since(base) as f64 / 1e6);
             }
-            println!("{name:<6} {steps:>8} {:>14.2} {:>14.2}", row[0], row[1]);
+            println!(
+                "{name:<6} {steps:>8} {:>14.2} {:>14.2} {:>16.2}",
+                row[0], row[1], row[2]
+            );
         }
     }
 }
@@ -89,8 +105,8 @@ fn bench_unroll(c: &mut Criterion) {
         for steps in STEPS {
             let x = input(steps);
             group.throughput(Throughput::Elements(steps as u64));
-            for (mode, checkpoint) in [("plain", false), ("checkpointed", true)] {
-                let (l, store) = layer(kind, checkpoint);
+            for (mode, fused, checkpoint) in MODES {
+                let (l, store) = layer(kind, fused, checkpoint);
                 group.bench_function(BenchmarkId::new(format!("{name}/{mode}"), steps), |b| {
                     b.iter(|| pass(&l, &store, &x))
                 });

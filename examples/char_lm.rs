@@ -27,6 +27,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// Reuses the large buffers every training step frees (see `recur::memory`).
+#[global_allocator]
+static ALLOC: recur::memory::CachingAllocator = recur::memory::CachingAllocator;
+
 #[derive(Parser, Debug)]
 #[command(about = "Train a character language model, or generate text from a checkpoint")]
 struct Args {

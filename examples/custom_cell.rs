@@ -19,6 +19,10 @@ use recur::tape::{concat, Element, Tape, Tensor, Var};
 use smallvec::{smallvec, SmallVec};
 use std::path::Path;
 
+/// Reuses the large buffers every training step frees (see `recur::memory`).
+#[global_allocator]
+static ALLOC: recur::memory::CachingAllocator = recur::memory::CachingAllocator;
+
 // ---- the cell: everything a new architecture needs ----------------------------------------
 
 /// MGU: f = σ(W_f·[x, h] + b_f), h̃ = tanh(W_h·[x, f·h] + b_h), h' = (1 − f)·h + f·h̃.

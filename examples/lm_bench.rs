@@ -19,6 +19,10 @@ use recur::nn::{
 use recur::tape::{stack, Reduction, Tape, Tensor};
 use std::time::Instant;
 
+/// Reuses the large buffers every training step frees (see `recur::memory`).
+#[global_allocator]
+static ALLOC: recur::memory::CachingAllocator = recur::memory::CachingAllocator;
+
 /// Shards per batch: fixed, so results do not depend on the thread count.
 const SHARDS: usize = 2;
 

@@ -17,6 +17,10 @@ use recur::tape::{Reduction, Tape, Tensor, Var};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Reuses the large buffers every training step frees (see `recur::memory`).
+#[global_allocator]
+static ALLOC: recur::memory::CachingAllocator = recur::memory::CachingAllocator;
+
 #[derive(Parser, Debug)]
 #[command(
     about = "Fit an RNN to a noisy periodic signal and compare with the repeat-last baseline"

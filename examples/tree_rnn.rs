@@ -13,6 +13,10 @@ use recur::nn::parallel::{map_shards, shard_range};
 use recur::nn::{Embedding, Linear, Mode, ParamGrads, ParamStore, Session};
 use recur::tape::{concat, Reduction, Tape, Var};
 
+/// Reuses the large buffers every training step frees (see `recur::memory`).
+#[global_allocator]
+static ALLOC: recur::memory::CachingAllocator = recur::memory::CachingAllocator;
+
 #[derive(Clone, Copy, Debug)]
 enum Op {
     Add,

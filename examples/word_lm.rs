@@ -24,6 +24,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// Reuses the large buffers every training step frees (see `recur::memory`).
+#[global_allocator]
+static ALLOC: recur::memory::CachingAllocator = recur::memory::CachingAllocator;
+
 #[derive(Parser, Debug)]
 #[command(about = "Zaremba et al. (2014) small LSTM language model on Penn Treebank")]
 struct Args {

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Draws docs/unroll.svg from the output of `cargo bench --bench unroll`: time per step and
-peak memory against T (log-log), plain and checkpointed, for RNN, LSTM and GRU.
+peak memory against T (log-log), fused, composed and checkpointed, for RNN, LSTM and GRU.
 
 Usage: cargo bench --bench unroll | tee unroll.log; python3 tools/plot_unroll.py unroll.log docs/unroll.svg
 """
@@ -20,12 +20,13 @@ for line in log.splitlines():
         time.setdefault((name[0], name[1]), {})[int(name[2])] = 1e6 / per_s
         name = None
 memory = {}
-for m in re.finditer(r"^(rnn|lstm|gru)\s+(\d+)\s+([\d.]+)\s+([\d.]+)$", log, re.M):
-    cell, steps, plain, ckpt = m.group(1), int(m.group(2)), float(m.group(3)), float(m.group(4))
-    memory.setdefault((cell, "plain"), {})[steps] = plain
-    memory.setdefault((cell, "checkpointed"), {})[steps] = ckpt
+for m in re.finditer(r"^(rnn|lstm|gru)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", log, re.M):
+    cell, steps = m.group(1), int(m.group(2))
+    for mode, value in zip(("fused", "composed", "checkpointed"), m.groups()[2:]):
+        memory.setdefault((cell, mode), {})[steps] = float(value)
 
 W, H, PAD = 420, 300, 55
+DASHES = {"fused": "", "composed": ' stroke-dasharray="5,3"', "checkpointed": ' stroke-dasharray="1,3"'}
 colors = {"rnn": "#1f77b4", "lstm": "#d62728", "gru": "#2ca02c"}
 out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W}" height="{H}" font-family="sans-serif" font-size="11">',
        f'<rect width="{2 * W}" height="{H}" fill="white"/>']
@@ -51,11 +52,11 @@ def panel(x0, title, series, ylabel):
     out.append(f'<text x="{x0 + 14}" y="{H / 2}" text-anchor="middle" transform="rotate(-90 {x0 + 14} {H / 2})">{ylabel}</text>')
     for (cell, mode), pts in sorted(series.items()):
         path = " ".join(f"{px(t):.1f},{py(v):.1f}" for t, v in sorted(pts.items()))
-        dash = "" if mode == "plain" else ' stroke-dasharray="5,3"'
+        dash = DASHES[mode]
         out.append(f'<polyline points="{path}" fill="none" stroke="{colors[cell]}" stroke-width="2"{dash}/>')
     for i, (cell, mode) in enumerate(sorted(series)):
         y = PAD + 14 * i
-        dash = "" if mode == "plain" else ' stroke-dasharray="5,3"'
+        dash = DASHES[mode]
         out.append(f'<line x1="{x0 + W - PAD - 120}" y1="{y}" x2="{x0 + W - PAD - 100}" y2="{y}" stroke="{colors[cell]}" stroke-width="2"{dash}/>')
         out.append(f'<text x="{x0 + W - PAD - 95}" y="{y + 4}">{cell} {mode}</text>')
 

@@ -32,6 +32,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// Reuses the large buffers every training step frees (see `recur::memory`).
+#[global_allocator]
+static ALLOC: recur::memory::CachingAllocator = recur::memory::CachingAllocator;
+
 /// Data-parallel shards per batch: fixed, so results do not depend on --threads.
 const SHARDS: usize = 2;
 

@@ -1,7 +1,7 @@
 //! Fused losses: cross-entropy (log_softmax + NLL in one op, with `ignore_index`), NLL on
 //! log-probabilities, and mean squared error. Mean reductions average over counted targets.
 
-use crate::ops::softmax::log_softmax_rows;
+use crate::ops::softmax::softmax_rows;
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
 
 /// How a loss combines its per-element terms, as PyTorch's `reduction`.
@@ -65,7 +65,8 @@ impl Targets {
 /// −log softmax(x)[target], reduced; saves the log-sum-exp of each row.
 struct CrossEntropy<T> {
     targets: Targets,
-    log_probs: Vec<T>,
+    /// softmax(x), row by row.
+    probs: Vec<T>,
 }
 
 impl<T: Element> Op<T> for CrossEntropy<T> {
@@ -76,12 +77,11 @@ impl<T: Element> Op<T> for CrossEntropy<T> {
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
         let x = inputs[0];
         let (_, classes) = self.targets.check("cross_entropy", x);
-        self.log_probs = vec![T::zero(); x.numel()];
-        log_softmax_rows(x.data(), classes, &mut self.log_probs);
-        let total = self
-            .targets
-            .counted()
-            .fold(T::zero(), |s, (r, t)| s - self.log_probs[r * classes + t]);
+        self.probs = vec![T::zero(); x.numel()];
+        let log_norm = softmax_rows(x.data(), classes, &mut self.probs);
+        let total = self.targets.counted().fold(T::zero(), |s, (r, t)| {
+            s + (log_norm[r] - x.data()[r * classes + t])
+        });
         Tensor::scalar(total * self.targets.scale())
     }
 
@@ -92,11 +92,11 @@ impl<T: Element> Op<T> for CrossEntropy<T> {
         let Some(gx) = ctx.grad_input(0) else { return };
         for (r, t) in self.targets.counted() {
             let row = &mut gx[r * classes..(r + 1) * classes];
-            for (d, &lp) in row
+            for (d, &p) in row
                 .iter_mut()
-                .zip(&self.log_probs[r * classes..(r + 1) * classes])
+                .zip(&self.probs[r * classes..(r + 1) * classes])
             {
-                *d += g * lp.exp();
+                *d += g * p;
             }
             row[t] -= g;
         }
@@ -198,7 +198,7 @@ impl<'t, T: Element> Var<'t, T> {
         self.tape().apply(
             CrossEntropy {
                 targets,
-                log_probs: Vec::new(),
+                probs: Vec::new(),
             },
             &[self],
         )

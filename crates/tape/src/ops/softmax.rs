@@ -2,12 +2,30 @@
 
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
 
-/// Writes log_softmax of each row of `x` (rows of `width`) into `out`; returns nothing.
+/// Writes softmax of each row of `x` (rows of `width`) into `out`; returns each row's
+/// log normaliser, max + ln Σ exp(x − max), so that log p = x − normaliser.
+pub(crate) fn softmax_rows<T: Element>(x: &[T], width: usize, out: &mut [T]) -> Vec<T> {
+    x.chunks_exact(width)
+        .zip(out.chunks_exact_mut(width))
+        .map(|(row, o)| {
+            let max = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+            o.iter_mut().zip(row).for_each(|(o, &v)| *o = v - max);
+            T::exp_slice(o);
+            let sum = o.iter().fold(T::zero(), |s, &v| s + v);
+            let inv = T::one() / sum;
+            o.iter_mut().for_each(|v| *v *= inv);
+            max + sum.ln()
+        })
+        .collect()
+}
+
+/// Writes log_softmax of each row of `x` (rows of `width`) into `out`.
 pub(crate) fn log_softmax_rows<T: Element>(x: &[T], width: usize, out: &mut [T]) {
+    let mut e = vec![T::zero(); width];
     for (row, o) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
         let max = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
         o.iter_mut().zip(row).for_each(|(o, &v)| *o = v - max);
-        let mut e = o.to_vec();
+        e.copy_from_slice(o);
         T::exp_slice(&mut e);
         let lse = e.iter().fold(T::zero(), |s, &v| s + v).ln();
         o.iter_mut().for_each(|v| *v -= lse);
