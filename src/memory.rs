@@ -35,7 +35,7 @@ pub struct CachingAllocator;
 /// The smallest block worth caching: below it, the system allocator reuses memory itself.
 pub const CACHED_MIN: usize = 64 * 1024;
 /// How many freed blocks the cache holds.
-pub const CACHE_SLOTS: usize = 64;
+pub const CACHE_SLOTS: usize = 256;
 /// How many bytes the cache holds.
 pub const CACHE_MAX: usize = 4 << 30;
 
