@@ -22,6 +22,7 @@ pub mod kernels;
 mod op;
 pub mod ops;
 pub mod shape;
+mod storage;
 mod tape;
 mod tensor;
 #[cfg(test)]

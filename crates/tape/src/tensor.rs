@@ -2,7 +2,9 @@
 //! value: it knows nothing of gradients, which live on the tape. Its storage is shared and
 //! copied on write, so cloning (binding a parameter to a tape, detaching) costs O(1).
 
+use crate::kernels::PackedMatrix;
 use crate::shape::{numel, Shape};
+use crate::storage::Storage;
 use crate::Element;
 use rand::Rng;
 use std::fmt;
@@ -10,7 +12,7 @@ use std::sync::Arc;
 
 #[derive(Clone, PartialEq)]
 pub struct Tensor<T> {
-    data: Arc<Vec<T>>,
+    data: Arc<Storage<T>>,
     shape: Shape,
 }
 
@@ -50,14 +52,14 @@ impl<T: Element> Tensor<T> {
             });
         }
         Ok(Tensor {
-            data: Arc::new(data),
+            data: Arc::new(Storage::new(data)),
             shape: Shape::from_slice(shape),
         })
     }
 
     pub fn full(shape: &[usize], value: T) -> Self {
         Tensor {
-            data: Arc::new(vec![value; numel(shape)]),
+            data: Arc::new(Storage::new(vec![value; numel(shape)])),
             shape: Shape::from_slice(shape),
         }
     }
@@ -81,7 +83,7 @@ impl<T: Element> Tensor<T> {
             .map(|_| T::of(rng.gen_range(low..high)))
             .collect();
         Tensor {
-            data: Arc::new(data),
+            data: Arc::new(Storage::new(data)),
             shape: Shape::from_slice(shape),
         }
     }
@@ -109,11 +111,27 @@ impl<T: Element> Tensor<T> {
 
     /// Mutable access; copies the storage first if another tensor shares it.
     pub fn data_mut(&mut self) -> &mut [T] {
-        Arc::make_mut(&mut self.data).as_mut_slice()
+        Arc::make_mut(&mut self.data).values_mut().as_mut_slice()
+    }
+
+    /// This 2-D tensor packed as the right-hand side B of products (B = Aᵀ if `transposed`),
+    /// packed on first use and kept until the values change.
+    pub fn packed(&self, transposed: bool) -> &PackedMatrix<T>
+    where
+        T: Element,
+    {
+        assert!(
+            self.ndim() == 2,
+            "packed: needs a matrix, got shape {:?}",
+            self.shape()
+        );
+        self.data.packed(self.shape[0], self.shape[1], transposed)
     }
 
     pub fn into_vec(self) -> Vec<T> {
-        Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
+        Arc::try_unwrap(self.data)
+            .map(Storage::into_values)
+            .unwrap_or_else(|shared| shared.to_vec())
     }
 
     /// The single value of a one-element tensor.
@@ -162,7 +180,7 @@ impl<T: Element> Tensor<T> {
     /// Applies `f` to every element.
     pub fn map(&self, f: impl Fn(T) -> T) -> Self {
         Tensor {
-            data: Arc::new(self.data.iter().map(|&v| f(v)).collect()),
+            data: Arc::new(Storage::new(self.data.iter().map(|&v| f(v)).collect())),
             shape: self.shape.clone(),
         }
     }
@@ -175,7 +193,7 @@ impl<T: Element> Tensor<T> {
             .map(|v| U::of(v.to_f64().expect("float to f64")))
             .collect();
         Tensor {
-            data: Arc::new(data),
+            data: Arc::new(Storage::new(data)),
             shape: self.shape.clone(),
         }
     }

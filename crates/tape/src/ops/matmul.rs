@@ -5,6 +5,36 @@ use crate::kernels::{gemm, MatRef};
 use crate::shape::{numel, Shape};
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
 
+/// Products with fewer rows than this (a batch at one time step) use the right-hand matrix
+/// packed once and cached on its tensor (`Tensor::packed`), so a weight used at every step
+/// is not repacked for every product. One row takes gemm's matrix-vector path instead.
+const PACK_BELOW_ROWS: usize = 128;
+
+/// C ← A·B, or C += A·B if `accumulate`, where B is the matrix `b`, or its transpose.
+fn product_with<T: Element>(
+    a: MatRef<T>,
+    b: &Tensor<T>,
+    transposed: bool,
+    accumulate: bool,
+    c: &mut [T],
+    ldc: usize,
+) {
+    if (2..PACK_BELOW_ROWS).contains(&a.rows) && a.col_stride == 1 {
+        b.packed(transposed).mul_into(a, c, ldc, accumulate);
+    } else {
+        let bv = MatRef::row_major(b.data(), b.shape()[0], b.shape()[1]);
+        let beta = if accumulate { T::one() } else { T::zero() };
+        gemm(
+            T::one(),
+            a,
+            if transposed { bv.t() } else { bv },
+            beta,
+            c,
+            ldc,
+        );
+    }
+}
+
 /// How the operands of a matmul are laid out, decided from their shapes.
 #[derive(Clone, Copy, Default)]
 struct Dims {
@@ -73,10 +103,13 @@ impl<T: Element> Op<T> for Matmul {
             .enumerate()
             .take(batch)
         {
-            let bi = if inputs[1].ndim() == 3 { i } else { 0 };
             let av = MatRef::row_major(&a[i * m * k..(i + 1) * m * k], m, k);
-            let bv = MatRef::row_major(&b[bi * k * n..(bi + 1) * k * n], k, n);
-            gemm(T::one(), av, bv, T::zero(), c, n);
+            if inputs[1].ndim() == 2 {
+                product_with(av, inputs[1], false, false, c, n);
+            } else {
+                let bv = MatRef::row_major(&b[i * k * n..(i + 1) * k * n], k, n);
+                gemm(T::one(), av, bv, T::zero(), c, n);
+            }
         }
         out
     }
@@ -92,15 +125,14 @@ impl<T: Element> Op<T> for Matmul {
             let av = MatRef::row_major(&a[i * m * k..(i + 1) * m * k], m, k);
             let bv = MatRef::row_major(&b[i * k * n..(i + 1) * k * n], k, n);
             let gv = MatRef::row_major(&g[i * m * n..(i + 1) * m * n], m, n);
+            let b_matrix = ctx.input(1);
             if let Some(ga) = ctx.grad_input(0) {
-                gemm(
-                    T::one(),
-                    gv,
-                    bv.t(),
-                    T::one(),
-                    &mut ga[i * m * k..(i + 1) * m * k],
-                    k,
-                );
+                let ga = &mut ga[i * m * k..(i + 1) * m * k];
+                if b_matrix.ndim() == 2 {
+                    product_with(gv, b_matrix, true, true, ga, k);
+                } else {
+                    gemm(T::one(), gv, bv.t(), T::one(), ga, k);
+                }
             }
             if let Some(gb) = ctx.grad_input(1) {
                 gemm(
@@ -153,20 +185,18 @@ impl<T: Element> Op<T> for Linear {
         };
         let mut shape = Shape::from_slice(xs);
         *shape.last_mut().unwrap() = fan_out;
-        let mut out = Tensor::zeros(&shape);
-        if let Some(b) = inputs.get(2) {
-            for row in out.data_mut().chunks_exact_mut(fan_out) {
-                row.copy_from_slice(b.data());
+        // The bias rows, which the product adds to; zeros without a bias.
+        let mut out = match inputs.get(2) {
+            Some(b) => {
+                let mut rows = Vec::with_capacity(self.rows * fan_out);
+                (0..self.rows).for_each(|_| rows.extend_from_slice(b.data()));
+                Tensor::from_vec(rows, &shape)
             }
-        }
-        let beta = if inputs.len() == 3 {
-            T::one()
-        } else {
-            T::zero()
+            None => Tensor::zeros(&shape),
         };
+        let has_bias = inputs.len() == 3;
         let xv = MatRef::row_major(x.data(), self.rows, fan_in);
-        let wv = MatRef::row_major(w.data(), fan_out, fan_in);
-        gemm(T::one(), xv, wv.t(), beta, out.data_mut(), fan_out);
+        product_with(xv, w, true, has_bias, out.data_mut(), fan_out);
         out
     }
 
@@ -176,21 +206,10 @@ impl<T: Element> Op<T> for Linear {
             fan_in,
             fan_out,
         } = *self;
-        let (x, w, g) = (
-            ctx.input(0).data(),
-            ctx.input(1).data(),
-            ctx.grad_output().data(),
-        );
+        let (x, w, g) = (ctx.input(0).data(), ctx.input(1), ctx.grad_output().data());
         let gv = MatRef::row_major(g, rows, fan_out);
         if let Some(gx) = ctx.grad_input(0) {
-            gemm(
-                T::one(),
-                gv,
-                MatRef::row_major(w, fan_out, fan_in),
-                T::one(),
-                gx,
-                fan_in,
-            );
+            product_with(gv, w, false, true, gx, fan_in);
         }
         if let Some(gw) = ctx.grad_input(1) {
             gemm(

@@ -2,16 +2,30 @@
 
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
 
+/// Folds `xs` with `f` in 8 independent lanes (which vectorize), then folds the lanes.
+fn lanes<T: Element>(xs: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
+    let mut acc = [init; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = f(*a, v);
+        }
+    }
+    let folded = tail.iter().fold(init, |a, &v| f(a, v));
+    acc.iter().fold(folded, |a, &v| f(a, v))
+}
+
 /// Writes softmax of each row of `x` (rows of `width`) into `out`; returns each row's
 /// log normaliser, max + ln Σ exp(x − max), so that log p = x − normaliser.
 pub(crate) fn softmax_rows<T: Element>(x: &[T], width: usize, out: &mut [T]) -> Vec<T> {
     x.chunks_exact(width)
         .zip(out.chunks_exact_mut(width))
         .map(|(row, o)| {
-            let max = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+            let max = lanes(row, T::neg_infinity(), T::max);
             o.iter_mut().zip(row).for_each(|(o, &v)| *o = v - max);
             T::exp_slice(o);
-            let sum = o.iter().fold(T::zero(), |s, &v| s + v);
+            let sum = lanes(o, T::zero(), |a, b| a + b);
             let inv = T::one() / sum;
             o.iter_mut().for_each(|v| *v *= inv);
             max + sum.ln()

@@ -140,7 +140,7 @@ impl<T: Element> Op<T> for FusedSequence<T> {
             saved_width(self.kind) * hidden,
         );
         let x = inputs[0].data();
-        let (w_ih, w_hh) = (inputs[1 + parts].data(), inputs[2 + parts].data());
+        let w_ih = inputs[1 + parts].data();
         let bias = Self::has_bias(inputs.len(), parts)
             .then(|| (inputs[3 + parts].data(), inputs[4 + parts].data()));
 
@@ -180,7 +180,7 @@ impl<T: Element> Op<T> for FusedSequence<T> {
         self.saved = vec![T::zero(); rows * saved_w];
         self.prev = vec![T::zero(); rows * width];
         let mut out = vec![T::zero(); (steps + parts) * batch * hidden];
-        let recurrence = Recurrence::forward(w_hh, gates, hidden, steps);
+        let recurrence = Recurrence::forward(inputs[2 + parts]);
         let mut hg = vec![T::zero(); batch * gates];
         for t in self.order() {
             let at = t * batch;
@@ -246,7 +246,7 @@ impl<T: Element> Op<T> for FusedSequence<T> {
         } else {
             Vec::new()
         };
-        let recurrence = Recurrence::backward(ctx.input(w_hh_at).data(), gates, hidden, steps);
+        let recurrence = Recurrence::backward(ctx.input(w_hh_at));
         for t in self.order().rev() {
             let at = t * batch;
             for b in 0..batch {

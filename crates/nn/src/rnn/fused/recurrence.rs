@@ -1,32 +1,27 @@
-//! The recurrent product of the fused kernels, h·W_hhᵀ forward and ∂g·W_hh backward, for one
-//! direction over a whole sequence: over several steps the weights are packed once and every
-//! step streams the packed panels; a single step (generation) uses them as they are.
+//! The recurrent product of the fused kernels, h·W_hhᵀ forward and ∂g·W_hh backward. The
+//! weights come packed from the tensor (packed on first use, kept until the optimizer changes
+//! them), so every step streams the packed panels.
 
-use recur_tape::kernels::{gemm, MatRef, PackedMatrix};
-use recur_tape::Element;
+use recur_tape::kernels::{MatRef, PackedMatrix};
+use recur_tape::{Element, Tensor};
 
-/// The right-hand matrix of the per-step product.
-pub(super) enum Recurrence<'a, T> {
-    Packed(PackedMatrix<T>),
-    Direct(MatRef<'a, T>),
+/// `weight_hh` `[gates, hidden]` as the right-hand side of the per-step product.
+pub(super) struct Recurrence<'a, T> {
+    packed: &'a PackedMatrix<T>,
 }
 
 impl<'a, T: Element> Recurrence<'a, T> {
     /// For forward steps: B = W_hhᵀ `[hidden, gates]`.
-    pub fn forward(w_hh: &'a [T], gates: usize, hidden: usize, steps: usize) -> Self {
-        Self::of(MatRef::row_major(w_hh, gates, hidden).t(), steps)
+    pub fn forward(w_hh: &'a Tensor<T>) -> Self {
+        Recurrence {
+            packed: w_hh.packed(true),
+        }
     }
 
     /// For backward steps: B = W_hh `[gates, hidden]`.
-    pub fn backward(w_hh: &'a [T], gates: usize, hidden: usize, steps: usize) -> Self {
-        Self::of(MatRef::row_major(w_hh, gates, hidden), steps)
-    }
-
-    fn of(b: MatRef<'a, T>, steps: usize) -> Self {
-        if steps > 1 {
-            Recurrence::Packed(PackedMatrix::new(b))
-        } else {
-            Recurrence::Direct(b)
+    pub fn backward(w_hh: &'a Tensor<T>) -> Self {
+        Recurrence {
+            packed: w_hh.packed(false),
         }
     }
 
@@ -42,23 +37,13 @@ impl<'a, T: Element> Recurrence<'a, T> {
         out_stride: usize,
         accumulate: bool,
     ) {
-        let rows = match self {
-            Recurrence::Packed(p) => p.rows(),
-            Recurrence::Direct(b) => b.rows,
-        };
         let a = MatRef {
             data: input,
             rows: batch,
-            cols: rows,
+            cols: self.packed.rows(),
             row_stride: in_stride,
             col_stride: 1,
         };
-        match self {
-            Recurrence::Packed(p) => p.mul_into(a, out, out_stride, accumulate),
-            Recurrence::Direct(b) => {
-                let beta = if accumulate { T::one() } else { T::zero() };
-                gemm(T::one(), a, *b, beta, out, out_stride)
-            }
-        }
+        self.packed.mul_into(a, out, out_stride, accumulate);
     }
 }

@@ -1,0 +1,97 @@
+//! A tensor's shared data, with packed copies for repeated matrix products made on first use
+//! and dropped by any write. A weight used at every step of a sequence (a user's cell on the
+//! tape) is then packed once per version of its values instead of once per product.
+
+use crate::kernels::{MatRef, PackedMatrix};
+use crate::Element;
+use std::ops::Deref;
+use std::sync::OnceLock;
+
+pub(crate) struct Storage<T> {
+    values: Vec<T>,
+    /// B = this matrix, and B = its transpose.
+    packed: [OnceLock<PackedMatrix<T>>; 2],
+}
+
+impl<T> Storage<T> {
+    pub fn new(values: Vec<T>) -> Self {
+        Storage {
+            values,
+            packed: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+
+    /// Write access: the packed copies no longer match, so they go.
+    pub fn values_mut(&mut self) -> &mut Vec<T> {
+        self.packed = [OnceLock::new(), OnceLock::new()];
+        &mut self.values
+    }
+
+    pub fn into_values(self) -> Vec<T> {
+        self.values
+    }
+}
+
+impl<T: Element> Storage<T> {
+    /// This `[rows, cols]` matrix packed as the right-hand side of products, transposed
+    /// (`[cols, rows]`) if asked.
+    pub fn packed(&self, rows: usize, cols: usize, transposed: bool) -> &PackedMatrix<T> {
+        self.packed[usize::from(transposed)].get_or_init(|| {
+            let m = MatRef::row_major(&self.values, rows, cols);
+            PackedMatrix::new(if transposed { m.t() } else { m })
+        })
+    }
+}
+
+impl<T: Clone> Clone for Storage<T> {
+    fn clone(&self) -> Self {
+        Storage::new(self.values.clone())
+    }
+}
+
+impl<T: PartialEq> PartialEq for Storage<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.values == other.values
+    }
+}
+
+impl<T> Deref for Storage<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::kernels::MatRef;
+    use crate::Tensor;
+
+    /// x·B through the tensor's packed copy.
+    fn product(x: &[f64], b: &Tensor<f64>, transposed: bool) -> Vec<f64> {
+        let packed = b.packed(transposed);
+        let mut out = vec![0.0; packed.cols()];
+        packed.mul_into(
+            MatRef::row_major(x, 1, packed.rows()),
+            &mut out,
+            packed.cols(),
+            false,
+        );
+        out
+    }
+
+    #[test]
+    fn packed_copies_follow_every_write_and_are_not_shared_by_clones() {
+        let mut w = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+        assert_eq!(product(&[1.0, 1.0], &w, false), vec![5.0, 7.0, 9.0]);
+        assert_eq!(product(&[1.0, 0.0, 1.0], &w, true), vec![4.0, 10.0]);
+        let shared = w.clone();
+        w.data_mut()[0] = 11.0;
+        assert_eq!(product(&[1.0, 1.0], &w, false), vec![15.0, 7.0, 9.0]);
+        assert_eq!(product(&[1.0, 0.0, 1.0], &w, true), vec![14.0, 10.0]);
+        assert_eq!(product(&[1.0, 1.0], &shared, false), vec![5.0, 7.0, 9.0]);
+        // Written in place (the only owner): the cache goes too.
+        w.data_mut()[5] = 0.0;
+        assert_eq!(product(&[1.0, 0.0, 1.0], &w, true), vec![14.0, 4.0]);
+    }
+}
