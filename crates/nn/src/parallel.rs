@@ -1,6 +1,22 @@
 //! Data parallelism over a fixed number of shards: a batch is cut into the same shards
 //! whatever the thread count, and results are combined in shard order, so training is
-//! bit-identical with 1 or 2 threads.
+//! bit-identical with 1 or 2 threads. Also the thread count ops may use inside one pass.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// How many threads an op may use for independent work inside one forward or backward (today:
+/// the two directions of a bidirectional layer). Default 1. Results are identical for any
+/// count; with batches already split across threads (`map_shards`), keep it at 1.
+pub fn set_threads(n: usize) {
+    THREADS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// The count [`set_threads`] set.
+pub fn threads() -> usize {
+    THREADS.load(Ordering::Relaxed)
+}
 
 /// Runs `f(shard)` for shards `0..shards` on up to `threads` threads; results in shard order.
 pub fn map_shards<R: Send>(shards: usize, threads: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {

@@ -4,7 +4,7 @@
 
 use super::cell::{Cell, State};
 use super::checkpoint::checkpointed;
-use super::fused::{fused_sequence, FusedSpec};
+use super::fused::{fused_layer, FusedSpec};
 use super::gates::CellSpec;
 use super::steps::run_steps;
 use super::{GruCell, LstmCell, Nonlinearity, RnnCell};
@@ -317,12 +317,31 @@ impl<C> Recurrent<C> {
             None
         };
         let (output, finals) = if self.options.checkpoint || s.checkpoint_through_time() {
-            self.layers_whole(s, x, initial, batch, |unit, input, state, reverse| {
-                checkpointed(&self.cells[unit], s, input, state, lengths, reverse)
+            self.layers_whole(s, x, initial, batch, |units, input, states| {
+                let (outputs, finals): (Vec<_>, Vec<_>) = states
+                    .into_iter()
+                    .enumerate()
+                    .map(|(d, state)| {
+                        checkpointed(
+                            &self.cells[units.start + d],
+                            s,
+                            input,
+                            state,
+                            lengths,
+                            d == 1,
+                        )
+                    })
+                    .unzip();
+                let output = if outputs.len() == 1 {
+                    outputs[0]
+                } else {
+                    concat(&outputs, 2)
+                };
+                (output, finals)
             })
         } else if let Some(specs) = fused {
-            self.layers_whole(s, x, initial, batch, |unit, input, state, reverse| {
-                fused_sequence(&specs[unit], s, input, &state, lengths, reverse)
+            self.layers_whole(s, x, initial, batch, |units, input, states| {
+                fused_layer(&specs[units], s, input, &states, lengths)
             })
         } else {
             self.layers_plain(s, x, initial, lengths, batch)
@@ -414,15 +433,20 @@ impl<C> Recurrent<C> {
         (stack(&inputs, 0), finals)
     }
 
-    /// Every layer and direction as one op over whole `[T, B, F]` sequences,
-    /// `run(unit, input, initial state, reverse)`: the checkpointed op or the fused kernel.
+    /// Every layer as ops over whole `[T, B, F]` sequences, `run(units, input, initial
+    /// states)` for the layer's units (its directions): the checkpointed op or the fused
+    /// kernel. Returns the layer's output `[T, B, D·H]` and each direction's final state.
     fn layers_whole<'t, T: Element>(
         &self,
         s: &Session<'t, '_, T>,
         x: Var<'t, T>,
         initial: Option<&[Var<'t, T>]>,
         batch: usize,
-        run: impl Fn(usize, Var<'t, T>, State<'t, T>, bool) -> (Var<'t, T>, State<'t, T>),
+        run: impl Fn(
+            std::ops::Range<usize>,
+            Var<'t, T>,
+            Vec<State<'t, T>>,
+        ) -> (Var<'t, T>, Vec<State<'t, T>>),
     ) -> (Var<'t, T>, Vec<State<'t, T>>)
     where
         C: Cell<T>,
@@ -432,19 +456,14 @@ impl<C> Recurrent<C> {
         let mut finals = Vec::with_capacity(self.cells.len());
         let dirs = self.directions();
         for layer in 0..self.options.num_layers {
-            let mut per_dir = Vec::with_capacity(dirs);
-            for d in 0..dirs {
-                let unit = layer * dirs + d;
-                let state = self.initial_state(s, initial, unit, batch);
-                let (output, state) = run(unit, input, state, d == 1);
-                per_dir.push(output);
-                finals.push(state);
-            }
-            input = if dirs == 1 {
-                per_dir[0]
-            } else {
-                concat(&per_dir, 2)
-            };
+            let units = layer * dirs..(layer + 1) * dirs;
+            let states = units
+                .clone()
+                .map(|unit| self.initial_state(s, initial, unit, batch))
+                .collect();
+            let (output, layer_finals) = run(units, input, states);
+            finals.extend(layer_finals);
+            input = output;
             if layer + 1 < self.options.num_layers {
                 input = dropout.forward(s, input);
             }

@@ -98,3 +98,30 @@ fn cells_without_a_kernel_run_composed() {
     assert_eq!(out[0].shape(), &[5, 2, 2]);
     assert!(out.iter().all(|t| t.data().iter().all(|v| v.is_finite())));
 }
+
+#[test]
+fn directions_on_two_threads_give_bit_identical_results() {
+    let x = rand_tensor(&[9, 4, 3], 21);
+    for kind in KINDS {
+        let mut store = ParamStore::new();
+        let options = RnnOptions::new(3, 5).num_layers(2).bidirectional(true);
+        let layer = layer(&mut store, kind, options);
+        let run = |threads| {
+            crate::parallel::set_threads(threads);
+            let values = run_values(&layer, &store, &x, Some(&[9, 3, 7, 1]), true);
+            crate::parallel::set_threads(1);
+            values
+        };
+        let (one, two) = (run(1), run(2));
+        for (i, (a, b)) in one.iter().zip(&two).enumerate() {
+            let bits = |t: &recur_tape::Tensor<f64>| -> Vec<u64> {
+                t.data().iter().map(|v| v.to_bits()).collect()
+            };
+            assert_eq!(
+                bits(a),
+                bits(b),
+                "{kind}: tensor {i} differs with 2 threads"
+            );
+        }
+    }
+}
