@@ -79,6 +79,33 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
         self.nodes[self.inputs[k]].requires_grad
     }
 
+    /// Adds `grad` (input `k`'s values, flattened) to its gradient. When the input has no
+    /// gradient yet, `grad` becomes it: no zero-filled accumulator is made and no pass added.
+    /// Does nothing if the input needs no gradient.
+    pub fn add_grad_input(&mut self, k: usize, grad: Vec<T>) {
+        let id = self.inputs[k];
+        let node = &self.nodes[id];
+        if !node.requires_grad {
+            return;
+        }
+        assert_eq!(
+            grad.len(),
+            node.value.numel(),
+            "gradient for input {k} has {} values, its shape {:?} holds {}",
+            grad.len(),
+            node.value.shape(),
+            node.value.numel()
+        );
+        match &mut self.grads[id] {
+            Some(slot) => slot
+                .data_mut()
+                .iter_mut()
+                .zip(&grad)
+                .for_each(|(s, &g)| *s += g),
+            empty => *empty = Some(Tensor::from_vec(grad, node.value.shape())),
+        }
+    }
+
     /// The gradient accumulator of input `k` (zeros the first time), or `None` if that
     /// input needs no gradient. Add into it.
     pub fn grad_input(&mut self, k: usize) -> Option<&mut [T]> {

@@ -89,17 +89,22 @@ impl<T: Element> Op<T> for CrossEntropy<T> {
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
         let classes = ctx.input(0).shape()[ctx.input(0).ndim() - 1];
         let g = ctx.grad_output().item() * self.targets.scale();
-        let Some(gx) = ctx.grad_input(0) else { return };
-        for (r, t) in self.targets.counted() {
-            let row = &mut gx[r * classes..(r + 1) * classes];
-            for (d, &p) in row
-                .iter_mut()
-                .zip(&self.probs[r * classes..(r + 1) * classes])
-            {
-                *d += g * p;
-            }
-            row[t] -= g;
+        if !ctx.needs_grad(0) {
+            return;
         }
+        // Built row by row (counted rows come in order), so no zero-filled buffer is made.
+        let mut gx = Vec::with_capacity(self.probs.len());
+        for (r, t) in self.targets.counted() {
+            gx.resize(r * classes, T::zero());
+            gx.extend(
+                self.probs[r * classes..(r + 1) * classes]
+                    .iter()
+                    .map(|&p| g * p),
+            );
+            gx[r * classes + t] -= g;
+        }
+        gx.resize(self.probs.len(), T::zero());
+        ctx.add_grad_input(0, gx);
     }
 }
 
@@ -236,6 +241,11 @@ mod tests {
         for r in [Reduction::Mean, Reduction::Sum] {
             check_grad(&[&[4, 5]], move |_, v| {
                 (v[0] * 3.0).cross_entropy(&[0, 4, 2, 2], None, r)
+            });
+            // Two losses on the same logits: the second gradient adds to the first.
+            check_grad(&[&[3, 4]], move |_, v| {
+                let x = v[0] * 3.0;
+                x.cross_entropy(&[0, 3, 1], None, r) + x.cross_entropy(&[2, 2, 0], Some(0), r)
             });
             check_grad(&[&[2, 2, 5]], move |_, v| {
                 (v[0] * 3.0).cross_entropy(&[0, 9, 3, 9], Some(9), r)
