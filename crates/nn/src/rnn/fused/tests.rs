@@ -47,17 +47,40 @@ fn fused_matches_composed_steps() {
             composed.options.fused = false;
             let a = run_values(&fused, &store, &x, lengths.as_deref(), *init);
             let b = run_values(&composed, &store, &x, lengths.as_deref(), *init);
-            assert_eq!(a.len(), b.len());
-            for (i, (f, c)) in a.iter().zip(&b).enumerate() {
-                assert_eq!(f.shape(), c.shape());
-                for (&u, &v) in f.data().iter().zip(c.data()) {
-                    assert!(
-                        (u - v).abs() <= 1e-12 * (1.0 + v.abs()),
-                        "{kind} {options:?} {lengths:?}: tensor {i}: fused {u} vs composed {v}"
-                    );
-                }
-            }
+            assert_close(&a, &b, &format!("{kind} {options:?} {lengths:?}"));
         }
+    }
+}
+
+/// Values and gradients of `fused` and `composed` agree to rounding.
+fn assert_close(a: &[recur_tape::Tensor<f64>], b: &[recur_tape::Tensor<f64>], what: &str) {
+    assert_eq!(a.len(), b.len());
+    for (i, (f, c)) in a.iter().zip(b).enumerate() {
+        assert_eq!(f.shape(), c.shape());
+        for (&u, &v) in f.data().iter().zip(c.data()) {
+            assert!(
+                (u - v).abs() <= 1e-12 * (1.0 + v.abs()),
+                "{what}: tensor {i}: fused {u} vs composed {v}"
+            );
+        }
+    }
+}
+
+#[test]
+fn long_sequences_run_in_chunks_with_the_same_results() {
+    // 37 rows a step: chunks of 7 steps (256 rows), the last one shorter.
+    let (steps, batch) = (20, 37);
+    let x = rand_tensor(&[steps, batch, 3], 31);
+    let lengths: Vec<usize> = (0..batch).map(|b| 1 + (b * 7) % steps).collect();
+    for kind in [CellKind::Lstm, CellKind::Gru] {
+        let mut store = ParamStore::new();
+        let options = RnnOptions::new(3, 4).bidirectional(true);
+        let fused = layer(&mut store, kind, options);
+        let mut composed = fused.clone();
+        composed.options.fused = false;
+        let a = run_values(&fused, &store, &x, Some(&lengths), true);
+        let b = run_values(&composed, &store, &x, Some(&lengths), true);
+        assert_close(&a, &b, &format!("{kind} in chunks"));
     }
 }
 
