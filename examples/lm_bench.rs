@@ -1,17 +1,22 @@
 //! The same work as ../shared/bench/torch_lm_bench.py and torch_small_bench.py, printing the
 //! same JSON line per run, so recur and PyTorch compare line by line:
 //!
-//!     cargo run --release --example lm_bench -- THREADS [NAME ...]
+//!     cargo run --release --example lm_bench -- THREADS [NAME ...] [--parallel batch|layers]
 //!
 //! NAME: char-small, zaremba-small, char-large, long-unroll, gru-medium, rnn-medium (one LM
 //! training step: embedding → recurrent layers → linear → cross-entropy → backward → clip 1.0
 //! → SGD 0.1), or timeseries-rnn32-b1-t100, custom-lstm-cell-char-small,
 //! generate-lstm256x2-200chars. No NAME runs all. `benches/compare.sh` runs both sides.
+//!
+//! An LM run cuts the batch into one data-parallel shard per thread (`--parallel batch`, the
+//! default; one thread runs the whole batch), or runs the whole batch with
+//! `parallel::set_threads(THREADS)`, so that stacked layers run as a wavefront
+//! (`--parallel layers`).
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recur::nn::optim::{Adam, AdamOptions, Optimizer, Sgd, SgdOptions};
-use recur::nn::parallel::{map_shards, shard_range};
+use recur::nn::parallel::{map_shards, set_threads, shard_range};
 use recur::nn::{
     CellKind, Embedding, Linear, Lstm, Mode, Nonlinearity, ParamGrads, ParamStore, Recurrent, Rnn,
     RnnOptions, Session,
@@ -23,8 +28,15 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOC: recur::memory::CachingAllocator = recur::memory::CachingAllocator;
 
-/// Shards per batch: fixed, so results do not depend on the thread count.
-const SHARDS: usize = 2;
+/// How an LM run uses its threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Parallel {
+    /// One data-parallel shard of the batch per thread, their gradients summed.
+    Batch,
+    /// The whole batch at once, the threads inside the recurrent layers
+    /// (`parallel::set_threads`): stacked layers as a wavefront.
+    Layers,
+}
 
 struct LmConfig {
     name: &'static str,
@@ -124,7 +136,16 @@ fn combine(parts: Vec<ParamGrads<f32>>, len: usize) -> ParamGrads<f32> {
     grads
 }
 
-fn lm(c: &LmConfig, threads: usize) {
+fn lm(c: &LmConfig, threads: usize, parallel: Parallel) {
+    let shards = match parallel {
+        Parallel::Batch => threads,
+        Parallel::Layers => 1,
+    };
+    set_threads(if parallel == Parallel::Layers {
+        threads
+    } else {
+        1
+    });
     let mut rng = StdRng::seed_from_u64(0);
     let mut store = ParamStore::<f32>::new();
     let emb = Embedding::new(&mut store, "emb", c.vocab, c.hidden, None, &mut rng);
@@ -143,8 +164,8 @@ fn lm(c: &LmConfig, threads: usize) {
     );
     let mut opt = Sgd::new(SgdOptions::new(0.1));
     let mut step = || {
-        let parts = map_shards(SHARDS, threads, |k| {
-            let rows = shard_range(c.batch, SHARDS, k);
+        let parts = map_shards(shards, threads, |k| {
+            let rows = shard_range(c.batch, shards, k);
             let pick = |ids: &[usize]| -> Vec<usize> {
                 (0..c.steps)
                     .flat_map(|t| ids[t * c.batch + rows.start..t * c.batch + rows.end].to_vec())
@@ -298,11 +319,26 @@ fn main() {
         Some(Ok(n)) if n > 0 => n,
         None => 2,
         _ => {
-            eprintln!("usage: lm_bench THREADS [NAME ...]");
+            eprintln!("usage: lm_bench THREADS [NAME ...] [--parallel batch|layers]");
             std::process::exit(2);
         }
     };
-    let names: Vec<String> = args.collect();
+    let mut parallel = Parallel::Batch;
+    let mut names: Vec<String> = Vec::new();
+    while let Some(arg) = args.next() {
+        if arg != "--parallel" {
+            names.push(arg);
+            continue;
+        }
+        parallel = match args.next().as_deref() {
+            Some("batch") => Parallel::Batch,
+            Some("layers") => Parallel::Layers,
+            other => {
+                eprintln!("--parallel takes batch or layers, not {other:?}");
+                std::process::exit(2);
+            }
+        };
+    }
     let all: Vec<&str> = CONFIGS.iter().map(|c| c.name).chain(SMALL).collect();
     for n in &names {
         if !all.contains(&n.as_str()) {
@@ -312,7 +348,7 @@ fn main() {
     }
     let wanted = |n: &str| names.is_empty() || names.iter().any(|m| m == n);
     for c in CONFIGS.iter().filter(|c| wanted(c.name)) {
-        lm(c, threads);
+        lm(c, threads, parallel);
     }
     if wanted(SMALL[0]) {
         timeseries();

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
 /// How many threads an op may use for independent work inside one forward or backward (today:
-/// the two directions of a bidirectional layer). Default 1. Results are identical for any
-/// count; with batches already split across threads (`map_shards`), keep it at 1.
+/// the two directions of a bidirectional layer, and the layers of a unidirectional stack as a
+/// wavefront). Default 1. Results are identical for any count; with batches already split
+/// across threads (`map_shards`), keep it at 1.
 pub fn set_threads(n: usize) {
     THREADS.store(n.max(1), Ordering::Relaxed);
 }

@@ -4,7 +4,7 @@
 
 use super::cell::{Cell, State};
 use super::checkpoint::checkpointed;
-use super::fused::{fused_layer, FusedSpec};
+use super::fused::{fused_layers, Arrangement, FusedSpec};
 use super::gates::CellSpec;
 use super::steps::run_steps;
 use super::{GruCell, LstmCell, Nonlinearity, RnnCell};
@@ -340,9 +340,24 @@ impl<C> Recurrent<C> {
                 (output, finals)
             })
         } else if let Some(specs) = fused {
-            self.layers_whole(s, x, initial, batch, |units, input, states| {
-                fused_layer(&specs[units], s, input, &states, lengths)
-            })
+            let dropout_between = s.is_training() && self.options.dropout > 0.0;
+            if self.directions() == 1 && units > 1 && !dropout_between {
+                let states: Vec<_> = (0..units)
+                    .map(|unit| self.initial_state(s, initial, unit, batch))
+                    .collect();
+                fused_layers(&specs, Arrangement::Stack, s, x, &states, lengths)
+            } else {
+                self.layers_whole(s, x, initial, batch, |units, input, states| {
+                    fused_layers(
+                        &specs[units],
+                        Arrangement::Directions,
+                        s,
+                        input,
+                        &states,
+                        lengths,
+                    )
+                })
+            }
         } else {
             self.layers_plain(s, x, initial, lengths, batch)
         };

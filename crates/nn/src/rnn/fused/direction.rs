@@ -1,6 +1,7 @@
-//! One direction of one layer over a whole sequence, on plain buffers: the forward loop that
-//! saves what backward reads, and the backward loop that returns every gradient in fresh
-//! buffers (so that directions can run on different threads and be summed in a fixed order).
+//! One direction of one layer on plain buffers, a chunk of steps at a time: the forward run
+//! that saves what backward reads, and the backward run that returns every gradient in fresh
+//! buffers (so that directions and layers can run on different threads and be summed in a
+//! fixed order). The whole-sequence `forward` and `backward` feed them every chunk in turn.
 
 use super::pointwise::{backward_row, forward_row, gate_count, saved_width, state_parts};
 use super::pointwise::{RowBackward, RowForward};
@@ -13,13 +14,19 @@ use std::ops::Range;
 /// Rows (steps × batch) per chunk of the sequence.
 const CHUNK_ROWS: usize = 256;
 
+/// Steps per chunk for a sequence of `steps` steps of `batch` rows: about `CHUNK_ROWS` rows,
+/// so that a chunk's input projection and gate gradients stay in cache whatever its length.
+pub(super) fn chunk_steps(steps: usize, batch: usize) -> usize {
+    CHUNK_ROWS.div_ceil(batch.max(1)).clamp(1, steps.max(1))
+}
+
 /// The time indices of `chunk` in processing order.
 fn steps_of(chunk: &Range<usize>, reverse: bool) -> impl DoubleEndedIterator<Item = usize> {
     let (start, end) = (chunk.start, chunk.end);
     (0..end - start).map(move |k| if reverse { end - 1 - k } else { start + k })
 }
 
-/// The sizes and options shared by the directions of a layer.
+/// The sizes and options of one layer direction.
 pub(super) struct Dims {
     pub kind: CellKind,
     pub steps: usize,
@@ -27,6 +34,8 @@ pub(super) struct Dims {
     pub input: usize,
     pub hidden: usize,
     pub lengths: Option<Vec<usize>>,
+    /// Steps per chunk of the sequence.
+    pub chunk_steps: usize,
 }
 
 impl Dims {
@@ -46,17 +55,9 @@ impl Dims {
         saved_width(self.kind) * self.hidden
     }
 
-    /// Steps per chunk: about `CHUNK_ROWS` rows, so that a chunk's input projection and
-    /// gate gradients stay in cache whatever the sequence length.
-    fn chunk_steps(&self) -> usize {
-        CHUNK_ROWS
-            .div_ceil(self.batch.max(1))
-            .clamp(1, self.steps.max(1))
-    }
-
     /// The chunks of time indices, in processing order.
-    fn chunks(&self, reverse: bool) -> Vec<Range<usize>> {
-        let ch = self.chunk_steps();
+    pub fn chunks(&self, reverse: bool) -> Vec<Range<usize>> {
+        let ch = self.chunk_steps;
         let starts = (0..self.steps)
             .step_by(ch)
             .map(|t0| t0..(t0 + ch).min(self.steps));
@@ -110,21 +111,20 @@ pub(super) struct Grads<T> {
     pub bias: Option<(Vec<T>, Vec<T>)>,
 }
 
-/// `xg` ← x·W_ihᵀ + b_ih (+ b_hh unless the kind keeps it apart) for the `count` rows of x
-/// from row `first`.
+/// The input part `xg` ← x·W_ihᵀ + b_ih (+ b_hh unless the kind keeps it apart) of the
+/// `rows` rows of `x`.
 fn input_part<T: Element>(
     dims: &Dims,
     x: &[T],
-    first: usize,
-    count: usize,
+    rows: usize,
     weights: &Weights<'_, T>,
     xg: &mut [T],
 ) {
     let gates = dims.gates();
-    let xg = &mut xg[..count * gates];
+    let xg = &mut xg[..rows * gates];
     gemm(
         T::one(),
-        MatRef::row_major(&x[first * dims.input..], count, dims.input),
+        MatRef::row_major(x, rows, dims.input),
         MatRef::row_major(weights.w_ih.data(), gates, dims.input).t(),
         T::zero(),
         xg,
@@ -144,75 +144,122 @@ fn input_part<T: Element>(
     }
 }
 
-pub(super) fn forward<T: Element>(
-    dims: &Dims,
+/// The forward pass of one direction, fed one chunk at a time in `dims.chunks(reverse)`
+/// order; its buffers live across the chunks.
+pub(super) struct ForwardRun<'a, T> {
+    dims: &'a Dims,
     reverse: bool,
-    x: &[T],
-    weights: &Weights<'_, T>,
-) -> Forward<T> {
-    let (batch, hidden, parts) = (dims.batch, dims.hidden, dims.parts());
-    let (gates, width, saved_w) = (dims.gates(), dims.width(), dims.saved_width());
-    let rows = dims.steps * batch;
+    weights: Weights<'a, T>,
+    recurrence: Recurrence<'a, T>,
+    /// The state as `[h, c]` rows; h is also the recurrent product's input.
+    state: Vec<T>,
+    saved: Saved<T>,
+    /// The recurrent product of one step, `[B, gates]`.
+    hg: Vec<T>,
+    /// The input part of one chunk, `[rows, gates]`.
+    xg: Vec<T>,
+}
 
-    let b_hh = weights
-        .bias
-        .filter(|_| dims.separate_hidden_bias())
-        .map(|(_, b)| b.data());
-
-    // The state as [h, c] rows; h is also the recurrent product's input.
-    let mut state = vec![T::zero(); batch * width];
-    for (p, init) in weights.init.iter().enumerate() {
-        for b in 0..batch {
-            state[b * width + p * hidden..b * width + (p + 1) * hidden]
-                .copy_from_slice(&init.data()[b * hidden..(b + 1) * hidden]);
+impl<'a, T: Element> ForwardRun<'a, T> {
+    pub fn new(dims: &'a Dims, reverse: bool, weights: Weights<'a, T>) -> Self {
+        let (batch, hidden, width) = (dims.batch, dims.hidden, dims.width());
+        let rows = dims.steps * batch;
+        let mut state = vec![T::zero(); batch * width];
+        for (p, init) in weights.init.iter().enumerate() {
+            for b in 0..batch {
+                state[b * width + p * hidden..b * width + (p + 1) * hidden]
+                    .copy_from_slice(&init.data()[b * hidden..(b + 1) * hidden]);
+            }
+        }
+        ForwardRun {
+            dims,
+            reverse,
+            recurrence: Recurrence::forward(weights.w_hh),
+            weights,
+            state,
+            saved: Saved {
+                activations: vec![T::zero(); rows * dims.saved_width()],
+                prev: vec![T::zero(); rows * width],
+            },
+            hg: vec![T::zero(); batch * dims.gates()],
+            xg: vec![T::zero(); dims.chunk_steps * batch * dims.gates()],
         }
     }
-    let mut saved = Saved {
-        activations: vec![T::zero(); rows * saved_w],
-        prev: vec![T::zero(); rows * width],
-    };
-    let mut outputs = vec![T::zero(); rows * hidden];
-    let recurrence = Recurrence::forward(weights.w_hh);
-    let mut hg = vec![T::zero(); batch * gates];
-    let mut xg = vec![T::zero(); dims.chunk_steps() * batch * gates];
-    for chunk in dims.chunks(reverse) {
-        // The input part of the chunk's steps at once: x·W_ihᵀ + b_ih (+ b_hh).
+
+    /// Runs the steps of `chunk` on its input rows `x` `[rows, input]`, writing their outputs
+    /// into `out` `[rows, hidden]` (rows past their length are left as they are).
+    pub fn chunk(&mut self, chunk: &Range<usize>, x: &[T], out: &mut [T]) {
+        let dims = self.dims;
+        let (batch, hidden) = (dims.batch, dims.hidden);
+        let (gates, width, saved_w) = (dims.gates(), dims.width(), dims.saved_width());
+        let b_hh = self
+            .weights
+            .bias
+            .filter(|_| dims.separate_hidden_bias())
+            .map(|(_, b)| b.data());
         let first = chunk.start * batch;
-        let chunk_rows = chunk.len() * batch;
-        input_part(dims, x, first, chunk_rows, weights, &mut xg);
-        for t in steps_of(&chunk, reverse) {
+        input_part(dims, x, chunk.len() * batch, &self.weights, &mut self.xg);
+        for t in steps_of(chunk, self.reverse) {
             let at = t * batch;
-            saved.prev[at * width..(at + batch) * width].copy_from_slice(&state);
-            recurrence.step(&state, width, batch, &mut hg, gates, false);
+            self.saved.prev[at * width..(at + batch) * width].copy_from_slice(&self.state);
+            self.recurrence
+                .step(&self.state, width, batch, &mut self.hg, gates, false);
             for b in 0..batch {
                 if !dims.active(t, b) {
                     continue;
                 }
-                let row = at + b;
-                let local = row - first;
-                let state_row = &mut state[b * width..(b + 1) * width];
+                let (row, local) = (at + b, at + b - first);
+                let state_row = &mut self.state[b * width..(b + 1) * width];
                 forward_row(
                     dims.kind,
                     hidden,
                     RowForward {
-                        xg: &xg[local * gates..(local + 1) * gates],
-                        hg: &hg[b * gates..(b + 1) * gates],
+                        xg: &self.xg[local * gates..(local + 1) * gates],
+                        hg: &self.hg[b * gates..(b + 1) * gates],
                         b_hh,
                         state: state_row,
-                        saved: &mut saved.activations[row * saved_w..(row + 1) * saved_w],
+                        saved: &mut self.saved.activations[row * saved_w..(row + 1) * saved_w],
                     },
                 );
-                outputs[row * hidden..(row + 1) * hidden].copy_from_slice(&state_row[..hidden]);
+                out[local * hidden..(local + 1) * hidden].copy_from_slice(&state_row[..hidden]);
             }
         }
     }
-    let mut finals = vec![T::zero(); parts * batch * hidden];
-    for p in 0..parts {
-        for b in 0..batch {
-            finals[(p * batch + b) * hidden..(p * batch + b + 1) * hidden]
-                .copy_from_slice(&state[b * width + p * hidden..b * width + (p + 1) * hidden]);
+
+    /// What backward needs, and the final state parts `[parts, B, H]`.
+    pub fn finish(self) -> (Saved<T>, Vec<T>) {
+        let (batch, hidden, width) = (self.dims.batch, self.dims.hidden, self.dims.width());
+        let mut finals = vec![T::zero(); self.dims.parts() * batch * hidden];
+        for p in 0..self.dims.parts() {
+            for b in 0..batch {
+                finals[(p * batch + b) * hidden..(p * batch + b + 1) * hidden].copy_from_slice(
+                    &self.state[b * width + p * hidden..b * width + (p + 1) * hidden],
+                );
+            }
         }
+        (self.saved, finals)
     }
+}
+
+/// One direction over the whole sequence `x` `[T·B, input]`.
+pub(super) fn forward<T: Element>(
+    dims: &Dims,
+    reverse: bool,
+    x: &[T],
+    weights: Weights<'_, T>,
+) -> Forward<T> {
+    let (batch, hidden, input) = (dims.batch, dims.hidden, dims.input);
+    let mut outputs = vec![T::zero(); dims.steps * batch * hidden];
+    let mut run = ForwardRun::new(dims, reverse, weights);
+    for chunk in dims.chunks(reverse) {
+        let rows = chunk.start * batch..chunk.end * batch;
+        run.chunk(
+            &chunk,
+            &x[rows.start * input..rows.end * input],
+            &mut outputs[rows.start * hidden..rows.end * hidden],
+        );
+    }
+    let (saved, finals) = run.finish();
     Forward {
         saved,
         outputs,
@@ -220,63 +267,90 @@ pub(super) fn forward<T: Element>(
     }
 }
 
-/// `g_out` is ∂/∂outputs `[T·B, H]`, `g_final` ∂/∂final state `[parts, B, H]`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn backward<T: Element>(
-    dims: &Dims,
+/// The backward pass of one direction, fed one chunk at a time in the reverse of forward's
+/// order; it accumulates the weight gradients and carries ∂/∂state across the chunks.
+pub(super) struct BackwardRun<'a, T> {
+    dims: &'a Dims,
     reverse: bool,
-    saved: &Saved<T>,
-    x: &[T],
-    weights: &Weights<'_, T>,
-    g_out: &[T],
-    g_final: &[T],
-    needs_x: bool,
-) -> Grads<T> {
-    let (batch, hidden, parts) = (dims.batch, dims.hidden, dims.parts());
-    let (gates, width, saved_w) = (dims.gates(), dims.width(), dims.saved_width());
-    let rows = dims.steps * batch;
+    saved: &'a Saved<T>,
+    weights: Weights<'a, T>,
+    recurrence: Recurrence<'a, T>,
+    /// ∂/∂state as `[h, c]` rows.
+    d_state: Vec<T>,
+    /// Gate pre-activation gradients of one chunk, `[rows, gates]`.
+    d_xg: Vec<T>,
+    /// The recurrent part's gradients where they differ from `d_xg` (GRU).
+    d_hg: Vec<T>,
+    grads: Grads<T>,
+}
 
-    // ∂/∂state, [h, c] rows, starting from the final state's gradient.
-    let mut d_state = vec![T::zero(); batch * width];
-    for p in 0..parts {
-        for b in 0..batch {
-            d_state[b * width + p * hidden..b * width + (p + 1) * hidden]
-                .copy_from_slice(&g_final[(p * batch + b) * hidden..(p * batch + b + 1) * hidden]);
+impl<'a, T: Element> BackwardRun<'a, T> {
+    /// `g_final` is ∂/∂final state `[parts, B, H]`.
+    pub fn new(
+        dims: &'a Dims,
+        reverse: bool,
+        saved: &'a Saved<T>,
+        weights: Weights<'a, T>,
+        g_final: &[T],
+    ) -> Self {
+        let (batch, hidden, width, gates) = (dims.batch, dims.hidden, dims.width(), dims.gates());
+        let mut d_state = vec![T::zero(); batch * width];
+        for p in 0..dims.parts() {
+            for b in 0..batch {
+                d_state[b * width + p * hidden..b * width + (p + 1) * hidden].copy_from_slice(
+                    &g_final[(p * batch + b) * hidden..(p * batch + b + 1) * hidden],
+                );
+            }
+        }
+        let chunk_len = dims.chunk_steps * batch * gates;
+        BackwardRun {
+            dims,
+            reverse,
+            saved,
+            recurrence: Recurrence::backward(weights.w_hh),
+            grads: Grads {
+                x: None,
+                init: Vec::new(),
+                w_ih: vec![T::zero(); gates * dims.input],
+                w_hh: vec![T::zero(); gates * hidden],
+                bias: weights
+                    .bias
+                    .map(|_| (vec![T::zero(); gates], vec![T::zero(); gates])),
+            },
+            weights,
+            d_state,
+            d_xg: vec![T::zero(); chunk_len],
+            d_hg: if dims.separate_hidden_bias() {
+                vec![T::zero(); chunk_len]
+            } else {
+                Vec::new()
+            },
         }
     }
-    let separate = dims.separate_hidden_bias();
-    let chunk_len = dims.chunk_steps() * batch * gates;
-    let mut d_xg = vec![T::zero(); chunk_len];
-    let mut d_hg_chunk = if separate {
-        vec![T::zero(); chunk_len]
-    } else {
-        Vec::new()
-    };
-    let mut x_grad = needs_x.then(|| vec![T::zero(); rows * dims.input]);
-    let mut w_ih = vec![T::zero(); gates * dims.input];
-    let mut w_hh = vec![T::zero(); gates * hidden];
-    let mut bias = weights
-        .bias
-        .map(|_| (vec![T::zero(); gates], vec![T::zero(); gates]));
-    let recurrence = Recurrence::backward(weights.w_hh);
-    for chunk in dims.chunks(reverse).into_iter().rev() {
+
+    /// Runs the steps of `chunk` backwards: `x` is the chunk's input rows `[rows, input]`,
+    /// `g_out` ∂/∂its outputs `[rows, hidden]`; writes ∂/∂x into `dx` when given.
+    pub fn chunk(&mut self, chunk: &Range<usize>, x: &[T], g_out: &[T], dx: Option<&mut [T]>) {
+        let dims = self.dims;
+        let (batch, hidden) = (dims.batch, dims.hidden);
+        let (gates, width, saved_w) = (dims.gates(), dims.width(), dims.saved_width());
+        let separate = dims.separate_hidden_bias();
         let first = chunk.start * batch;
-        let chunk_rows = chunk.len() * batch;
+        let rows = chunk.len() * batch;
         // Rows past their length keep zero gate gradients.
-        d_xg[..chunk_rows * gates].fill(T::zero());
-        d_hg_chunk.fill(T::zero());
-        for t in steps_of(&chunk, reverse).rev() {
+        self.d_xg[..rows * gates].fill(T::zero());
+        self.d_hg.fill(T::zero());
+        for t in steps_of(chunk, self.reverse).rev() {
             let at = t * batch;
             for b in 0..batch {
                 if !dims.active(t, b) {
                     continue;
                 }
-                let row = at + b;
-                let local = row - first;
-                let d_row = &mut d_state[b * width..(b + 1) * width];
+                let (row, local) = (at + b, at + b - first);
+                let d_row = &mut self.d_state[b * width..(b + 1) * width];
                 for (d, &gy) in d_row[..hidden]
                     .iter_mut()
-                    .zip(&g_out[row * hidden..(row + 1) * hidden])
+                    .zip(&g_out[local * hidden..(local + 1) * hidden])
                 {
                     *d += gy;
                 }
@@ -284,58 +358,69 @@ pub(super) fn backward<T: Element>(
                     dims.kind,
                     hidden,
                     RowBackward {
-                        saved: &saved.activations[row * saved_w..(row + 1) * saved_w],
-                        prev: &saved.prev[row * width..(row + 1) * width],
+                        saved: &self.saved.activations[row * saved_w..(row + 1) * saved_w],
+                        prev: &self.saved.prev[row * width..(row + 1) * width],
                         d_state: d_row,
-                        d_xg: &mut d_xg[local * gates..(local + 1) * gates],
-                        d_hg: separate.then(|| &mut d_hg_chunk[local * gates..(local + 1) * gates]),
+                        d_xg: &mut self.d_xg[local * gates..(local + 1) * gates],
+                        d_hg: separate.then(|| &mut self.d_hg[local * gates..(local + 1) * gates]),
                     },
                 );
             }
-            let d_hg = if separate { &d_hg_chunk } else { &d_xg };
+            let d_hg = if separate { &self.d_hg } else { &self.d_xg };
             let local = at - first;
-            recurrence.step(
+            self.recurrence.step(
                 &d_hg[local * gates..(local + batch) * gates],
                 gates,
                 batch,
-                &mut d_state,
+                &mut self.d_state,
                 width,
                 true,
             );
         }
         // The chunk's share of the input and weight gradients, while its rows are in cache.
-        let d_xg_c = MatRef::row_major(&d_xg[..chunk_rows * gates], chunk_rows, gates);
-        let d_hg: &[T] = if separate { &d_hg_chunk } else { &d_xg };
-        let d_hg_c = MatRef::row_major(&d_hg[..chunk_rows * gates], chunk_rows, gates);
-        if let Some(dx) = x_grad.as_mut() {
+        let d_xg = MatRef::row_major(&self.d_xg[..rows * gates], rows, gates);
+        let d_hg = MatRef::row_major(
+            &(if separate { &self.d_hg } else { &self.d_xg })[..rows * gates],
+            rows,
+            gates,
+        );
+        if let Some(dx) = dx {
             gemm(
                 T::one(),
-                d_xg_c,
-                MatRef::row_major(weights.w_ih.data(), gates, dims.input),
+                d_xg,
+                MatRef::row_major(self.weights.w_ih.data(), gates, dims.input),
                 T::zero(),
-                &mut dx[first * dims.input..(first + chunk_rows) * dims.input],
+                dx,
                 dims.input,
             );
         }
+        let grads = &mut self.grads;
         gemm(
             T::one(),
-            d_xg_c.t(),
-            MatRef::row_major(&x[first * dims.input..], chunk_rows, dims.input),
+            d_xg.t(),
+            MatRef::row_major(x, rows, dims.input),
             T::one(),
-            &mut w_ih,
+            &mut grads.w_ih,
             dims.input,
         );
         let prev_h = MatRef {
-            data: &saved.prev[first * width..],
-            rows: chunk_rows,
+            data: &self.saved.prev[first * width..],
+            rows,
             cols: hidden,
             row_stride: width,
             col_stride: 1,
         };
-        gemm(T::one(), d_hg_c.t(), prev_h, T::one(), &mut w_hh, hidden);
-        if let Some((b_ih, b_hh)) = bias.as_mut() {
-            for (sums, d) in [(b_ih, d_xg_c), (b_hh, d_hg_c)] {
-                for row in d.data[..chunk_rows * gates].chunks_exact(gates) {
+        gemm(
+            T::one(),
+            d_hg.t(),
+            prev_h,
+            T::one(),
+            &mut grads.w_hh,
+            hidden,
+        );
+        if let Some((b_ih, b_hh)) = grads.bias.as_mut() {
+            for (sums, d) in [(b_ih, d_xg), (b_hh, d_hg)] {
+                for row in d.data.chunks_exact(gates) {
                     for (s, &v) in sums.iter_mut().zip(row) {
                         *s += v;
                     }
@@ -344,18 +429,50 @@ pub(super) fn backward<T: Element>(
         }
     }
 
-    let mut init = vec![T::zero(); parts * batch * hidden];
-    for p in 0..parts {
-        for b in 0..batch {
-            init[(p * batch + b) * hidden..(p * batch + b + 1) * hidden]
-                .copy_from_slice(&d_state[b * width + p * hidden..b * width + (p + 1) * hidden]);
+    /// Every gradient but the input's (`x` is `None`).
+    pub fn finish(self) -> Grads<T> {
+        let (batch, hidden, width) = (self.dims.batch, self.dims.hidden, self.dims.width());
+        let mut init = vec![T::zero(); self.dims.parts() * batch * hidden];
+        for p in 0..self.dims.parts() {
+            for b in 0..batch {
+                init[(p * batch + b) * hidden..(p * batch + b + 1) * hidden].copy_from_slice(
+                    &self.d_state[b * width + p * hidden..b * width + (p + 1) * hidden],
+                );
+            }
         }
+        Grads { init, ..self.grads }
+    }
+}
+
+/// One direction over the whole sequence backwards: `g_out` is ∂/∂outputs `[T·B, H]`,
+/// `g_final` ∂/∂final state `[parts, B, H]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward<T: Element>(
+    dims: &Dims,
+    reverse: bool,
+    saved: &Saved<T>,
+    x: &[T],
+    weights: Weights<'_, T>,
+    g_out: &[T],
+    g_final: &[T],
+    needs_x: bool,
+) -> Grads<T> {
+    let (batch, hidden, input) = (dims.batch, dims.hidden, dims.input);
+    let mut x_grad = needs_x.then(|| vec![T::zero(); dims.steps * batch * input]);
+    let mut run = BackwardRun::new(dims, reverse, saved, weights, g_final);
+    for chunk in dims.chunks(reverse).into_iter().rev() {
+        let rows = chunk.start * batch..chunk.end * batch;
+        run.chunk(
+            &chunk,
+            &x[rows.start * input..rows.end * input],
+            &g_out[rows.start * hidden..rows.end * hidden],
+            x_grad
+                .as_mut()
+                .map(|dx| &mut dx[rows.start * input..rows.end * input]),
+        );
     }
     Grads {
         x: x_grad,
-        init,
-        w_ih,
-        w_hh,
-        bias,
+        ..run.finish()
     }
 }

@@ -1,26 +1,29 @@
-//! Fused sequence kernels for the built-in cells: all directions of one layer as a single tape
-//! op with a hand-written backward. The input projection of all steps is one GEMM; each step
-//! is one GEMM for the recurrence and one pass over the gates; backward accumulates the weight
-//! gradients with one GEMM each after its loop. The directions of a bidirectional layer run on
-//! separate threads when [`parallel::set_threads`](crate::parallel::set_threads) allows, with
-//! the same results. `Recurrent` layers pick this path whenever their cells provide a
-//! [`FusedSpec`]; it computes what the composed cell steps compute (tested against them and
-//! against PyTorch).
+//! Fused sequence kernels for the built-in cells: a layer's directions, or a unidirectional
+//! stack of layers, as a single tape op with a hand-written backward. The input projection of
+//! a chunk of steps is one GEMM; each step is one GEMM for the recurrence and one pass over
+//! the gates; backward accumulates the weight gradients with one GEMM per chunk. With
+//! [`parallel::set_threads`](crate::parallel::set_threads) above 1, the directions of a
+//! bidirectional layer run on separate threads and a stack runs as a wavefront, with the same
+//! results. `Recurrent` layers pick this path whenever their cells provide a [`FusedSpec`];
+//! it computes what the composed cell steps compute (tested against them and against
+//! PyTorch).
 
 mod direction;
 mod pointwise;
 mod recurrence;
 #[cfg(test)]
 mod tests;
+mod wavefront;
 
 use super::cell::State;
 use super::CellKind;
 use crate::parallel::{map_shards, threads};
 use crate::params::ParamId;
 use crate::session::Session;
-use direction::{Dims, Saved, Weights};
+use direction::{chunk_steps, Dims, Grads, Weights};
 use pointwise::state_parts;
 use recur_tape::{BackwardCtx, Element, Op, Tensor, Var};
+use wavefront::StackForward;
 
 /// What a built-in cell tells a layer so it can run the fused kernel: its kind, sizes and
 /// PyTorch-layout weights (`weight_ih` `[G·H, input]`, `weight_hh` `[G·H, H]`, biases `[G·H]`).
@@ -35,12 +38,23 @@ pub struct FusedSpec {
     pub b_hh: Option<ParamId>,
 }
 
-/// Runs all directions of one layer (`specs[d]` for direction d; d = 1 runs in reverse) over
-/// `x` `[T, B, input]` from `states[d]` as one fused op. Returns the outputs `[T, B, D·H]`
-/// (zero past each row's length) and each direction's final state, exactly like the composed
-/// loop.
-pub(crate) fn fused_layer<'t, T: Element>(
+/// How the units (cells) of one fused op relate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Arrangement {
+    /// The directions of one layer over the same input; unit 1 runs in reverse, and the
+    /// outputs are concatenated.
+    Directions,
+    /// The layers of a unidirectional stack, each one's output the next one's input; the
+    /// output is the last layer's.
+    Stack,
+}
+
+/// Runs the units `specs` (arranged as `arrangement` says) over `x` `[T, B, input]` from
+/// `states[u]` as one fused op. Returns the outputs `[T, B, D·H]` (zero past each row's
+/// length) and each unit's final state, exactly like the composed loop.
+pub(crate) fn fused_layers<'t, T: Element>(
     specs: &[FusedSpec],
+    arrangement: Arrangement,
     s: &Session<'t, '_, T>,
     x: Var<'t, T>,
     states: &[State<'t, T>],
@@ -48,9 +62,14 @@ pub(crate) fn fused_layer<'t, T: Element>(
 ) -> (Var<'t, T>, Vec<State<'t, T>>) {
     let shape = x.shape();
     let (steps, batch) = (shape[0], shape[1]);
-    let spec = &specs[0];
-    let (hidden, dirs, parts) = (spec.hidden_size, specs.len(), state_parts(spec.kind));
-    let bias = spec.b_ih.is_some() && spec.b_hh.is_some();
+    let (kind, hidden) = (specs[0].kind, specs[0].hidden_size);
+    let (units, parts) = (specs.len(), state_parts(kind));
+    let bias = specs[0].b_ih.is_some() && specs[0].b_hh.is_some();
+    let chunk_steps = match arrangement {
+        Arrangement::Directions => chunk_steps(steps, batch),
+        // Enough chunks for the layers to overlap.
+        Arrangement::Stack => chunk_steps(steps, batch).min(steps.div_ceil(4 * units).max(1)),
+    };
     let mut inputs: Vec<Var<'t, T>> = vec![x];
     for (spec, state) in specs.iter().zip(states) {
         inputs.extend(state.iter().copied());
@@ -61,30 +80,34 @@ pub(crate) fn fused_layer<'t, T: Element>(
             inputs.push(s.param(b_hh));
         }
     }
-    let op = FusedLayer {
-        dims: Dims {
-            kind: spec.kind,
-            steps,
-            batch,
-            input: spec.input_size,
-            hidden,
-            lengths: lengths.map(<[usize]>::to_vec),
-        },
-        dirs,
+    let op = FusedRnn {
+        units: specs
+            .iter()
+            .map(|spec| Dims {
+                kind,
+                steps,
+                batch,
+                input: spec.input_size,
+                hidden,
+                lengths: lengths.map(<[usize]>::to_vec),
+                chunk_steps,
+            })
+            .collect(),
+        arrangement,
         bias,
-        saved: Vec::new(),
+        kept: Kept::None,
     };
+    let outputs_len = op.outputs_len();
     let y = s.tape().apply(op, &inputs);
-    let outputs_len = steps * batch * dirs * hidden;
-    let outputs = y
-        .slice(0, 0..outputs_len)
-        .reshape(&[steps, batch, dirs * hidden]);
+    let outputs =
+        y.slice(0, 0..outputs_len)
+            .reshape(&[steps, batch, outputs_len / (steps * batch)]);
     let block = batch * hidden;
-    let finals = (0..dirs)
-        .map(|d| {
+    let finals = (0..units)
+        .map(|u| {
             (0..parts)
                 .map(|p| {
-                    let start = outputs_len + (d * parts + p) * block;
+                    let start = outputs_len + (u * parts + p) * block;
                     y.slice(0, start..start + block).reshape(&[batch, hidden])
                 })
                 .collect()
@@ -93,29 +116,35 @@ pub(crate) fn fused_layer<'t, T: Element>(
     (outputs, finals)
 }
 
-/// Inputs: `x`, then per direction its initial state parts, `weight_ih`, `weight_hh` and, if
-/// the cells have biases, `bias_ih`, `bias_hh`. Output, flattened: the outputs `[T, B, D·H]`,
-/// then each direction's final state parts.
-struct FusedLayer<T> {
-    dims: Dims,
-    dirs: usize,
-    bias: bool,
-    /// Per direction, from forward.
-    saved: Vec<Saved<T>>,
+/// What forward kept for backward.
+enum Kept<T> {
+    None,
+    Directions(Vec<direction::Saved<T>>),
+    Stack(StackForward<T>),
 }
 
-impl<T: Element> FusedLayer<T> {
-    fn inputs_per_direction(&self) -> usize {
-        self.dims.parts() + 2 + if self.bias { 2 } else { 0 }
+/// Inputs: `x`, then per unit its initial state parts, `weight_ih`, `weight_hh` and, if the
+/// cells have biases, `bias_ih`, `bias_hh`. Output, flattened: the outputs `[T, B, D·H]`,
+/// then each unit's final state parts.
+struct FusedRnn<T> {
+    units: Vec<Dims>,
+    arrangement: Arrangement,
+    bias: bool,
+    kept: Kept<T>,
+}
+
+impl<T: Element> FusedRnn<T> {
+    fn inputs_per_unit(&self) -> usize {
+        self.units[0].parts() + 2 + if self.bias { 2 } else { 0 }
     }
 
-    /// Where direction d's inputs start.
-    fn first_input(&self, d: usize) -> usize {
-        1 + d * self.inputs_per_direction()
+    /// Where unit u's inputs start.
+    fn first_input(&self, u: usize) -> usize {
+        1 + u * self.inputs_per_unit()
     }
 
-    fn weights<'a>(&self, inputs: &[&'a Tensor<T>], d: usize) -> Weights<'a, T> {
-        let (at, parts) = (self.first_input(d), self.dims.parts());
+    fn weights<'a>(&self, inputs: &[&'a Tensor<T>], u: usize) -> Weights<'a, T> {
+        let (at, parts) = (self.first_input(u), self.units[u].parts());
         Weights {
             init: inputs[at..at + parts].to_vec(),
             w_ih: inputs[at + parts],
@@ -126,45 +155,57 @@ impl<T: Element> FusedLayer<T> {
         }
     }
 
+    /// Width of an output row: D·H for directions, H for a stack.
+    fn output_width(&self) -> usize {
+        match self.arrangement {
+            Arrangement::Directions => self.units.len() * self.units[0].hidden,
+            Arrangement::Stack => self.units[0].hidden,
+        }
+    }
+
     fn outputs_len(&self) -> usize {
-        self.dims.steps * self.dims.batch * self.dirs * self.dims.hidden
-    }
-}
-
-impl<T: Element> Op<T> for FusedLayer<T> {
-    fn name(&self) -> &'static str {
-        "fused_rnn"
+        let dims = &self.units[0];
+        dims.steps * dims.batch * self.output_width()
     }
 
-    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+    fn finals_len(&self) -> usize {
+        let dims = &self.units[0];
+        dims.parts() * dims.batch * dims.hidden
+    }
+
+    /// Directions: each direction forward over `x` (on its own thread if allowed); the
+    /// outputs interleaved per row.
+    fn forward_directions(&mut self, inputs: &[&Tensor<T>]) -> (Vec<T>, Vec<Vec<T>>) {
         let x = inputs[0].data();
         let this = &*self;
-        let results = map_shards(self.dirs, threads(), |d| {
-            direction::forward(&this.dims, d == 1, x, &this.weights(inputs, d))
+        let results = map_shards(self.units.len(), threads(), |d| {
+            direction::forward(&this.units[d], d == 1, x, this.weights(inputs, d))
         });
-        let (hidden, dirs) = (self.dims.hidden, self.dirs);
+        let (hidden, dirs) = (self.units[0].hidden, self.units.len());
         let mut out = vec![T::zero(); self.outputs_len()];
-        for (d, r) in results.iter().enumerate() {
+        let mut finals = Vec::with_capacity(dirs);
+        let mut saved = Vec::with_capacity(dirs);
+        for (d, r) in results.into_iter().enumerate() {
             for (row, o) in r.outputs.chunks_exact(hidden).enumerate() {
                 out[(row * dirs + d) * hidden..(row * dirs + d + 1) * hidden].copy_from_slice(o);
             }
+            finals.push(r.finals);
+            saved.push(r.saved);
         }
-        for r in &results {
-            out.extend_from_slice(&r.finals);
-        }
-        self.saved = results.into_iter().map(|r| r.saved).collect();
-        let len = out.len();
-        Tensor::from_vec(out, &[len])
+        self.kept = Kept::Directions(saved);
+        (out, finals)
     }
 
-    fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
-        let (hidden, dirs) = (self.dims.hidden, self.dirs);
-        let g = ctx.grad_output().data();
-        let finals_len = self.dims.parts() * self.dims.batch * hidden;
-        let inputs: Vec<&Tensor<T>> = (0..ctx.num_inputs()).map(|k| ctx.input(k)).collect();
-        let needs_x = ctx.needs_grad(0);
+    fn backward_directions(
+        &self,
+        saved: &[direction::Saved<T>],
+        inputs: &[&Tensor<T>],
+        g: &[T],
+        needs_x: bool,
+    ) -> Vec<Grads<T>> {
+        let (hidden, dirs) = (self.units[0].hidden, self.units.len());
         let x = inputs[0].data();
-        let results = map_shards(dirs, threads(), |d| {
+        map_shards(dirs, threads(), |d| {
             let g_out: Vec<T> = g[..self.outputs_len()]
                 .chunks_exact(hidden)
                 .skip(d)
@@ -172,43 +213,98 @@ impl<T: Element> Op<T> for FusedLayer<T> {
                 .flatten()
                 .copied()
                 .collect();
-            let g_final = &g[self.outputs_len() + d * finals_len..][..finals_len];
-            let weights = self.weights(&inputs, d);
             direction::backward(
-                &self.dims,
+                &self.units[d],
                 d == 1,
-                &self.saved[d],
+                &saved[d],
                 x,
-                &weights,
+                self.weights(inputs, d),
                 &g_out,
-                g_final,
+                self.g_final(g, d),
                 needs_x,
             )
-        });
-        // Summed into the slots in direction order, whatever ran where.
-        let add = |slot: Option<&mut [T]>, values: &[T]| {
-            if let Some(slot) = slot {
-                slot.iter_mut().zip(values).for_each(|(s, &v)| *s += v);
+        })
+    }
+
+    /// ∂/∂(unit u's final state) within the output gradient `g`.
+    fn g_final<'g>(&self, g: &'g [T], u: usize) -> &'g [T] {
+        &g[self.outputs_len() + u * self.finals_len()..][..self.finals_len()]
+    }
+}
+
+impl<T: Element> Op<T> for FusedRnn<T> {
+    fn name(&self) -> &'static str {
+        "fused_rnn"
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+        let (mut out, finals) = match self.arrangement {
+            Arrangement::Directions => self.forward_directions(inputs),
+            Arrangement::Stack => {
+                let weights = (0..self.units.len())
+                    .map(|l| self.weights(inputs, l))
+                    .collect();
+                let mut result =
+                    wavefront::forward(&self.units, inputs[0].data(), weights, threads());
+                let out = std::mem::take(&mut result.outputs);
+                let finals = std::mem::take(&mut result.finals);
+                self.kept = Kept::Stack(result);
+                (out, finals)
             }
         };
-        let block = self.dims.batch * hidden;
-        for (d, grads) in results.iter().enumerate() {
-            let at = self.first_input(d);
-            if let Some(dx) = &grads.x {
-                add(ctx.grad_input(0), dx);
+        out.reserve(finals.iter().map(Vec::len).sum());
+        for f in &finals {
+            out.extend_from_slice(f);
+        }
+        let len = out.len();
+        Tensor::from_vec(out, &[len])
+    }
+
+    fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
+        let g = ctx.grad_output().data();
+        let inputs: Vec<&Tensor<T>> = (0..ctx.num_inputs()).map(|k| ctx.input(k)).collect();
+        let needs_x = ctx.needs_grad(0);
+        let results = match &self.kept {
+            Kept::None => unreachable!("backward runs after forward"),
+            Kept::Directions(saved) => self.backward_directions(saved, &inputs, g, needs_x),
+            Kept::Stack(forward) => {
+                let weights = (0..self.units.len())
+                    .map(|l| self.weights(&inputs, l))
+                    .collect();
+                let g_finals: Vec<&[T]> =
+                    (0..self.units.len()).map(|l| self.g_final(g, l)).collect();
+                wavefront::backward(
+                    &self.units,
+                    forward,
+                    inputs[0].data(),
+                    weights,
+                    &g[..self.outputs_len()],
+                    &g_finals,
+                    needs_x,
+                    threads(),
+                )
             }
-            for p in 0..self.dims.parts() {
-                add(
-                    ctx.grad_input(at + p),
-                    &grads.init[p * block..(p + 1) * block],
-                );
+        };
+        // Summed into the slots in unit order, whatever ran where; a fresh buffer becomes
+        // the gradient when its input has none yet.
+        let block = self.units[0].batch * self.units[0].hidden;
+        let parts = self.units[0].parts();
+        for (u, grads) in results.into_iter().enumerate() {
+            let at = self.first_input(u);
+            if let Some(dx) = grads.x {
+                ctx.add_grad_input(0, dx);
             }
-            let parts = self.dims.parts();
-            add(ctx.grad_input(at + parts), &grads.w_ih);
-            add(ctx.grad_input(at + parts + 1), &grads.w_hh);
-            if let Some((b_ih, b_hh)) = &grads.bias {
-                add(ctx.grad_input(at + parts + 2), b_ih);
-                add(ctx.grad_input(at + parts + 3), b_hh);
+            for p in 0..parts {
+                if let Some(slot) = ctx.grad_input(at + p) {
+                    let init = &grads.init[p * block..(p + 1) * block];
+                    slot.iter_mut().zip(init).for_each(|(s, &v)| *s += v);
+                }
+            }
+            ctx.add_grad_input(at + parts, grads.w_ih);
+            ctx.add_grad_input(at + parts + 1, grads.w_hh);
+            if let Some((b_ih, b_hh)) = grads.bias {
+                ctx.add_grad_input(at + parts + 2, b_ih);
+                ctx.add_grad_input(at + parts + 3, b_hh);
             }
         }
     }

@@ -72,33 +72,48 @@ fn long_sequences_run_in_chunks_with_the_same_results() {
     let (steps, batch) = (20, 37);
     let x = rand_tensor(&[steps, batch, 3], 31);
     let lengths: Vec<usize> = (0..batch).map(|b| 1 + (b * 7) % steps).collect();
-    for kind in [CellKind::Lstm, CellKind::Gru] {
+    let stack = RnnOptions::new(3, 4).num_layers(3);
+    for (kind, options) in [
+        (CellKind::Lstm, RnnOptions::new(3, 4).bidirectional(true)),
+        (CellKind::Gru, RnnOptions::new(3, 4).bidirectional(true)),
+        (CellKind::Lstm, stack.clone()),
+        (CellKind::Rnn(Nonlinearity::Tanh), stack),
+    ] {
         let mut store = ParamStore::new();
-        let options = RnnOptions::new(3, 4).bidirectional(true);
-        let fused = layer(&mut store, kind, options);
+        let fused = layer(&mut store, kind, options.clone());
         let mut composed = fused.clone();
         composed.options.fused = false;
         let a = run_values(&fused, &store, &x, Some(&lengths), true);
         let b = run_values(&composed, &store, &x, Some(&lengths), true);
-        assert_close(&a, &b, &format!("{kind} in chunks"));
+        assert_close(&a, &b, &format!("{kind} {options:?} in chunks"));
     }
 }
 
 #[test]
 fn fused_layers_pass_gradcheck() {
     let lengths = [4, 2];
-    for kind in KINDS {
+    let cases = KINDS.into_iter().flat_map(|kind| {
+        [
+            (
+                kind,
+                RnnOptions::new(3, 3).num_layers(2).bidirectional(true),
+            ),
+            (kind, RnnOptions::new(3, 3).num_layers(3)),
+        ]
+    });
+    for (kind, options) in cases {
+        let dirs = if options.bidirectional { 2 } else { 1 };
         let mut store = ParamStore::new();
-        let options = RnnOptions::new(3, 3).num_layers(2).bidirectional(true);
         let layer = layer(&mut store, kind, options);
+        let units = layer.cells.len();
         let mut inputs = vec![rand_tensor(&[4, 2, 3], 1)];
         for (p, &w) in Cell::<f64>::state_sizes(&layer.cells[0]).iter().enumerate() {
-            inputs.push(rand_tensor(&[4, 2, w], 2 + p as u64));
+            inputs.push(rand_tensor(&[units, 2, w], 2 + p as u64));
         }
         let report = gradcheck_params(&store, &inputs, |s, v| {
             let out = layer.forward(s, v[0], Some(&v[1..]), Some(&lengths));
-            let mut parts = vec![out.output.reshape(&[16, 3])];
-            parts.extend(out.final_state.iter().map(|p| p.reshape(&[8, 3])));
+            let mut parts = vec![out.output.reshape(&[8 * dirs, 3])];
+            parts.extend(out.final_state.iter().map(|p| p.reshape(&[2 * units, 3])));
             concat(&parts, 0)
         });
         assert!(report.passed, "{kind}: {report}");
@@ -123,11 +138,20 @@ fn cells_without_a_kernel_run_composed() {
 }
 
 #[test]
-fn directions_on_two_threads_give_bit_identical_results() {
+fn two_threads_give_bit_identical_results() {
+    // Directions side by side, and a stack as a wavefront over chunks of one step.
     let x = rand_tensor(&[9, 4, 3], 21);
-    for kind in KINDS {
+    let cases = KINDS.into_iter().flat_map(|kind| {
+        [
+            (
+                kind,
+                RnnOptions::new(3, 5).num_layers(2).bidirectional(true),
+            ),
+            (kind, RnnOptions::new(3, 5).num_layers(3)),
+        ]
+    });
+    for (kind, options) in cases {
         let mut store = ParamStore::new();
-        let options = RnnOptions::new(3, 5).num_layers(2).bidirectional(true);
         let layer = layer(&mut store, kind, options);
         let run = |threads| {
             crate::parallel::set_threads(threads);
