@@ -182,12 +182,17 @@ impl<T: Element> FusedRnn<T> {
             direction::forward(&this.units[d], d == 1, x, this.weights(inputs, d))
         });
         let (hidden, dirs) = (self.units[0].hidden, self.units.len());
-        let mut out = vec![T::zero(); self.outputs_len()];
+        let mut out = Vec::new();
         let mut finals = Vec::with_capacity(dirs);
         let mut saved = Vec::with_capacity(dirs);
         for (d, r) in results.into_iter().enumerate() {
-            for (row, o) in r.outputs.chunks_exact(hidden).enumerate() {
-                out[(row * dirs + d) * hidden..(row * dirs + d + 1) * hidden].copy_from_slice(o);
+            if dirs == 1 {
+                out = r.outputs;
+            } else {
+                out.resize(self.outputs_len(), T::zero());
+                for (row, o) in r.outputs.chunks_exact(hidden).enumerate() {
+                    out[(row * dirs + d) * hidden..][..hidden].copy_from_slice(o);
+                }
             }
             finals.push(r.finals);
             saved.push(r.saved);
@@ -205,21 +210,27 @@ impl<T: Element> FusedRnn<T> {
     ) -> Vec<Grads<T>> {
         let (hidden, dirs) = (self.units[0].hidden, self.units.len());
         let x = inputs[0].data();
+        let g_out = &g[..self.outputs_len()];
         map_shards(dirs, threads(), |d| {
-            let g_out: Vec<T> = g[..self.outputs_len()]
-                .chunks_exact(hidden)
-                .skip(d)
-                .step_by(dirs)
-                .flatten()
-                .copied()
-                .collect();
+            // This direction's share of the output gradient (all of it when alone).
+            let own: Vec<T> = if dirs == 1 {
+                Vec::new()
+            } else {
+                g_out
+                    .chunks_exact(hidden)
+                    .skip(d)
+                    .step_by(dirs)
+                    .flatten()
+                    .copied()
+                    .collect()
+            };
             direction::backward(
                 &self.units[d],
                 d == 1,
                 &saved[d],
                 x,
                 self.weights(inputs, d),
-                &g_out,
+                if dirs == 1 { g_out } else { &own },
                 self.g_final(g, d),
                 needs_x,
             )
