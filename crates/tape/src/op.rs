@@ -41,6 +41,12 @@ pub trait Op<T: Element>: 'static {
     /// Adds ∂loss/∂input into `ctx.grad_input(k)` for each input `k` that needs it.
     /// Gradients must be accumulated (`+=`), never overwritten.
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>);
+    /// Whether the output is the single input's elements in the same order under another
+    /// shape (reshape). The tape then hands the output's gradient to the input as it is,
+    /// without a copy, instead of calling [`Op::backward`].
+    fn is_view(&self) -> bool {
+        false
+    }
 }
 
 /// What an op's backward sees: its inputs and output values, the output's gradient, and

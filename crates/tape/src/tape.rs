@@ -206,6 +206,21 @@ impl<T: Element> Tape<T> {
             let Some(grad_output) = grads[i].take() else {
                 continue;
             };
+            if op.is_view() {
+                let input = &nodes[node.inputs[0]];
+                if input.requires_grad {
+                    let g = Tensor::from_vec(grad_output.into_vec(), input.value.shape());
+                    match &mut grads[node.inputs[0]] {
+                        Some(acc) => acc
+                            .data_mut()
+                            .iter_mut()
+                            .zip(g.data())
+                            .for_each(|(a, &b)| *a += b),
+                        slot => *slot = Some(g),
+                    }
+                }
+                continue;
+            }
             let mut ctx = BackwardCtx {
                 nodes: &nodes,
                 inputs: &node.inputs,

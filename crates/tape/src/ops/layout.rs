@@ -84,11 +84,17 @@ impl<T: Element> Op<T> for Reshape {
         Tensor::from_vec(x.data().to_vec(), &self.0)
     }
 
+    /// The tape passes the gradient through without calling this (see `is_view`); the
+    /// same sum for anything that does call it.
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
         let g = ctx.grad_output().data();
         if let Some(gx) = ctx.grad_input(0) {
             gx.iter_mut().zip(g).for_each(|(a, &b)| *a += b);
         }
+    }
+
+    fn is_view(&self) -> bool {
+        true
     }
 }
 

@@ -241,15 +241,18 @@ impl<'a, T: Element> ForwardRun<'a, T> {
     }
 }
 
-/// One direction over the whole sequence `x` `[T·B, input]`.
+/// One direction over the whole sequence `x` `[T·B, input]`; the outputs have room for
+/// `spare` more values.
 pub(super) fn forward<T: Element>(
     dims: &Dims,
     reverse: bool,
     x: &[T],
     weights: Weights<'_, T>,
+    spare: usize,
 ) -> Forward<T> {
     let (batch, hidden, input) = (dims.batch, dims.hidden, dims.input);
-    let mut outputs = vec![T::zero(); dims.steps * batch * hidden];
+    let mut outputs = Vec::with_capacity(dims.steps * batch * hidden + spare);
+    outputs.resize(dims.steps * batch * hidden, T::zero());
     let mut run = ForwardRun::new(dims, reverse, weights);
     for chunk in dims.chunks(reverse) {
         let rows = chunk.start * batch..chunk.end * batch;

@@ -173,13 +173,24 @@ impl<T: Element> FusedRnn<T> {
         dims.parts() * dims.batch * dims.hidden
     }
 
+    /// The final states of all units, which follow the outputs.
+    fn all_finals_len(&self) -> usize {
+        self.units.len() * self.finals_len()
+    }
+
     /// Directions: each direction forward over `x` (on its own thread if allowed); the
     /// outputs interleaved per row.
     fn forward_directions(&mut self, inputs: &[&Tensor<T>]) -> (Vec<T>, Vec<Vec<T>>) {
         let x = inputs[0].data();
         let this = &*self;
         let results = map_shards(self.units.len(), threads(), |d| {
-            direction::forward(&this.units[d], d == 1, x, this.weights(inputs, d))
+            // A lone direction's outputs become the op's: room for the final states.
+            let spare = if this.units.len() == 1 {
+                this.all_finals_len()
+            } else {
+                0
+            };
+            direction::forward(&this.units[d], d == 1, x, this.weights(inputs, d), spare)
         });
         let (hidden, dirs) = (self.units[0].hidden, self.units.len());
         let mut out = Vec::new();
@@ -257,13 +268,15 @@ impl<T: Element> Op<T> for FusedRnn<T> {
                     .collect();
                 let mut result =
                     wavefront::forward(&self.units, inputs[0].data(), weights, threads());
-                let out = std::mem::take(&mut result.outputs);
+                let mut out = Vec::with_capacity(self.outputs_len() + self.all_finals_len());
+                for chunk in std::mem::take(&mut result.outputs) {
+                    out.extend_from_slice(&chunk);
+                }
                 let finals = std::mem::take(&mut result.finals);
                 self.kept = Kept::Stack(result);
                 (out, finals)
             }
         };
-        out.reserve(finals.iter().map(Vec::len).sum());
         for f in &finals {
             out.extend_from_slice(f);
         }

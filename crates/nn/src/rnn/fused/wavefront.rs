@@ -10,8 +10,8 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 
 /// What the forward pass of a stack produces and keeps.
 pub(super) struct StackForward<T> {
-    /// The last layer's outputs `[T·B, H]`.
-    pub outputs: Vec<T>,
+    /// The last layer's outputs `[T·B, H]`, chunk by chunk.
+    pub outputs: Vec<Vec<T>>,
     /// Per layer, its final state parts `[parts, B, H]`.
     pub finals: Vec<Vec<T>>,
     /// Per layer, what its backward reads.
@@ -56,7 +56,7 @@ pub(super) fn forward<T: Element>(
         },
     );
     let mut result = StackForward {
-        outputs: last.concat(),
+        outputs: last,
         finals: Vec::new(),
         saved: Vec::new(),
         layer_inputs: Vec::new(),
@@ -122,7 +122,11 @@ pub(super) fn backward<T: Element>(
     let mut grads: Vec<Grads<T>> = stages.into_iter().rev().map(BackwardRun::finish).collect();
     if needs_x {
         // Layer 0's input gradient came back chunk by chunk, last chunk first.
-        grads[0].x = Some(dx.into_iter().rev().flatten().flatten().collect());
+        let mut x_grad = Vec::with_capacity(x.len());
+        for chunk in dx.iter().rev().flatten() {
+            x_grad.extend_from_slice(chunk);
+        }
+        grads[0].x = Some(x_grad);
     }
     grads
 }
