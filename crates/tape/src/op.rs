@@ -112,6 +112,35 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
         }
     }
 
+    /// Adds `values` (one per element of input `k`, in order) to input `k`'s gradient. When
+    /// the input has no gradient yet the values become it: one pass, no zero-filled
+    /// accumulator. Does nothing if the input needs no gradient.
+    pub fn accumulate_grad_input(&mut self, k: usize, values: impl Iterator<Item = T>) {
+        let id = self.inputs[k];
+        let node = &self.nodes[id];
+        if !node.requires_grad {
+            return;
+        }
+        match &mut self.grads[id] {
+            Some(slot) => slot
+                .data_mut()
+                .iter_mut()
+                .zip(values)
+                .for_each(|(s, v)| *s += v),
+            empty => {
+                let grad: Vec<T> = values.collect();
+                assert_eq!(
+                    grad.len(),
+                    node.value.numel(),
+                    "accumulate_grad_input: {} values for input {k} of shape {:?}",
+                    grad.len(),
+                    node.value.shape()
+                );
+                *empty = Some(Tensor::from_vec(grad, node.value.shape()));
+            }
+        }
+    }
+
     /// The gradient accumulator of input `k` (zeros the first time), or `None` if that
     /// input needs no gradient. Add into it.
     pub fn grad_input(&mut self, k: usize) -> Option<&mut [T]> {

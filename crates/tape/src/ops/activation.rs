@@ -42,18 +42,19 @@ impl<T: Element> Op<T> for Unary {
             ctx.output().data(),
             ctx.grad_output().data(),
         );
-        let Some(gx) = ctx.grad_input(0) else { return };
-        let one = T::one();
+        let (one, zero) = (T::one(), T::zero());
+        let gy = g.iter().zip(y);
         match self {
-            Unary::Exp => (0..gx.len()).for_each(|i| gx[i] += g[i] * y[i]),
-            Unary::Log => (0..gx.len()).for_each(|i| gx[i] += g[i] / x[i]),
-            Unary::Tanh => (0..gx.len()).for_each(|i| gx[i] += g[i] * (one - y[i] * y[i])),
-            Unary::Sigmoid => (0..gx.len()).for_each(|i| gx[i] += g[i] * y[i] * (one - y[i])),
-            Unary::Relu => (0..gx.len()).for_each(|i| {
-                if x[i] > T::zero() {
-                    gx[i] += g[i]
-                }
-            }),
+            Unary::Exp => ctx.accumulate_grad_input(0, gy.map(|(&g, &y)| g * y)),
+            Unary::Log => ctx.accumulate_grad_input(0, g.iter().zip(x).map(|(&g, &x)| g / x)),
+            Unary::Tanh => ctx.accumulate_grad_input(0, gy.map(|(&g, &y)| g * (one - y * y))),
+            Unary::Sigmoid => ctx.accumulate_grad_input(0, gy.map(|(&g, &y)| g * y * (one - y))),
+            Unary::Relu => ctx.accumulate_grad_input(
+                0,
+                g.iter()
+                    .zip(x)
+                    .map(|(&g, &x)| if x > zero { g } else { zero }),
+            ),
         }
     }
 }

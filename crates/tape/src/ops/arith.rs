@@ -105,6 +105,30 @@ impl<T: Element> Op<T> for Binary {
             ctx.grad_output().data(),
         );
         let (n, na, nb) = (g.len(), a.len(), b.len());
+        if na == n && nb == n {
+            // Same shapes: each gradient in one pass, moved in when it is the first.
+            let (ga, gb) = (g.iter().zip(b), g.iter().zip(a));
+            match self.kind {
+                BinaryKind::Add => {
+                    ctx.accumulate_grad_input(0, g.iter().copied());
+                    ctx.accumulate_grad_input(1, g.iter().copied());
+                }
+                BinaryKind::Sub => {
+                    ctx.accumulate_grad_input(0, g.iter().copied());
+                    ctx.accumulate_grad_input(1, g.iter().map(|&g| -g));
+                }
+                BinaryKind::Mul => {
+                    ctx.accumulate_grad_input(0, ga.map(|(&g, &b)| g * b));
+                    ctx.accumulate_grad_input(1, gb.map(|(&g, &a)| g * a));
+                }
+                BinaryKind::Div => {
+                    ctx.accumulate_grad_input(0, ga.map(|(&g, &b)| g / b));
+                    let gy = g.iter().zip(y).zip(b);
+                    ctx.accumulate_grad_input(1, gy.map(|((&g, &y), &b)| -(g * y / b)));
+                }
+            }
+            return;
+        }
         if let Some(ga) = ctx.grad_input(0) {
             match self.kind {
                 BinaryKind::Add | BinaryKind::Sub => {
