@@ -97,18 +97,21 @@ pub(crate) fn fused_layers<'t, T: Element>(
         bias,
         kept: Kept::None,
     };
-    let outputs_len = op.outputs_len();
+    // The outputs as [T, B, D·H], then the final states as a few more steps.
     let y = s.tape().apply(op, &inputs);
-    let outputs =
-        y.slice(0, 0..outputs_len)
-            .reshape(&[steps, batch, outputs_len / (steps * batch)]);
+    let outputs = y.slice(0, 0..steps);
     let block = batch * hidden;
+    let finals_flat = y
+        .slice(0, steps..y.shape()[0])
+        .reshape(&[units * parts * block]);
     let finals = (0..units)
         .map(|u| {
             (0..parts)
                 .map(|p| {
-                    let start = outputs_len + (u * parts + p) * block;
-                    y.slice(0, start..start + block).reshape(&[batch, hidden])
+                    let start = (u * parts + p) * block;
+                    finals_flat
+                        .slice(0, start..start + block)
+                        .reshape(&[batch, hidden])
                 })
                 .collect()
         })
@@ -124,8 +127,8 @@ enum Kept<T> {
 }
 
 /// Inputs: `x`, then per unit its initial state parts, `weight_ih`, `weight_hh` and, if the
-/// cells have biases, `bias_ih`, `bias_hh`. Output, flattened: the outputs `[T, B, D·H]`,
-/// then each unit's final state parts.
+/// cells have biases, `bias_ih`, `bias_hh`. Output (see `output_shape`): the outputs
+/// `[T, B, D·H]`, then each unit's final state parts.
 struct FusedRnn<T> {
     units: Vec<Dims>,
     arrangement: Arrangement,
@@ -171,6 +174,16 @@ impl<T: Element> FusedRnn<T> {
     fn finals_len(&self) -> usize {
         let dims = &self.units[0];
         dims.parts() * dims.batch * dims.hidden
+    }
+
+    /// `[T + extra, B, width]`: the outputs, then the final states laid out as `extra` more
+    /// steps (their values in `[B, H]` blocks per unit and part), so that the outputs come
+    /// off as a slice of whole steps.
+    fn output_shape(&self) -> [usize; 3] {
+        let dims = &self.units[0];
+        let width = self.output_width();
+        let extra = self.all_finals_len() / (dims.batch * width).max(1);
+        [dims.steps + extra, dims.batch, width]
     }
 
     /// The final states of all units, which follow the outputs.
@@ -280,8 +293,7 @@ impl<T: Element> Op<T> for FusedRnn<T> {
         for f in &finals {
             out.extend_from_slice(f);
         }
-        let len = out.len();
-        Tensor::from_vec(out, &[len])
+        Tensor::from_vec(out, &self.output_shape())
     }
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
