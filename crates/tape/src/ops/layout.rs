@@ -1,4 +1,5 @@
-//! Ops that move elements without arithmetic: transpose of two axes, and reshape.
+//! Ops that move elements without arithmetic: transpose of two axes, and reshape (which
+//! shares its input's storage and passes its gradient through).
 
 use crate::shape::{numel, Shape};
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
@@ -81,7 +82,8 @@ impl<T: Element> Op<T> for Reshape {
             x.shape(),
             self.0.as_slice()
         );
-        Tensor::from_vec(x.data().to_vec(), &self.0)
+        // Shares the input's storage: no copy.
+        x.clone().reshape(&self.0)
     }
 
     /// The tape passes the gradient through without calling this (see `is_view`); the
