@@ -72,6 +72,12 @@ impl Dims {
         self.lengths.as_ref().is_none_or(|l| t < l[b])
     }
 
+    /// Whether forward saves the state before each step. The RNN's is its previous output,
+    /// which its saved activations already hold, so backward rebuilds it from them.
+    fn keeps_prev(&self) -> bool {
+        !matches!(self.kind, CellKind::Rnn(_))
+    }
+
     /// Whether the recurrent bias stays out of the input projection (GRU: it sits inside r·(…)).
     fn separate_hidden_bias(&self) -> bool {
         self.kind == CellKind::Gru
@@ -90,7 +96,7 @@ pub(super) struct Weights<'a, T> {
 pub(super) struct Saved<T> {
     /// What the kind's backward reads (activated gates and so on).
     activations: Vec<T>,
-    /// The state before the step, `[h, c]`.
+    /// The state before the step, `[h, c]` (empty for the RNN, see `Dims::keeps_prev`).
     prev: Vec<T>,
 }
 
@@ -179,7 +185,11 @@ impl<'a, T: Element> ForwardRun<'a, T> {
             state,
             saved: Saved {
                 activations: vec![T::zero(); rows * dims.saved_width()],
-                prev: vec![T::zero(); rows * width],
+                prev: if dims.keeps_prev() {
+                    vec![T::zero(); rows * width]
+                } else {
+                    Vec::new()
+                },
             },
             hg: vec![T::zero(); batch * dims.gates()],
             xg: vec![T::zero(); dims.chunk_steps * batch * dims.gates()],
@@ -201,7 +211,9 @@ impl<'a, T: Element> ForwardRun<'a, T> {
         input_part(dims, x, chunk.len() * batch, &self.weights, &mut self.xg);
         for t in steps_of(chunk, self.reverse) {
             let at = t * batch;
-            self.saved.prev[at * width..(at + batch) * width].copy_from_slice(&self.state);
+            if dims.keeps_prev() {
+                self.saved.prev[at * width..(at + batch) * width].copy_from_slice(&self.state);
+            }
             self.recurrence
                 .step(&self.state, width, batch, &mut self.hg, gates, false);
             for b in 0..batch {
@@ -284,6 +296,8 @@ pub(super) struct BackwardRun<'a, T> {
     d_xg: Vec<T>,
     /// The recurrent part's gradients where they differ from `d_xg` (GRU).
     d_hg: Vec<T>,
+    /// The chunk's previous states `[rows, H]` when forward did not keep them (RNN).
+    prev_h: Vec<T>,
     grads: Grads<T>,
 }
 
@@ -328,6 +342,11 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             } else {
                 Vec::new()
             },
+            prev_h: if dims.keeps_prev() {
+                Vec::new()
+            } else {
+                vec![T::zero(); dims.chunk_steps * batch * hidden]
+            },
         }
     }
 
@@ -362,7 +381,11 @@ impl<'a, T: Element> BackwardRun<'a, T> {
                     hidden,
                     RowBackward {
                         saved: &self.saved.activations[row * saved_w..(row + 1) * saved_w],
-                        prev: &self.saved.prev[row * width..(row + 1) * width],
+                        prev: self
+                            .saved
+                            .prev
+                            .get(row * width..(row + 1) * width)
+                            .unwrap_or(&[]),
                         d_state: d_row,
                         d_xg: &mut self.d_xg[local * gates..(local + 1) * gates],
                         d_hg: separate.then(|| &mut self.d_hg[local * gates..(local + 1) * gates]),
@@ -406,12 +429,24 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             &mut grads.w_ih,
             dims.input,
         );
-        let prev_h = MatRef {
-            data: &self.saved.prev[first * width..],
-            rows,
-            cols: hidden,
-            row_stride: width,
-            col_stride: 1,
+        let prev_h = if dims.keeps_prev() {
+            MatRef {
+                data: &self.saved.prev[first * width..],
+                rows,
+                cols: hidden,
+                row_stride: width,
+                col_stride: 1,
+            }
+        } else {
+            previous_outputs(
+                dims,
+                self.reverse,
+                chunk,
+                self.saved,
+                &self.weights,
+                &mut self.prev_h,
+            );
+            MatRef::row_major(&self.prev_h[..rows * hidden], rows, hidden)
         };
         gemm(
             T::one(),
@@ -444,6 +479,38 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             }
         }
         Grads { init, ..self.grads }
+    }
+}
+
+/// Fills `prev_h` with the state before each step of `chunk` `[rows, H]` for a kind whose
+/// saved activations are its new state (the RNN): the activations of the step processed just
+/// before, or the initial state where there was none. Rows past their length get zeros (their
+/// gate gradients are zero).
+fn previous_outputs<T: Element>(
+    dims: &Dims,
+    reverse: bool,
+    chunk: &Range<usize>,
+    saved: &Saved<T>,
+    weights: &Weights<'_, T>,
+    prev_h: &mut [T],
+) {
+    let (batch, hidden) = (dims.batch, dims.hidden);
+    let init = weights.init[0].data();
+    for t in chunk.clone() {
+        // The step processed just before t (none before the first).
+        let before = if reverse { t + 1 } else { t.wrapping_sub(1) };
+        for b in 0..batch {
+            let local = (t - chunk.start) * batch + b;
+            let row = &mut prev_h[local * hidden..(local + 1) * hidden];
+            if !dims.active(t, b) {
+                row.fill(T::zero());
+            } else if before < dims.steps && dims.active(before, b) {
+                let at = (before * batch + b) * hidden;
+                row.copy_from_slice(&saved.activations[at..at + hidden]);
+            } else {
+                row.copy_from_slice(&init[b * hidden..(b + 1) * hidden]);
+            }
+        }
     }
 }
 

@@ -76,6 +76,10 @@ fn long_sequences_run_in_chunks_with_the_same_results() {
     for (kind, options) in [
         (CellKind::Lstm, RnnOptions::new(3, 4).bidirectional(true)),
         (CellKind::Gru, RnnOptions::new(3, 4).bidirectional(true)),
+        (
+            CellKind::Rnn(Nonlinearity::Relu),
+            RnnOptions::new(3, 4).bidirectional(true),
+        ),
         (CellKind::Lstm, stack.clone()),
         (CellKind::Rnn(Nonlinearity::Tanh), stack),
     ] {
