@@ -72,10 +72,10 @@ impl Dims {
         self.lengths.as_ref().is_none_or(|l| t < l[b])
     }
 
-    /// Whether forward saves the state before each step. The RNN's is its previous output,
-    /// which its saved activations already hold, so backward rebuilds it from them.
-    fn keeps_prev(&self) -> bool {
-        !matches!(self.kind, CellKind::Rnn(_))
+    /// Whether the new state is just the output (the RNN): forward then saves nothing per
+    /// step, and backward reads the activations and the previous states from the outputs.
+    fn state_is_output(&self) -> bool {
+        matches!(self.kind, CellKind::Rnn(_))
     }
 
     /// Whether the recurrent bias stays out of the input projection (GRU: it sits inside r·(…)).
@@ -92,12 +92,38 @@ pub(super) struct Weights<'a, T> {
     pub bias: Option<(&'a Tensor<T>, &'a Tensor<T>)>,
 }
 
-/// What the forward pass keeps for backward, per step and row (time-major).
+/// What the forward pass keeps for backward, per step and row (time-major); both empty when
+/// the state is the output (see `Dims::state_is_output`).
 pub(super) struct Saved<T> {
     /// What the kind's backward reads (activated gates and so on).
     activations: Vec<T>,
-    /// The state before the step, `[h, c]` (empty for the RNN, see `Dims::keeps_prev`).
+    /// The state before the step, `[h, c]`.
     prev: Vec<T>,
+}
+
+/// Where backward finds a direction's outputs `[T·B, H]`.
+pub(super) enum Outputs<'a, T> {
+    /// Row r at `data[r · stride + offset..]`.
+    Rows {
+        data: &'a [T],
+        stride: usize,
+        offset: usize,
+    },
+    /// In forward's chunks (time order) of `rows` rows each.
+    Chunks { chunks: &'a [Vec<T>], rows: usize },
+}
+
+impl<T> Outputs<'_, T> {
+    fn row(&self, r: usize, hidden: usize) -> &[T] {
+        match self {
+            Outputs::Rows {
+                data,
+                stride,
+                offset,
+            } => &data[r * stride + offset..][..hidden],
+            Outputs::Chunks { chunks, rows } => &chunks[r / rows][(r % rows) * hidden..][..hidden],
+        }
+    }
 }
 
 /// Every step's output `[T·B, H]` and the final state parts `[parts, B, H]`.
@@ -184,8 +210,12 @@ impl<'a, T: Element> ForwardRun<'a, T> {
             weights,
             state,
             saved: Saved {
-                activations: vec![T::zero(); rows * dims.saved_width()],
-                prev: if dims.keeps_prev() {
+                activations: if dims.state_is_output() {
+                    Vec::new()
+                } else {
+                    vec![T::zero(); rows * dims.saved_width()]
+                },
+                prev: if !dims.state_is_output() {
                     vec![T::zero(); rows * width]
                 } else {
                     Vec::new()
@@ -211,7 +241,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
         input_part(dims, x, chunk.len() * batch, &self.weights, &mut self.xg);
         for t in steps_of(chunk, self.reverse) {
             let at = t * batch;
-            if dims.keeps_prev() {
+            if !dims.state_is_output() {
                 self.saved.prev[at * width..(at + batch) * width].copy_from_slice(&self.state);
             }
             self.recurrence
@@ -222,6 +252,8 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                 }
                 let (row, local) = (at + b, at + b - first);
                 let state_row = &mut self.state[b * width..(b + 1) * width];
+                let out_row = &mut out[local * hidden..(local + 1) * hidden];
+                let keep_apart = !dims.state_is_output();
                 forward_row(
                     dims.kind,
                     hidden,
@@ -230,10 +262,16 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                         hg: &self.hg[b * gates..(b + 1) * gates],
                         b_hh,
                         state: state_row,
-                        saved: &mut self.saved.activations[row * saved_w..(row + 1) * saved_w],
+                        saved: if keep_apart {
+                            &mut self.saved.activations[row * saved_w..(row + 1) * saved_w]
+                        } else {
+                            out_row
+                        },
                     },
                 );
-                out[local * hidden..(local + 1) * hidden].copy_from_slice(&state_row[..hidden]);
+                if keep_apart {
+                    out[local * hidden..(local + 1) * hidden].copy_from_slice(&state_row[..hidden]);
+                }
             }
         }
     }
@@ -298,15 +336,17 @@ pub(super) struct BackwardRun<'a, T> {
     d_hg: Vec<T>,
     /// The chunk's previous states `[rows, H]` when forward did not keep them (RNN).
     prev_h: Vec<T>,
+    outputs: Outputs<'a, T>,
     grads: Grads<T>,
 }
 
 impl<'a, T: Element> BackwardRun<'a, T> {
-    /// `g_final` is ∂/∂final state `[parts, B, H]`.
+    /// `g_final` is ∂/∂final state `[parts, B, H]`; `outputs` are forward's.
     pub fn new(
         dims: &'a Dims,
         reverse: bool,
         saved: &'a Saved<T>,
+        outputs: Outputs<'a, T>,
         weights: Weights<'a, T>,
         g_final: &[T],
     ) -> Self {
@@ -335,6 +375,7 @@ impl<'a, T: Element> BackwardRun<'a, T> {
                     .map(|_| (vec![T::zero(); gates], vec![T::zero(); gates])),
             },
             weights,
+            outputs,
             d_state,
             d_xg: vec![T::zero(); chunk_len],
             d_hg: if dims.separate_hidden_bias() {
@@ -342,7 +383,7 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             } else {
                 Vec::new()
             },
-            prev_h: if dims.keeps_prev() {
+            prev_h: if !dims.state_is_output() {
                 Vec::new()
             } else {
                 vec![T::zero(); dims.chunk_steps * batch * hidden]
@@ -380,7 +421,11 @@ impl<'a, T: Element> BackwardRun<'a, T> {
                     dims.kind,
                     hidden,
                     RowBackward {
-                        saved: &self.saved.activations[row * saved_w..(row + 1) * saved_w],
+                        saved: if dims.state_is_output() {
+                            self.outputs.row(row, hidden)
+                        } else {
+                            &self.saved.activations[row * saved_w..(row + 1) * saved_w]
+                        },
                         prev: self
                             .saved
                             .prev
@@ -429,7 +474,7 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             &mut grads.w_ih,
             dims.input,
         );
-        let prev_h = if dims.keeps_prev() {
+        let prev_h = if !dims.state_is_output() {
             MatRef {
                 data: &self.saved.prev[first * width..],
                 rows,
@@ -442,7 +487,7 @@ impl<'a, T: Element> BackwardRun<'a, T> {
                 dims,
                 self.reverse,
                 chunk,
-                self.saved,
+                &self.outputs,
                 &self.weights,
                 &mut self.prev_h,
             );
@@ -483,14 +528,14 @@ impl<'a, T: Element> BackwardRun<'a, T> {
 }
 
 /// Fills `prev_h` with the state before each step of `chunk` `[rows, H]` for a kind whose
-/// saved activations are its new state (the RNN): the activations of the step processed just
-/// before, or the initial state where there was none. Rows past their length get zeros (their
-/// gate gradients are zero).
+/// state is its output (the RNN): the output of the step processed just before, or the
+/// initial state where there was none. Rows past their length get zeros (their gate gradients
+/// are zero).
 fn previous_outputs<T: Element>(
     dims: &Dims,
     reverse: bool,
     chunk: &Range<usize>,
-    saved: &Saved<T>,
+    outputs: &Outputs<'_, T>,
     weights: &Weights<'_, T>,
     prev_h: &mut [T],
 ) {
@@ -505,8 +550,7 @@ fn previous_outputs<T: Element>(
             if !dims.active(t, b) {
                 row.fill(T::zero());
             } else if before < dims.steps && dims.active(before, b) {
-                let at = (before * batch + b) * hidden;
-                row.copy_from_slice(&saved.activations[at..at + hidden]);
+                row.copy_from_slice(outputs.row(before * batch + b, hidden));
             } else {
                 row.copy_from_slice(&init[b * hidden..(b + 1) * hidden]);
             }
@@ -521,6 +565,7 @@ pub(super) fn backward<T: Element>(
     dims: &Dims,
     reverse: bool,
     saved: &Saved<T>,
+    outputs: Outputs<'_, T>,
     x: &[T],
     weights: Weights<'_, T>,
     g_out: &[T],
@@ -529,7 +574,7 @@ pub(super) fn backward<T: Element>(
 ) -> Grads<T> {
     let (batch, hidden, input) = (dims.batch, dims.hidden, dims.input);
     let mut x_grad = needs_x.then(|| vec![T::zero(); dims.steps * batch * input]);
-    let mut run = BackwardRun::new(dims, reverse, saved, weights, g_final);
+    let mut run = BackwardRun::new(dims, reverse, saved, outputs, weights, g_final);
     for chunk in dims.chunks(reverse).into_iter().rev() {
         let rows = chunk.start * batch..chunk.end * batch;
         run.chunk(

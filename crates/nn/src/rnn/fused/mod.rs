@@ -20,7 +20,7 @@ use super::CellKind;
 use crate::parallel::{map_shards, threads};
 use crate::params::ParamId;
 use crate::session::Session;
-use direction::{chunk_steps, Dims, Grads, Weights};
+use direction::{chunk_steps, Dims, Grads, Outputs, Weights};
 use pointwise::state_parts;
 use recur_tape::{BackwardCtx, Element, Op, Tensor, Var};
 use wavefront::StackForward;
@@ -229,6 +229,7 @@ impl<T: Element> FusedRnn<T> {
         &self,
         saved: &[direction::Saved<T>],
         inputs: &[&Tensor<T>],
+        y: &[T],
         g: &[T],
         needs_x: bool,
     ) -> Vec<Grads<T>> {
@@ -252,6 +253,11 @@ impl<T: Element> FusedRnn<T> {
                 &self.units[d],
                 d == 1,
                 &saved[d],
+                Outputs::Rows {
+                    data: y,
+                    stride: dirs * hidden,
+                    offset: d * hidden,
+                },
                 x,
                 self.weights(inputs, d),
                 if dirs == 1 { g_out } else { &own },
@@ -297,12 +303,12 @@ impl<T: Element> Op<T> for FusedRnn<T> {
     }
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
-        let g = ctx.grad_output().data();
+        let (y, g) = (ctx.output().data(), ctx.grad_output().data());
         let inputs: Vec<&Tensor<T>> = (0..ctx.num_inputs()).map(|k| ctx.input(k)).collect();
         let needs_x = ctx.needs_grad(0);
         let results = match &self.kept {
             Kept::None => unreachable!("backward runs after forward"),
-            Kept::Directions(saved) => self.backward_directions(saved, &inputs, g, needs_x),
+            Kept::Directions(saved) => self.backward_directions(saved, &inputs, y, g, needs_x),
             Kept::Stack(forward) => {
                 let weights = (0..self.units.len())
                     .map(|l| self.weights(&inputs, l))
@@ -312,6 +318,7 @@ impl<T: Element> Op<T> for FusedRnn<T> {
                 wavefront::backward(
                     &self.units,
                     forward,
+                    y,
                     inputs[0].data(),
                     weights,
                     &g[..self.outputs_len()],

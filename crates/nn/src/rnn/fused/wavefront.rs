@@ -4,7 +4,7 @@
 //! allows. A chunk's result goes to the next layer through a channel; what is computed for a
 //! chunk does not depend on where it ran, so results are bit-identical for any thread count.
 
-use super::direction::{BackwardRun, Dims, ForwardRun, Grads, Saved, Weights};
+use super::direction::{BackwardRun, Dims, ForwardRun, Grads, Outputs, Saved, Weights};
 use recur_tape::Element;
 use std::sync::mpsc::{channel, Receiver, Sender};
 
@@ -73,12 +73,13 @@ pub(super) fn forward<T: Element>(
 }
 
 /// Runs the stack backwards from ∂/∂(last layer's outputs) `g_out` and each layer's
-/// ∂/∂final state `g_finals[l]`. Returns each layer's gradients; ∂/∂x (in layer 0's, when
-/// `needs_x`) is the only input gradient.
+/// ∂/∂final state `g_finals[l]`; `outputs` begins with the last layer's outputs. Returns each
+/// layer's gradients; ∂/∂x (in layer 0's, when `needs_x`) is the only input gradient.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward<T: Element>(
     layers: &[Dims],
     forward: &StackForward<T>,
+    outputs: &[T],
     x: &[T],
     weights: Vec<Weights<'_, T>>,
     g_out: &[T],
@@ -94,7 +95,22 @@ pub(super) fn backward<T: Element>(
         .into_iter()
         .enumerate()
         .rev()
-        .map(|(l, w)| BackwardRun::new(&layers[l], false, &forward.saved[l], w, g_finals[l]))
+        .map(|(l, w)| {
+            let dims = &layers[l];
+            // Layer l's outputs are layer l + 1's inputs, or the op's for the last layer.
+            let own = match forward.layer_inputs.get(l) {
+                Some(chunks) => Outputs::Chunks {
+                    chunks,
+                    rows: dims.chunk_steps * dims.batch,
+                },
+                None => Outputs::Rows {
+                    data: outputs,
+                    stride: dims.hidden,
+                    offset: 0,
+                },
+            };
+            BackwardRun::new(dims, false, &forward.saved[l], own, w, g_finals[l])
+        })
         .collect();
     let (stages, dx) = pipeline(
         stages,
