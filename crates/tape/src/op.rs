@@ -1,7 +1,7 @@
 //! The op trait every recorded operation implements, built-in or written by a user, and the
 //! context its backward receives.
 
-use crate::tape::Node;
+use crate::tape::{add_to_slot, Node};
 use crate::{Element, Tensor};
 
 /// An operation the tape can record: a forward that computes the output from the inputs'
@@ -102,14 +102,10 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
             node.value.shape(),
             node.value.numel()
         );
-        match &mut self.grads[id] {
-            Some(slot) => slot
-                .data_mut()
-                .iter_mut()
-                .zip(&grad)
-                .for_each(|(s, &g)| *s += g),
-            empty => *empty = Some(Tensor::from_vec(grad, node.value.shape())),
-        }
+        add_to_slot(
+            &mut self.grads[id],
+            Tensor::from_vec(grad, node.value.shape()),
+        );
     }
 
     /// Adds `values` (one per element of input `k`, in order) to input `k`'s gradient. When

@@ -191,14 +191,7 @@ impl<T: Element> Tape<T> {
                 g.shape(),
                 node.value.shape()
             );
-            match &mut grads[v.id] {
-                Some(acc) => acc
-                    .data_mut()
-                    .iter_mut()
-                    .zip(g.data())
-                    .for_each(|(a, &b)| *a += b),
-                slot => *slot = Some(g),
-            }
+            add_to_slot(&mut grads[v.id], g);
         }
         for i in (0..top).rev() {
             let node = &nodes[i];
@@ -210,14 +203,7 @@ impl<T: Element> Tape<T> {
                 let input = &nodes[node.inputs[0]];
                 if input.requires_grad {
                     let g = Tensor::from_vec(grad_output.into_vec(), input.value.shape());
-                    match &mut grads[node.inputs[0]] {
-                        Some(acc) => acc
-                            .data_mut()
-                            .iter_mut()
-                            .zip(g.data())
-                            .for_each(|(a, &b)| *a += b),
-                        slot => *slot = Some(g),
-                    }
+                    add_to_slot(&mut grads[node.inputs[0]], g);
                 }
                 continue;
             }
@@ -231,6 +217,18 @@ impl<T: Element> Tape<T> {
             op.backward(&mut ctx);
         }
         Gradients { grads }
+    }
+}
+
+/// Adds `grad` to a gradient slot; an empty slot takes `grad` itself, without a copy.
+pub(crate) fn add_to_slot<T: Element>(slot: &mut Option<Tensor<T>>, grad: Tensor<T>) {
+    match slot {
+        Some(acc) => acc
+            .data_mut()
+            .iter_mut()
+            .zip(grad.data())
+            .for_each(|(a, &b)| *a += b),
+        empty => *empty = Some(grad),
     }
 }
 

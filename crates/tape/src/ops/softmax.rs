@@ -16,16 +16,21 @@ fn lanes<T: Element>(xs: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
     acc.iter().fold(folded, |a, &v| f(a, v))
 }
 
+/// Writes exp(row − max) into `out`; returns max and Σ exp(row − max).
+fn shifted_exp<T: Element>(row: &[T], out: &mut [T]) -> (T, T) {
+    let max = lanes(row, T::neg_infinity(), T::max);
+    out.iter_mut().zip(row).for_each(|(o, &v)| *o = v - max);
+    T::exp_slice(out);
+    (max, lanes(out, T::zero(), |a, b| a + b))
+}
+
 /// Writes softmax of each row of `x` (rows of `width`) into `out`; returns each row's
 /// log normaliser, max + ln Σ exp(x − max), so that log p = x − normaliser.
 pub(crate) fn softmax_rows<T: Element>(x: &[T], width: usize, out: &mut [T]) -> Vec<T> {
     x.chunks_exact(width)
         .zip(out.chunks_exact_mut(width))
         .map(|(row, o)| {
-            let max = lanes(row, T::neg_infinity(), T::max);
-            o.iter_mut().zip(row).for_each(|(o, &v)| *o = v - max);
-            T::exp_slice(o);
-            let sum = lanes(o, T::zero(), |a, b| a + b);
+            let (max, sum) = shifted_exp(row, o);
             let inv = T::one() / sum;
             o.iter_mut().for_each(|v| *v *= inv);
             max + sum.ln()
@@ -34,15 +39,12 @@ pub(crate) fn softmax_rows<T: Element>(x: &[T], width: usize, out: &mut [T]) -> 
 }
 
 /// Writes log_softmax of each row of `x` (rows of `width`) into `out`.
-pub(crate) fn log_softmax_rows<T: Element>(x: &[T], width: usize, out: &mut [T]) {
+fn log_softmax_rows<T: Element>(x: &[T], width: usize, out: &mut [T]) {
     let mut e = vec![T::zero(); width];
     for (row, o) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
-        let max = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
-        o.iter_mut().zip(row).for_each(|(o, &v)| *o = v - max);
-        e.copy_from_slice(o);
-        T::exp_slice(&mut e);
-        let lse = e.iter().fold(T::zero(), |s, &v| s + v).ln();
-        o.iter_mut().for_each(|v| *v -= lse);
+        let (max, sum) = shifted_exp(row, &mut e);
+        let lse = sum.ln();
+        o.iter_mut().zip(row).for_each(|(o, &v)| *o = v - max - lse);
     }
 }
 
@@ -97,8 +99,7 @@ impl<T: Element> Op<T> for Softmax {
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
         let x = inputs[0];
         let mut out = Tensor::zeros(x.shape());
-        log_softmax_rows(x.data(), last_dim("softmax", x), out.data_mut());
-        T::exp_slice(out.data_mut());
+        softmax_rows(x.data(), last_dim("softmax", x), out.data_mut());
         out
     }
 
