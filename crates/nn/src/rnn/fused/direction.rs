@@ -68,6 +68,31 @@ impl Dims {
         }
     }
 
+    /// State parts `[parts, B, H]` (part p is `part(p)`, `[B, H]`) as state rows
+    /// `[B, parts·H]`.
+    fn parts_to_rows<'v, T: Element>(&self, part: impl Fn(usize) -> &'v [T]) -> Vec<T> {
+        let (batch, hidden, width) = (self.batch, self.hidden, self.width());
+        let mut rows = vec![T::zero(); batch * width];
+        for p in 0..self.parts() {
+            for (b, values) in part(p).chunks_exact(hidden).enumerate() {
+                rows[b * width + p * hidden..][..hidden].copy_from_slice(values);
+            }
+        }
+        rows
+    }
+
+    /// State rows `[B, parts·H]` as state parts `[parts, B, H]`.
+    fn rows_to_parts<T: Element>(&self, rows: &[T]) -> Vec<T> {
+        let (hidden, width) = (self.hidden, self.width());
+        let mut parts = Vec::with_capacity(self.parts() * self.batch * hidden);
+        for p in 0..self.parts() {
+            for row in rows.chunks_exact(width) {
+                parts.extend_from_slice(&row[p * hidden..(p + 1) * hidden]);
+            }
+        }
+        parts
+    }
+
     fn active(&self, t: usize, b: usize) -> bool {
         self.lengths.as_ref().is_none_or(|l| t < l[b])
     }
@@ -194,15 +219,9 @@ pub(super) struct ForwardRun<'a, T> {
 
 impl<'a, T: Element> ForwardRun<'a, T> {
     pub fn new(dims: &'a Dims, reverse: bool, weights: Weights<'a, T>) -> Self {
-        let (batch, hidden, width) = (dims.batch, dims.hidden, dims.width());
+        let (batch, width) = (dims.batch, dims.width());
         let rows = dims.steps * batch;
-        let mut state = vec![T::zero(); batch * width];
-        for (p, init) in weights.init.iter().enumerate() {
-            for b in 0..batch {
-                state[b * width + p * hidden..b * width + (p + 1) * hidden]
-                    .copy_from_slice(&init.data()[b * hidden..(b + 1) * hidden]);
-            }
-        }
+        let state = dims.parts_to_rows(|p| weights.init[p].data());
         ForwardRun {
             dims,
             reverse,
@@ -278,15 +297,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
 
     /// What backward needs, and the final state parts `[parts, B, H]`.
     pub fn finish(self) -> (Saved<T>, Vec<T>) {
-        let (batch, hidden, width) = (self.dims.batch, self.dims.hidden, self.dims.width());
-        let mut finals = vec![T::zero(); self.dims.parts() * batch * hidden];
-        for p in 0..self.dims.parts() {
-            for b in 0..batch {
-                finals[(p * batch + b) * hidden..(p * batch + b + 1) * hidden].copy_from_slice(
-                    &self.state[b * width + p * hidden..b * width + (p + 1) * hidden],
-                );
-            }
-        }
+        let finals = self.dims.rows_to_parts(&self.state);
         (self.saved, finals)
     }
 }
@@ -350,15 +361,9 @@ impl<'a, T: Element> BackwardRun<'a, T> {
         weights: Weights<'a, T>,
         g_final: &[T],
     ) -> Self {
-        let (batch, hidden, width, gates) = (dims.batch, dims.hidden, dims.width(), dims.gates());
-        let mut d_state = vec![T::zero(); batch * width];
-        for p in 0..dims.parts() {
-            for b in 0..batch {
-                d_state[b * width + p * hidden..b * width + (p + 1) * hidden].copy_from_slice(
-                    &g_final[(p * batch + b) * hidden..(p * batch + b + 1) * hidden],
-                );
-            }
-        }
+        let (batch, hidden, gates) = (dims.batch, dims.hidden, dims.gates());
+        let block = batch * hidden;
+        let d_state = dims.parts_to_rows(|p| &g_final[p * block..(p + 1) * block]);
         let chunk_len = dims.chunk_steps * batch * gates;
         BackwardRun {
             dims,
@@ -514,15 +519,7 @@ impl<'a, T: Element> BackwardRun<'a, T> {
 
     /// Every gradient but the input's (`x` is `None`).
     pub fn finish(self) -> Grads<T> {
-        let (batch, hidden, width) = (self.dims.batch, self.dims.hidden, self.dims.width());
-        let mut init = vec![T::zero(); self.dims.parts() * batch * hidden];
-        for p in 0..self.dims.parts() {
-            for b in 0..batch {
-                init[(p * batch + b) * hidden..(p * batch + b + 1) * hidden].copy_from_slice(
-                    &self.d_state[b * width + p * hidden..b * width + (p + 1) * hidden],
-                );
-            }
-        }
+        let init = self.dims.rows_to_parts(&self.d_state);
         Grads { init, ..self.grads }
     }
 }
