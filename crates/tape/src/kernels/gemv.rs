@@ -2,6 +2,7 @@
 //! every call, which costs far more than the product itself at these shapes.
 
 use super::gemm::MatRef;
+use super::simd::widest;
 use crate::Element;
 
 /// Computes y ← α·x·M + β·y when M has a contiguous row or column and x is contiguous.
@@ -19,40 +20,20 @@ pub(crate) fn try_gemv<T: Element>(
     }
     let x = &x[..m.rows];
     if m.col_stride == 1 {
-        dispatch(|| rows_axpy(alpha, x, m, beta, y));
+        widest(
+            #[inline(always)]
+            || rows_axpy(alpha, x, m, beta, y),
+        );
         true
     } else if m.row_stride == 1 {
-        dispatch(|| cols_dot(alpha, x, m, beta, y));
+        widest(
+            #[inline(always)]
+            || cols_dot(alpha, x, m, beta, y),
+        );
         true
     } else {
         false
     }
-}
-
-/// Runs `f` compiled for the widest vectors the CPU has. The arithmetic and its order are
-/// the same on every path (no FMA contraction), so all paths give bit-identical results.
-#[inline(always)]
-fn dispatch(f: impl FnOnce()) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            #[target_feature(enable = "avx512f")]
-            unsafe fn widest(f: impl FnOnce()) {
-                f()
-            }
-            // SAFETY: the CPU supports AVX-512F (checked just above).
-            return unsafe { widest(f) };
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            #[target_feature(enable = "avx2")]
-            unsafe fn wide(f: impl FnOnce()) {
-                f()
-            }
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { wide(f) };
-        }
-    }
-    f()
 }
 
 fn scale<T: Element>(beta: T, y: &mut [T]) {

@@ -1,0 +1,31 @@
+//! Runs a closure compiled for the widest vectors the CPU has (AVX-512, else AVX2, chosen at
+//! run time), so that plain loops over slices vectorize to the machine's width in a binary
+//! built for the baseline target. Rust never contracts a multiply and an add into an FMA,
+//! and LLVM keeps the order of floating-point operations, so every path gives bit-identical
+//! results: only the vector width differs.
+
+/// Calls `f` inside a function compiled with the widest vector features this CPU has; `f`
+/// is inlined there, so its loops are vectorized for them.
+#[inline(always)]
+pub fn widest<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { avx512(f) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
