@@ -108,6 +108,25 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
         );
     }
 
+    /// Adds ∂loss/∂output unchanged to input `k`'s gradient (the input has the output's
+    /// shape: an addition's operands). When the input has no gradient yet it shares the
+    /// output gradient's storage: no copy is made until one of them is written.
+    pub fn pass_grad_output(&mut self, k: usize) {
+        let id = self.inputs[k];
+        let node = &self.nodes[id];
+        if !node.requires_grad {
+            return;
+        }
+        assert_eq!(
+            node.value.shape(),
+            self.grad_output.shape(),
+            "pass_grad_output: input {k} has shape {:?}, the output {:?}",
+            node.value.shape(),
+            self.grad_output.shape()
+        );
+        add_to_slot(&mut self.grads[id], self.grad_output.clone());
+    }
+
     /// Adds `values` (one per element of input `k`, in order) to input `k`'s gradient. When
     /// the input has no gradient yet the values become it: one pass, no zero-filled
     /// accumulator. Does nothing if the input needs no gradient.

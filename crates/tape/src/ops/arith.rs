@@ -77,6 +77,17 @@ impl<T: Element> Op<T> for Binary {
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
         let (a, b) = (inputs[0], inputs[1]);
         let shape = broadcast_shape(self.kind.name(), a.shape(), b.shape());
+        if a.shape() == b.shape() {
+            // Each value written once, into a buffer that is not zero-filled first.
+            let pairs = a.data().iter().zip(b.data());
+            let values: Vec<T> = match self.kind {
+                BinaryKind::Add => pairs.map(|(&a, &b)| a + b).collect(),
+                BinaryKind::Sub => pairs.map(|(&a, &b)| a - b).collect(),
+                BinaryKind::Mul => pairs.map(|(&a, &b)| a * b).collect(),
+                BinaryKind::Div => pairs.map(|(&a, &b)| a / b).collect(),
+            };
+            return Tensor::from_vec(values, &shape);
+        }
         let mut out = Tensor::zeros(&shape);
         let (ad, bd, o) = (a.data(), b.data(), out.data_mut());
         let n = o.len();
@@ -110,11 +121,11 @@ impl<T: Element> Op<T> for Binary {
             let (ga, gb) = (g.iter().zip(b), g.iter().zip(a));
             match self.kind {
                 BinaryKind::Add => {
-                    ctx.accumulate_grad_input(0, g.iter().copied());
-                    ctx.accumulate_grad_input(1, g.iter().copied());
+                    ctx.pass_grad_output(0);
+                    ctx.pass_grad_output(1);
                 }
                 BinaryKind::Sub => {
-                    ctx.accumulate_grad_input(0, g.iter().copied());
+                    ctx.pass_grad_output(0);
                     ctx.accumulate_grad_input(1, g.iter().map(|&g| -g));
                 }
                 BinaryKind::Mul => {
@@ -325,6 +336,20 @@ mod tests {
     fn same_input_twice_accumulates() {
         check_grad(&[&[4, 3]], |_, v| v[0] * v[0] + v[0]);
         check_grad(&[&[4, 3]], |_, v| v[0] / positive(v[0]).square());
+    }
+
+    /// A sum's operands share its output gradient's storage; a later gradient added to one
+    /// of them (copy on write) must not reach the other, or the output's.
+    #[test]
+    fn shared_sum_gradients_stay_apart() {
+        check_grad(&[&[3, 4], &[3, 4], &[3, 4]], |_, v| {
+            let (a, b, c) = (v[0], v[1], v[2]);
+            (a + b) * c + a * (b - c) + (a - b)
+        });
+        check_grad(&[&[3, 4], &[3, 4]], |_, v| {
+            let s = v[0] + v[1];
+            s * s + (s + v[0]) * v[1]
+        });
     }
 
     #[test]
