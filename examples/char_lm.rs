@@ -18,6 +18,7 @@ use rand::{Rng, SeedableRng};
 use recur::nn::checkpoint;
 use recur::nn::data::{read_text, sequential_batches, Vocab};
 use recur::nn::optim::{Adam, AdamOptions};
+use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{StreamModel, Tbptt, TbpttOptions};
 use recur::nn::{CellKind, Mode, ParamStore, Session};
 use recur::tape::{Tape, Tensor, Var};
@@ -236,9 +237,7 @@ fn generate_only(args: &Args) -> Result<(), String> {
 
 fn train(args: &Args) -> Result<(), String> {
     let started = Instant::now();
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = use_threads(args.threads);
     let path = args.data.clone().unwrap_or_else(|| {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tinyshakespeare/input.txt")
     });

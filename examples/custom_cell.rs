@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use recur::nn::data::{read_text, sequential_batches, Vocab};
 use recur::nn::optim::{Adam, AdamOptions};
+use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{StreamModel, Tbptt, TbpttOptions};
 use recur::nn::{
     gradcheck_params, Cell, Embedding, Linear, Mode, ParamId, ParamStore, Recurrent, RnnOptions,
@@ -203,9 +204,7 @@ fn main() {
             &mut rng,
         ),
     };
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = use_threads(args.threads);
     let mut driver = Tbptt::new(TbpttOptions {
         k1: 64,
         k2: 64,

@@ -9,9 +9,10 @@
 //! generate-lstm256x2-200chars. No NAME runs all. `benches/compare.sh` runs both sides.
 //!
 //! An LM run cuts the batch into one data-parallel shard per thread (`--parallel batch`, the
-//! default; one thread runs the whole batch), or runs the whole batch with
-//! `parallel::set_threads(THREADS)`, so that stacked layers run as a wavefront
-//! (`--parallel layers`).
+//! default; one thread runs the whole batch), or runs the whole batch with the threads inside
+//! the recurrent layers, so that stacked layers run as a wavefront (`--parallel layers`).
+//! Either way `parallel::set_threads(THREADS)` lets the gradient sum, clipping and optimizer
+//! step use all threads.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -141,11 +142,9 @@ fn lm(c: &LmConfig, threads: usize, parallel: Parallel) {
         Parallel::Batch => threads,
         Parallel::Layers => 1,
     };
-    set_threads(if parallel == Parallel::Layers {
-        threads
-    } else {
-        1
-    });
+    // Inside the shards' workers ops see one thread; outside them (summing the shards'
+    // gradients, clipping, the optimizer step) they share all of them.
+    set_threads(threads);
     let mut rng = StdRng::seed_from_u64(0);
     let mut store = ParamStore::<f32>::new();
     let emb = Embedding::new(&mut store, "emb", c.vocab, c.hidden, None, &mut rng);

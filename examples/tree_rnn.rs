@@ -9,7 +9,7 @@ use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recur::nn::optim::{Adam, AdamOptions, Optimizer};
-use recur::nn::parallel::{map_shards, shard_range};
+use recur::nn::parallel::{map_shards, shard_range, use_threads};
 use recur::nn::{Embedding, Linear, Mode, ParamGrads, ParamStore, Session};
 use recur::tape::{concat, Reduction, Tape, Var};
 
@@ -145,9 +145,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = use_threads(args.threads);
     let mut rng = StdRng::seed_from_u64(args.seed);
     let test: Vec<Expr> = (0..2000)
         .map(|_| Expr::random(args.max_depth, &mut rng))

@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use recur::nn::data::{read_words, sequential_batches, Vocab};
 use recur::nn::optim::{Optimizer, Sgd, SgdOptions};
+use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{Tbptt, TbpttOptions};
 use recur::nn::{CellKind, ParamStore};
 use recur::tape::Tensor;
@@ -75,9 +76,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args, dir: PathBuf) -> Result<(), String> {
     let started = Instant::now();
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = use_threads(args.threads);
     let read = |name: &str| read_words(&dir.join(name)).map_err(|e| e.to_string());
     let (train, valid, test) = (
         read("ptb.train.txt")?,

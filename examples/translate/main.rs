@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use recur::nn::checkpoint;
 use recur::nn::data::Vocab;
 use recur::nn::optim::{Adam, AdamOptions, Optimizer};
-use recur::nn::parallel::{map_shards, shard_range};
+use recur::nn::parallel::{map_shards, shard_range, use_threads};
 use recur::nn::{CellKind, Mode, ParamGrads, ParamStore, Session};
 use recur::seq2seq::{
     beam_search, bucket_batches, corpus_bleu, corpus_chrf, greedy, AttentionKind, Batch,
@@ -277,9 +277,7 @@ fn mean_loss(model: &Seq2Seq, store: &ParamStore<f32>, pairs: &[(Vec<usize>, Vec
 }
 
 fn train(args: &Args) -> Result<(), String> {
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = use_threads(args.threads);
     let started = Instant::now();
     let (corpus, normalization) = match &args.data_dir {
         Some(dir) => (data::multi30k(dir, &args.src, &args.tgt)?, "plain"),

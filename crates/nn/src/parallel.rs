@@ -1,22 +1,83 @@
 //! Data parallelism over a fixed number of shards: a batch is cut into the same shards
 //! whatever the thread count, and results are combined in shard order, so training is
-//! bit-identical with 1 or 2 threads. Also the thread count ops may use inside one pass.
+//! bit-identical with 1 or 2 threads. Also the thread count ops may use inside one pass, and
+//! large elementwise passes (summing shard gradients, clipping, optimizer steps) cut into
+//! fixed parts that the threads share.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
-/// How many threads an op may use for independent work inside one forward or backward (today:
-/// the two directions of a bidirectional layer, and the layers of a unidirectional stack as a
-/// wavefront). Default 1. Results are identical for any count; with batches already split
-/// across threads (`map_shards`), keep it at 1.
+thread_local! {
+    /// Set on the threads of [`map_shards`]: work inside a shard stays on its thread.
+    static IN_SHARD_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// How many threads recur may use for independent work inside one step: the two directions
+/// of a bidirectional layer, the layers of a unidirectional stack as a wavefront, and large
+/// elementwise passes over parameters and gradients. Default 1. Results are identical for
+/// any count. Inside the workers of [`map_shards`] (a batch already split across threads)
+/// the count is 1.
 pub fn set_threads(n: usize) {
     THREADS.store(n.max(1), Ordering::Relaxed);
 }
 
-/// The count [`set_threads`] set.
+/// Settles the thread count of a program's `--threads` option: `requested`, or every core
+/// when `None`. The count is also set as the one ops may use ([`set_threads`]); returns it.
+pub fn use_threads(requested: Option<usize>) -> usize {
+    let n = requested
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    set_threads(n);
+    n
+}
+
+/// The count [`set_threads`] set; 1 inside a shard worker.
 pub fn threads() -> usize {
-    THREADS.load(Ordering::Relaxed)
+    if IN_SHARD_WORKER.with(Cell::get) {
+        1
+    } else {
+        THREADS.load(Ordering::Relaxed)
+    }
+}
+
+/// Elements per part of a large elementwise pass: parts are fixed whatever the thread
+/// count, so reductions over them (a gradient norm) give the same result for any count.
+pub const PART: usize = 1 << 16;
+
+/// Runs `f` on every part, the parts spread over up to [`threads`] threads in contiguous
+/// runs; results in part order. For passes over many elements cut by the caller into parts
+/// of about [`PART`] (`chunks_mut(PART)` of each tensor, zipped with its partners).
+pub fn map_parts<P: Send, R: Send>(parts: Vec<P>, f: impl Fn(P) -> R + Sync) -> Vec<R> {
+    map_parts_on(threads(), parts, f)
+}
+
+fn map_parts_on<P: Send, R: Send>(
+    threads: usize,
+    parts: Vec<P>,
+    f: impl Fn(P) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.clamp(1, parts.len().max(1));
+    if threads == 1 {
+        return parts.into_iter().map(f).collect();
+    }
+    let per_thread = parts.len().div_ceil(threads);
+    let mut parts = parts.into_iter();
+    let runs: Vec<Vec<P>> = (0..threads)
+        .map(|_| parts.by_ref().take(per_thread).collect())
+        .collect();
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = runs
+            .into_iter()
+            .map(|run| scope.spawn(move || run.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a part worker panicked"))
+            .collect()
+    })
 }
 
 /// Runs `f(shard)` for shards `0..shards` on up to `threads` threads; results in shard order.
@@ -30,6 +91,7 @@ pub fn map_shards<R: Send>(shards: usize, threads: usize, f: impl Fn(usize) -> R
         let workers: Vec<_> = (0..threads)
             .map(|w| {
                 scope.spawn(move || {
+                    IN_SHARD_WORKER.with(|flag| flag.set(true));
                     (w..shards)
                         .step_by(threads)
                         .map(|k| (k, f(k)))
@@ -67,6 +129,16 @@ mod tests {
         for threads in 1..4 {
             assert_eq!(map_shards(5, threads, |k| k * 10), vec![0, 10, 20, 30, 40]);
         }
+    }
+
+    #[test]
+    fn parts_come_back_in_order_and_shard_workers_see_one_thread() {
+        for threads in 1..5 {
+            let parts: Vec<usize> = (0..7).collect();
+            let doubled = map_parts_on(threads, parts, |k| k * 2);
+            assert_eq!(doubled, vec![0, 2, 4, 6, 8, 10, 12]);
+        }
+        assert_eq!(map_shards(2, 2, |_| threads()), vec![1, 1]);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Named parameters that persist across steps, under PyTorch's names, and their gradients.
 
+use crate::parallel::{map_parts, PART};
+use recur_tape::kernels::simd::widest;
 use recur_tape::{Element, Tensor};
 use std::collections::HashMap;
 
@@ -51,6 +53,11 @@ impl<T: Element> ParamStore<T> {
         &mut self.values[id.0]
     }
 
+    /// Every value, mutably, in registration order (for optimizer steps).
+    pub(crate) fn values_mut(&mut self) -> std::slice::IterMut<'_, Tensor<T>> {
+        self.values.iter_mut()
+    }
+
     pub fn name(&self, id: ParamId) -> &str {
         &self.names[id.0]
     }
@@ -97,6 +104,26 @@ impl<T: Element> ParamStore<T> {
     }
 }
 
+/// Σ x², in 16 interleaved partial sums so that the loop vectorizes.
+fn sum_of_squares<T: Element>(xs: &[T]) -> T {
+    const LANES: usize = 16;
+    widest(
+        #[inline(always)]
+        || {
+            let mut lanes = [T::zero(); LANES];
+            let blocks = xs.chunks_exact(LANES);
+            let rest = blocks.remainder();
+            for block in blocks {
+                for (s, &x) in lanes.iter_mut().zip(block) {
+                    *s += x * x;
+                }
+            }
+            let tail = rest.iter().fold(T::zero(), |s, &x| s + x * x);
+            lanes.iter().fold(tail, |s, &v| s + v)
+        },
+    )
+}
+
 /// Joins a module prefix and a parameter name with a dot (`"enc"`, `"weight"` → `"enc.weight"`).
 pub fn join_name(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
@@ -135,13 +162,18 @@ impl<T: Element> ParamGrads<T> {
             .filter_map(|(i, g)| g.as_ref().map(|g| (ParamId(i), g)))
     }
 
-    /// ‖g‖₂ over all parameters together.
+    /// ‖g‖₂ over all parameters together. The sum of squares runs over fixed parts (the
+    /// threads of [`parallel::set_threads`](crate::parallel::set_threads) share them), so the
+    /// result does not depend on the thread count.
     pub fn global_norm(&self) -> T {
-        let sq = self
+        let parts: Vec<&[T]> = self
             .iter()
-            .flat_map(|(_, g)| g.data())
-            .fold(T::zero(), |s, &v| s + v * v);
-        sq.sqrt()
+            .flat_map(|(_, g)| g.data().chunks(PART))
+            .collect();
+        map_parts(parts, sum_of_squares)
+            .into_iter()
+            .fold(T::zero(), |s, v| s + v)
+            .sqrt()
     }
 
     /// Global-norm clipping, g ← min(1, θ/‖g‖)·g; returns ‖g‖ before clipping.
@@ -157,23 +189,32 @@ impl<T: Element> ParamGrads<T> {
 
     /// Adds another set of gradients into this one (summing data-parallel shards).
     pub fn accumulate(&mut self, other: &ParamGrads<T>) {
-        for (id, g) in other.iter() {
-            match &mut self.grads[id.0] {
-                Some(mine) => mine
-                    .data_mut()
-                    .iter_mut()
-                    .zip(g.data())
-                    .for_each(|(a, &b)| *a += b),
-                slot => *slot = Some(g.clone()),
+        let mut parts = Vec::new();
+        for (mine, theirs) in self.grads.iter_mut().zip(&other.grads) {
+            match (mine, theirs) {
+                (Some(mine), Some(theirs)) => parts.extend(
+                    mine.data_mut()
+                        .chunks_mut(PART)
+                        .zip(theirs.data().chunks(PART)),
+                ),
+                (slot, Some(theirs)) => *slot = Some(theirs.clone()),
+                (_, None) => {}
             }
         }
+        map_parts(parts, |(a, b)| {
+            a.iter_mut().zip(b).for_each(|(a, &b)| *a += b)
+        });
     }
 
     /// Multiplies every gradient by `factor`.
     pub fn scale(&mut self, factor: T) {
-        for g in self.grads.iter_mut().flatten() {
-            g.data_mut().iter_mut().for_each(|v| *v *= factor);
-        }
+        let parts: Vec<&mut [T]> = self
+            .grads
+            .iter_mut()
+            .flatten()
+            .flat_map(|g| g.data_mut().chunks_mut(PART))
+            .collect();
+        map_parts(parts, |g| g.iter_mut().for_each(|v| *v *= factor));
     }
 
     /// Whether every gradient is finite (no NaN or infinity).

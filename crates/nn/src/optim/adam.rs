@@ -3,6 +3,7 @@
 //! Adam adds λθ to g (L2); AdamW instead decays θ ← θ(1 − lr·λ) first.
 
 use super::{load_slots, named_slots, Optimizer};
+use crate::parallel::{map_parts, PART};
 use crate::params::{ParamGrads, ParamStore};
 use recur_tape::{Element, Tensor};
 
@@ -67,35 +68,40 @@ impl<T: Element> Optimizer<T> for Adam<T> {
         self.steps.resize(n, 0);
         let (b1, b2) = (T::of(o.betas.0), T::of(o.betas.1));
         let (one, eps, wd, lr) = (T::one(), T::of(o.eps), T::of(o.weight_decay), T::of(o.lr));
-        for (id, g) in grads.iter() {
-            let i = id.index();
-            self.steps[i] += 1;
-            let t = self.steps[i] as i32;
-            let p = params.get_mut(id).data_mut();
-            if o.decoupled {
-                p.iter_mut().for_each(|p| *p *= one - lr * wd);
-            }
-            let m = self.exp_avg[i]
-                .get_or_insert_with(|| Tensor::zeros(g.shape()))
-                .data_mut();
-            let v = self.exp_avg_sq[i]
-                .get_or_insert_with(|| Tensor::zeros(g.shape()))
-                .data_mut();
-            let bc1 = one - b1.powi(t);
+        let mut parts = Vec::new();
+        let slots = params
+            .values_mut()
+            .zip(&grads.grads)
+            .zip(self.exp_avg.iter_mut().zip(&mut self.exp_avg_sq))
+            .zip(&mut self.steps);
+        for (((p, g), (m, v)), steps) in slots {
+            let Some(g) = g else { continue };
+            *steps += 1;
+            let t = *steps as i32;
             let bc2_sqrt = (one - b2.powi(t)).sqrt();
-            let step_size = lr / bc1;
-            for j in 0..p.len() {
-                let gj = if o.decoupled {
-                    g.data()[j]
-                } else {
-                    g.data()[j] + wd * p[j]
-                };
-                m[j] = m[j] + (gj - m[j]) * (one - b1);
-                v[j] = v[j] * b2 + (one - b2) * gj * gj;
-                let denom = v[j].sqrt() / bc2_sqrt + eps;
-                p[j] += (-step_size) * (m[j] / denom);
-            }
+            let step_size = lr / (one - b1.powi(t));
+            let m = m.get_or_insert_with(|| Tensor::zeros(g.shape())).data_mut();
+            let v = v.get_or_insert_with(|| Tensor::zeros(g.shape())).data_mut();
+            let values = p.data_mut().chunks_mut(PART).zip(g.data().chunks(PART));
+            let moments = m.chunks_mut(PART).zip(v.chunks_mut(PART));
+            parts.extend(
+                values
+                    .zip(moments)
+                    .map(|((p, g), (m, v))| (p, g, m, v, step_size, bc2_sqrt)),
+            );
         }
+        map_parts(parts, |(p, g, m, v, step_size, bc2_sqrt)| {
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                if o.decoupled {
+                    *p *= one - lr * wd;
+                }
+                let g = if o.decoupled { g } else { g + wd * *p };
+                *m = *m + (g - *m) * (one - b1);
+                *v = *v * b2 + (one - b2) * g * g;
+                let denom = v.sqrt() / bc2_sqrt + eps;
+                *p += (-step_size) * (*m / denom);
+            }
+        });
     }
 
     fn lr(&self) -> f64 {

@@ -2,6 +2,7 @@
 //! (nesterov) or b; θ ← θ − lr·g.
 
 use super::{load_slots, named_slots, Optimizer};
+use crate::parallel::{map_parts, PART};
 use crate::params::{ParamGrads, ParamStore};
 use recur_tape::{Element, Tensor};
 
@@ -44,6 +45,14 @@ impl<T: Element> Sgd<T> {
     }
 }
 
+/// One part of one parameter's update: its values, gradient and momentum buffer (with
+/// whether the buffer starts from this step's gradient).
+struct Part<'a, T> {
+    p: &'a mut [T],
+    g: &'a [T],
+    buf: Option<(&'a mut [T], bool)>,
+}
+
 impl<T: Element> Optimizer<T> for Sgd<T> {
     fn step(&mut self, params: &mut ParamStore<T>, grads: &ParamGrads<T>) {
         let o = self.options;
@@ -54,33 +63,42 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
             T::of(o.weight_decay),
         );
         self.momentum.resize(params.len(), None);
-        for (id, g) in grads.iter() {
-            let p = params.get_mut(id).data_mut();
-            let mut d: Vec<T> = g
-                .data()
-                .iter()
-                .zip(p.iter())
-                .map(|(&g, &p)| g + wd * p)
-                .collect();
-            if o.momentum != 0.0 {
-                let slot = &mut self.momentum[id.index()];
-                match slot {
-                    None => *slot = Some(Tensor::from_vec(d.clone(), g.shape())),
-                    Some(buf) => buf
-                        .data_mut()
-                        .iter_mut()
-                        .zip(&d)
-                        .for_each(|(b, &d)| *b = mu * *b + damp * d),
-                }
-                let buf = slot.as_ref().expect("set just above").data();
-                if o.nesterov {
-                    d.iter_mut().zip(buf).for_each(|(d, &b)| *d += mu * b);
-                } else {
-                    d.copy_from_slice(buf);
+        let mut parts = Vec::new();
+        let slots = params
+            .values_mut()
+            .zip(&grads.grads)
+            .zip(&mut self.momentum);
+        for ((p, g), buf) in slots {
+            let Some(g) = g else { continue };
+            let values = p.data_mut().chunks_mut(PART).zip(g.data().chunks(PART));
+            if o.momentum == 0.0 {
+                parts.extend(values.map(|(p, g)| Part { p, g, buf: None }));
+            } else {
+                let first = buf.is_none();
+                let buf = buf.get_or_insert_with(|| Tensor::zeros(g.shape()));
+                let bufs = buf.data_mut().chunks_mut(PART);
+                parts.extend(values.zip(bufs).map(|((p, g), b)| Part {
+                    p,
+                    g,
+                    buf: Some((b, first)),
+                }));
+            }
+        }
+        // As torch.optim.SGD: d = g + λθ; b = d on the first step, else μb + (1−τ)d;
+        // d = d + μb (nesterov) or b; θ ← θ − lr·d.
+        map_parts(parts, |Part { p, g, buf }| match buf {
+            None => p
+                .iter_mut()
+                .zip(g)
+                .for_each(|(p, &g)| *p -= lr * (g + wd * *p)),
+            Some((b, first)) => {
+                for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
+                    let d = g + wd * *p;
+                    *b = if first { d } else { mu * *b + damp * d };
+                    *p -= lr * if o.nesterov { d + mu * *b } else { *b };
                 }
             }
-            p.iter_mut().zip(&d).for_each(|(p, &d)| *p -= lr * d);
-        }
+        });
     }
 
     fn lr(&self) -> f64 {
