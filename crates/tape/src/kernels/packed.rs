@@ -380,7 +380,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let mut shapes: Vec<(usize, usize, usize)> =
             (1..=25).map(|m| (m, 3 + 2 * m, 5 * m)).collect();
-        shapes.extend([(1, 1, 1), (6, 64, 16), (32, 300, 128)]);
+        shapes.extend([(1, 1, 1), (6, 64, 16), (32, 300, 128), (400, 300, 70)]);
         for kernel in kernels {
             for &(m, k, n) in &shapes {
                 let lda = k + 3;

@@ -179,14 +179,10 @@ fn input_part<T: Element>(
 ) {
     let gates = dims.gates();
     let xg = &mut xg[..rows * gates];
-    gemm(
-        T::one(),
-        MatRef::row_major(x, rows, dims.input),
-        MatRef::row_major(weights.w_ih.data(), gates, dims.input).t(),
-        T::zero(),
-        xg,
-        gates,
-    );
+    weights
+        .w_ih
+        .packed(true)
+        .mul_into(MatRef::row_major(x, rows, dims.input), xg, gates, false);
     if let Some((b_ih, b_hh)) = weights.bias {
         let fold_hidden = !dims.separate_hidden_bias();
         let (b_ih, b_hh) = (b_ih.data(), b_hh.data());
@@ -461,14 +457,10 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             gates,
         );
         if let Some(dx) = dx {
-            gemm(
-                T::one(),
-                d_xg,
-                MatRef::row_major(self.weights.w_ih.data(), gates, dims.input),
-                T::zero(),
-                dx,
-                dims.input,
-            );
+            self.weights
+                .w_ih
+                .packed(false)
+                .mul_into(d_xg, dx, dims.input, false);
         }
         let grads = &mut self.grads;
         gemm(
