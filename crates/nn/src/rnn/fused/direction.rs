@@ -401,9 +401,12 @@ impl<'a, T: Element> BackwardRun<'a, T> {
         let separate = dims.separate_hidden_bias();
         let first = chunk.start * batch;
         let rows = chunk.len() * batch;
-        // Rows past their length keep zero gate gradients.
-        self.d_xg[..rows * gates].fill(T::zero());
-        self.d_hg.fill(T::zero());
+        // Rows past their length keep zero gate gradients; without lengths every row is
+        // written below.
+        if dims.lengths.is_some() {
+            self.d_xg[..rows * gates].fill(T::zero());
+            self.d_hg.fill(T::zero());
+        }
         for t in steps_of(chunk, self.reverse).rev() {
             let at = t * batch;
             for b in 0..batch {
