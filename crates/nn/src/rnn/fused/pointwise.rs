@@ -67,44 +67,72 @@ pub(super) fn forward_row<T: Element>(kind: CellKind, hidden: usize, row: RowFor
             state.copy_from_slice(saved);
         }
         CellKind::Lstm => {
-            for j in 0..4 * h {
-                saved[j] = xg[j] + hg[j];
-            }
-            T::sigmoid_slice(&mut saved[..2 * h]);
-            T::tanh_slice(&mut saved[2 * h..3 * h]);
-            T::sigmoid_slice(&mut saved[3 * h..4 * h]);
-            let (gates, cells) = saved.split_at_mut(4 * h);
+            let (gates, cells) = saved[..6 * h].split_at_mut(4 * h);
+            add_into(gates, &xg[..4 * h], &hg[..4 * h]);
+            T::sigmoid_slice(&mut gates[..2 * h]);
+            T::tanh_slice(&mut gates[2 * h..3 * h]);
+            T::sigmoid_slice(&mut gates[3 * h..]);
+            let (i, f, g, o) = split4(gates, h);
             let (c_new, tanh_c) = cells.split_at_mut(h);
-            let (h_state, c_state) = state.split_at_mut(h);
+            let (h_state, c_state) = state[..2 * h].split_at_mut(h);
             for j in 0..h {
-                let c = gates[h + j] * c_state[j] + gates[j] * gates[2 * h + j];
+                let c = f[j] * c_state[j] + i[j] * g[j];
                 c_new[j] = c;
                 c_state[j] = c;
             }
             tanh_c.copy_from_slice(c_new);
             T::tanh_slice(tanh_c);
-            for j in 0..h {
-                h_state[j] = gates[3 * h + j] * tanh_c[j];
+            for ((h, &o), &tc) in h_state.iter_mut().zip(o).zip(&*tanh_c) {
+                *h = o * tc;
             }
         }
         CellKind::Gru => {
-            let bias = |j: usize| b_hh.map_or(T::zero(), |b| b[j]);
-            for j in 0..2 * h {
-                saved[j] = xg[j] + (hg[j] + bias(j));
+            let (rzn, hn) = saved[..4 * h].split_at_mut(3 * h);
+            let hg = &hg[..3 * h];
+            // hn = W_hn·h + b_hn; r and z take their part of b_hh too.
+            let (rz, n) = rzn.split_at_mut(2 * h);
+            let (x_rz, h_rz, h_n) = (&xg[..2 * h], &hg[..2 * h], &hg[2 * h..]);
+            match b_hh {
+                Some(b) => {
+                    let (b_rz, b_n) = b[..3 * h].split_at(2 * h);
+                    for (((v, &x), &hg), &b) in rz.iter_mut().zip(x_rz).zip(h_rz).zip(b_rz) {
+                        *v = x + (hg + b);
+                    }
+                    for ((v, &hg), &b) in hn.iter_mut().zip(h_n).zip(b_n) {
+                        *v = hg + b;
+                    }
+                }
+                None => {
+                    add_into(rz, x_rz, h_rz);
+                    hn.copy_from_slice(h_n);
+                }
             }
-            T::sigmoid_slice(&mut saved[..2 * h]);
-            let (rzn, hn) = saved.split_at_mut(3 * h);
-            for j in 0..h {
-                hn[j] = hg[2 * h + j] + bias(2 * h + j);
-                rzn[2 * h + j] = xg[2 * h + j] + rzn[j] * hn[j];
+            T::sigmoid_slice(rz);
+            let (r, z) = rz.split_at(h);
+            for (((n, &x), &r), &hn) in n.iter_mut().zip(&xg[2 * h..3 * h]).zip(r).zip(&*hn) {
+                *n = x + r * hn;
             }
-            T::tanh_slice(&mut rzn[2 * h..]);
-            for j in 0..h {
-                let (z, n) = (rzn[h + j], rzn[2 * h + j]);
-                state[j] = n + z * (state[j] - n);
+            T::tanh_slice(n);
+            for ((s, &z), &n) in state[..h].iter_mut().zip(z).zip(&*n) {
+                *s = n + z * (*s - n);
             }
         }
     }
+}
+
+/// `out` ← a + b.
+fn add_into<T: Element>(out: &mut [T], a: &[T], b: &[T]) {
+    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+        *o = a + b;
+    }
+}
+
+/// The four gate blocks of `h` values each.
+fn split4<T>(v: &[T], h: usize) -> (&[T], &[T], &[T], &[T]) {
+    let (a, rest) = v[..4 * h].split_at(h);
+    let (b, rest) = rest.split_at(h);
+    let (c, d) = rest.split_at(h);
+    (a, b, c, d)
 }
 
 /// One row of one step backward. `d_state` holds ∂/∂[h, c] of the step's new state on entry
@@ -148,35 +176,44 @@ pub(super) fn backward_row<T: Element>(kind: CellKind, hidden: usize, row: RowBa
             }
         }
         CellKind::Lstm => {
-            let (dh, dc) = d_state.split_at_mut(h);
+            let (dh, dc) = d_state[..2 * h].split_at_mut(h);
             let c_prev = &prev[h..2 * h];
+            let (i, f, g, o) = split4(saved, h);
+            let tanh_c = &saved[5 * h..6 * h];
+            let (d_i, rest) = d_xg[..4 * h].split_at_mut(h);
+            let (d_f, rest) = rest.split_at_mut(h);
+            let (d_g, d_o) = rest.split_at_mut(h);
             for j in 0..h {
-                let (i, f, g, o) = (saved[j], saved[h + j], saved[2 * h + j], saved[3 * h + j]);
-                let tc = saved[5 * h + j];
-                let d_o = dh[j] * tc;
+                let (i, f, g, o, tc) = (i[j], f[j], g[j], o[j], tanh_c[j]);
                 let d_c = dc[j] + dh[j] * o * (one - tc * tc);
-                d_xg[j] = d_c * g * i * (one - i);
-                d_xg[h + j] = d_c * c_prev[j] * f * (one - f);
-                d_xg[2 * h + j] = d_c * i * (one - g * g);
-                d_xg[3 * h + j] = d_o * o * (one - o);
+                d_i[j] = d_c * g * i * (one - i);
+                d_f[j] = d_c * c_prev[j] * f * (one - f);
+                d_g[j] = d_c * i * (one - g * g);
+                d_o[j] = dh[j] * tc * o * (one - o);
                 dc[j] = d_c * f;
                 dh[j] = T::zero();
             }
         }
         CellKind::Gru => {
             let d_hg = d_hg.expect("the GRU keeps its recurrent gradient apart");
+            let (r, z, n, hn) = split4(saved, h);
+            let (prev, d_state) = (&prev[..h], &mut d_state[..h]);
+            let (dx_r, rest) = d_xg[..3 * h].split_at_mut(h);
+            let (dx_z, dx_n) = rest.split_at_mut(h);
+            let (dh_r, rest) = d_hg[..3 * h].split_at_mut(h);
+            let (dh_z, dh_n) = rest.split_at_mut(h);
             for j in 0..h {
-                let (r, z, n, hn) = (saved[j], saved[h + j], saved[2 * h + j], saved[3 * h + j]);
+                let (r, z, n, hn) = (r[j], z[j], n[j], hn[j]);
                 let dh = d_state[j];
                 let d_n = dh * (one - z) * (one - n * n);
                 let d_r = d_n * hn * r * (one - r);
                 let d_z = dh * (prev[j] - n) * z * (one - z);
-                d_xg[j] = d_r;
-                d_xg[h + j] = d_z;
-                d_xg[2 * h + j] = d_n;
-                d_hg[j] = d_r;
-                d_hg[h + j] = d_z;
-                d_hg[2 * h + j] = d_n * r;
+                dx_r[j] = d_r;
+                dx_z[j] = d_z;
+                dx_n[j] = d_n;
+                dh_r[j] = d_r;
+                dh_z[j] = d_z;
+                dh_n[j] = d_n * r;
                 d_state[j] = dh * z;
             }
         }
