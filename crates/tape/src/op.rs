@@ -41,9 +41,10 @@ pub trait Op<T: Element>: 'static {
     /// Adds ∂loss/∂input into `ctx.grad_input(k)` for each input `k` that needs it.
     /// Gradients must be accumulated (`+=`), never overwritten.
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>);
-    /// Whether the output is the single input's elements in the same order under another
-    /// shape (reshape). The tape then hands the output's gradient to the input as it is,
-    /// without a copy, instead of calling [`Op::backward`].
+    /// Whether the output is the single input's leading elements in the same order, under
+    /// any shape: all of them (reshape) or the first entries along the first axis (a leading
+    /// slice). The tape then hands the output's gradient to the input, extended with zeros
+    /// for the rest, instead of calling [`Op::backward`].
     fn is_view(&self) -> bool {
         false
     }

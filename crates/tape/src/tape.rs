@@ -202,7 +202,9 @@ impl<T: Element> Tape<T> {
             if op.is_view() {
                 let input = &nodes[node.inputs[0]];
                 if input.requires_grad {
-                    let g = Tensor::from_vec(grad_output.into_vec(), input.value.shape());
+                    let mut g = grad_output.into_vec();
+                    g.resize(input.value.numel(), T::zero());
+                    let g = Tensor::from_vec(g, input.value.shape());
                     add_to_slot(&mut grads[node.inputs[0]], g);
                 }
                 continue;

@@ -1,6 +1,8 @@
 //! `Tensor<T>`: a dense, contiguous, row-major array with a small shape. A tensor is a plain
 //! value: it knows nothing of gradients, which live on the tape. Its storage is shared and
-//! copied on write, so cloning (binding a parameter to a tape, detaching) costs O(1).
+//! copied on write, so cloning (binding a parameter to a tape, detaching) costs O(1). Its
+//! values are the first `numel` of the storage's: a leading slice along the first axis
+//! (`prefix`) shares its source's storage.
 
 use crate::kernels::PackedMatrix;
 use crate::shape::{numel, Shape};
@@ -10,10 +12,19 @@ use rand::Rng;
 use std::fmt;
 use std::sync::Arc;
 
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct Tensor<T> {
+    /// At least `numel(shape)` values; those past it belong to another tensor sharing the
+    /// storage.
     data: Arc<Storage<T>>,
     shape: Shape,
+}
+
+impl<T: PartialEq> PartialEq for Tensor<T> {
+    fn eq(&self, other: &Self) -> bool {
+        let n = numel(&self.shape);
+        self.shape == other.shape && self.data[..n] == other.data[..n]
+    }
 }
 
 /// A data vector whose length does not fill the shape it was given.
@@ -102,16 +113,38 @@ impl<T: Element> Tensor<T> {
     }
 
     pub fn numel(&self) -> usize {
-        self.data.len()
+        numel(&self.shape)
     }
 
     pub fn data(&self) -> &[T] {
-        &self.data
+        &self.data[..self.numel()]
     }
 
-    /// Mutable access; copies the storage first if another tensor shares it.
+    /// Mutable access; copies the values first if another tensor shares the storage.
     pub fn data_mut(&mut self) -> &mut [T] {
-        Arc::make_mut(&mut self.data).values_mut().as_mut_slice()
+        let n = self.numel();
+        if Arc::get_mut(&mut self.data).is_none() {
+            self.data = Arc::new(Storage::new(self.data().to_vec()));
+        }
+        let values = Arc::get_mut(&mut self.data)
+            .expect("the storage was just made unique")
+            .values_mut();
+        values.truncate(n);
+        values.as_mut_slice()
+    }
+
+    /// The first `numel(shape)` values under `shape`, sharing this tensor's storage (no copy):
+    /// a leading slice.
+    pub(crate) fn prefix(&self, shape: &[usize]) -> Self {
+        assert!(
+            numel(shape) <= self.numel(),
+            "prefix: shape {shape:?} is larger than {:?}",
+            self.shape
+        );
+        Tensor {
+            data: Arc::clone(&self.data),
+            shape: Shape::from_slice(shape),
+        }
     }
 
     /// This 2-D tensor packed as the right-hand side B of products (B = Aᵀ if `transposed`),
@@ -129,15 +162,21 @@ impl<T: Element> Tensor<T> {
     }
 
     pub fn into_vec(self) -> Vec<T> {
-        Arc::try_unwrap(self.data)
-            .map(Storage::into_values)
-            .unwrap_or_else(|shared| shared.to_vec())
+        let n = self.numel();
+        match Arc::try_unwrap(self.data) {
+            Ok(storage) => {
+                let mut values = storage.into_values();
+                values.truncate(n);
+                values
+            }
+            Err(shared) => shared[..n].to_vec(),
+        }
     }
 
     /// The single value of a one-element tensor.
     pub fn item(&self) -> T {
         assert_eq!(
-            self.data.len(),
+            self.numel(),
             1,
             "item: tensor of shape {:?} is not a single value",
             self.shape
@@ -169,7 +208,7 @@ impl<T: Element> Tensor<T> {
     pub fn reshape(mut self, shape: &[usize]) -> Self {
         assert_eq!(
             numel(shape),
-            self.data.len(),
+            self.numel(),
             "reshape: cannot view shape {:?} as {shape:?}",
             self.shape
         );
@@ -180,7 +219,7 @@ impl<T: Element> Tensor<T> {
     /// Applies `f` to every element.
     pub fn map(&self, f: impl Fn(T) -> T) -> Self {
         Tensor {
-            data: Arc::new(Storage::new(self.data.iter().map(|&v| f(v)).collect())),
+            data: Arc::new(Storage::new(self.data().iter().map(|&v| f(v)).collect())),
             shape: self.shape.clone(),
         }
     }
@@ -188,7 +227,7 @@ impl<T: Element> Tensor<T> {
     /// Converts to another element type.
     pub fn cast<U: Element>(&self) -> Tensor<U> {
         let data: Vec<U> = self
-            .data
+            .data()
             .iter()
             .map(|v| U::of(v.to_f64().expect("float to f64")))
             .collect();
@@ -205,9 +244,9 @@ impl<T: Element> Tensor<T> {
             "max_abs_diff: shapes {:?} and {:?}",
             self.shape, other.shape
         );
-        self.data
+        self.data()
             .iter()
-            .zip(other.data.iter())
+            .zip(other.data())
             .fold(T::zero(), |m, (&a, &b)| m.max((a - b).abs()))
     }
 
@@ -222,14 +261,14 @@ impl<T: Element> fmt::Debug for Tensor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const SHOWN: usize = 8;
         write!(f, "Tensor<{}>{:?} [", T::DTYPE, self.shape.as_slice())?;
-        for (i, v) in self.data.iter().take(SHOWN).enumerate() {
+        for (i, v) in self.data().iter().take(SHOWN).enumerate() {
             if i > 0 {
                 write!(f, ", ")?;
             }
             write!(f, "{v}")?;
         }
-        if self.data.len() > SHOWN {
-            write!(f, ", … {} more", self.data.len() - SHOWN)?;
+        if self.numel() > SHOWN {
+            write!(f, ", … {} more", self.numel() - SHOWN)?;
         }
         write!(f, "]")
     }
@@ -238,6 +277,25 @@ impl<T: Element> fmt::Debug for Tensor<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A prefix shares storage; writing either copies, and nothing past the prefix shows.
+    #[test]
+    fn prefixes_share_storage_and_copy_on_write() {
+        let mut whole = Tensor::<f64>::from_vec((0..6).map(f64::from).collect(), &[3, 2]);
+        let mut head = whole.prefix(&[2, 2]);
+        assert_eq!(head.numel(), 4);
+        assert_eq!(head, Tensor::from_vec(vec![0.0, 1.0, 2.0, 3.0], &[2, 2]));
+        assert_eq!(format!("{head:?}"), "Tensor<F64>[2, 2] [0, 1, 2, 3]");
+        head.data_mut()[0] = 10.0;
+        assert_eq!(whole.data()[0], 0.0);
+        assert_eq!(head.data(), &[10.0, 1.0, 2.0, 3.0]);
+        whole.data_mut()[5] = 50.0;
+        assert_eq!(whole.clone().reshape(&[6]).data()[5], 50.0);
+        let tail_hidden = whole.prefix(&[1, 2]);
+        assert_eq!(tail_hidden.clone().into_vec(), vec![0.0, 1.0]);
+        drop(whole);
+        assert_eq!(tail_hidden.into_vec(), vec![0.0, 1.0]);
+    }
 
     #[test]
     fn construction_and_access() {

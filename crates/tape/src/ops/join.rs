@@ -115,6 +115,9 @@ struct Slice {
     axis: usize,
     start: usize,
     len: usize,
+    /// Whether the slice is the input's leading elements (`0..len` along the first axis, or
+    /// an axis after only 1s), which the output shares instead of copying (`Op::is_view`).
+    leading: bool,
 }
 
 impl Slice {
@@ -142,6 +145,10 @@ impl<T: Element> Op<T> for Slice {
         );
         let mut shape = Shape::from_slice(x.shape());
         shape[self.axis] = self.len;
+        self.leading = outer == 1 && self.start == 0;
+        if self.leading {
+            return x.prefix(&shape);
+        }
         let mut data = Vec::with_capacity(numel(&shape));
         for p in 0..outer {
             let s = (p * n + self.start) * inner;
@@ -150,6 +157,8 @@ impl<T: Element> Op<T> for Slice {
         Tensor::from_vec(data, &shape)
     }
 
+    /// The tape extends a leading slice's gradient with zeros without calling this (see
+    /// `is_view`); the same sum for anything that does call it.
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
         let (outer, n, inner) = self.view(ctx.input(0).shape());
         let g = ctx.grad_output().data();
@@ -162,6 +171,10 @@ impl<T: Element> Op<T> for Slice {
                 .zip(&g[p * run..(p + 1) * run])
                 .for_each(|(a, &b)| *a += b);
         }
+    }
+
+    fn is_view(&self) -> bool {
+        self.leading
     }
 }
 
@@ -180,7 +193,8 @@ pub fn stack<'t, T: Element>(vars: &[Var<'t, T>], axis: usize) -> Var<'t, T> {
 }
 
 impl<'t, T: Element> Var<'t, T> {
-    /// The elements in `range` along `axis` (a copy).
+    /// The elements in `range` along `axis`: a copy, or, for the leading elements of the
+    /// first axis (`0..n`), a view that shares the input's storage.
     pub fn slice(self, axis: usize, range: Range<usize>) -> Var<'t, T> {
         assert!(
             range.start <= range.end,
@@ -191,6 +205,7 @@ impl<'t, T: Element> Var<'t, T> {
                 axis,
                 start: range.start,
                 len: range.end - range.start,
+                leading: false,
             },
             &[self],
         )
@@ -255,6 +270,29 @@ mod tests {
             let s = v[0].split(&[2, 3], 0);
             s[0].sum() * s[1].sum()
         });
+    }
+
+    /// Leading slices share their input's storage; their gradient is the output's,
+    /// extended with zeros, added to whatever else the input gets.
+    #[test]
+    fn leading_slices_are_views_with_the_right_gradient() {
+        check_grad(&[&[4, 3]], |_, v| {
+            v[0].slice(0, 0..2) * 3.0 + v[0].slice(0, 1..3)
+        });
+        check_grad(&[&[1, 5, 2]], |_, v| {
+            let head = v[0].slice(1, 0..3);
+            head * head + v[0].slice(1, 0..1).sum()
+        });
+        check_grad(&[&[6]], |_, v| v[0].slice(0, 0..6).tanh() * v[0]);
+        let tape = Tape::new();
+        let x = tape.constant(Tensor::<f32>::from_vec(
+            (0..6).map(|v| v as f32).collect(),
+            &[3, 2],
+        ));
+        let head = x.slice(0, 0..2).to_tensor();
+        assert_eq!(head.shape(), &[2, 2]);
+        assert_eq!(head.data(), &[0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(head.clone().into_vec(), vec![0.0, 1.0, 2.0, 3.0]);
     }
 
     #[test]
