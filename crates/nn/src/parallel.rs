@@ -46,11 +46,25 @@ pub fn threads() -> usize {
 /// count, so reductions over them (a gradient norm) give the same result for any count.
 pub const PART: usize = 1 << 16;
 
+/// Passes over fewer elements than this run on the calling thread: starting threads would
+/// cost more than they save.
+const PARALLEL_MIN: usize = 2 * PART;
+
 /// Runs `f` on every part, the parts spread over up to [`threads`] threads in contiguous
 /// runs; results in part order. For passes over many elements cut by the caller into parts
-/// of about [`PART`] (`chunks_mut(PART)` of each tensor, zipped with its partners).
-pub fn map_parts<P: Send, R: Send>(parts: Vec<P>, f: impl Fn(P) -> R + Sync) -> Vec<R> {
-    map_parts_on(threads(), parts, f)
+/// of about [`PART`] (`chunks_mut(PART)` of each tensor, zipped with its partners);
+/// `elements` is how many the parts hold in all.
+pub fn map_parts<P: Send, R: Send>(
+    elements: usize,
+    parts: Vec<P>,
+    f: impl Fn(P) -> R + Sync,
+) -> Vec<R> {
+    let threads = if elements < PARALLEL_MIN {
+        1
+    } else {
+        threads()
+    };
+    map_parts_on(threads, parts, f)
 }
 
 fn map_parts_on<P: Send, R: Send>(

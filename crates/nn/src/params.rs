@@ -170,7 +170,8 @@ impl<T: Element> ParamGrads<T> {
             .iter()
             .flat_map(|(_, g)| g.data().chunks(PART))
             .collect();
-        map_parts(parts, sum_of_squares)
+        let elements = parts.iter().map(|p| p.len()).sum();
+        map_parts(elements, parts, sum_of_squares)
             .into_iter()
             .fold(T::zero(), |s, v| s + v)
             .sqrt()
@@ -201,7 +202,8 @@ impl<T: Element> ParamGrads<T> {
                 (_, None) => {}
             }
         }
-        map_parts(parts, |(a, b)| {
+        let elements = parts.iter().map(|(a, _)| a.len()).sum();
+        map_parts(elements, parts, |(a, b)| {
             a.iter_mut().zip(b).for_each(|(a, &b)| *a += b)
         });
     }
@@ -214,7 +216,8 @@ impl<T: Element> ParamGrads<T> {
             .flatten()
             .flat_map(|g| g.data_mut().chunks_mut(PART))
             .collect();
-        map_parts(parts, |g| g.iter_mut().for_each(|v| *v *= factor));
+        let elements = parts.iter().map(|g| g.len()).sum();
+        map_parts(elements, parts, |g| g.iter_mut().for_each(|v| *v *= factor));
     }
 
     /// Whether every gradient is finite (no NaN or infinity).

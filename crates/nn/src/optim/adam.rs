@@ -90,7 +90,8 @@ impl<T: Element> Optimizer<T> for Adam<T> {
                     .map(|((p, g), (m, v))| (p, g, m, v, step_size, bc2_sqrt)),
             );
         }
-        map_parts(parts, |(p, g, m, v, step_size, bc2_sqrt)| {
+        let elements = parts.iter().map(|part| part.0.len()).sum();
+        map_parts(elements, parts, |(p, g, m, v, step_size, bc2_sqrt)| {
             for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                 if o.decoupled {
                     *p *= one - lr * wd;

@@ -86,7 +86,8 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
         }
         // As torch.optim.SGD: d = g + λθ; b = d on the first step, else μb + (1−τ)d;
         // d = d + μb (nesterov) or b; θ ← θ − lr·d.
-        map_parts(parts, |Part { p, g, buf }| match buf {
+        let elements = parts.iter().map(|part| part.p.len()).sum();
+        map_parts(elements, parts, |Part { p, g, buf }| match buf {
             None => p
                 .iter_mut()
                 .zip(g)
