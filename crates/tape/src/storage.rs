@@ -4,6 +4,7 @@
 
 use crate::kernels::{MatRef, PackedMatrix};
 use crate::Element;
+use std::borrow::Cow;
 use std::ops::Deref;
 use std::sync::OnceLock;
 
@@ -33,13 +34,25 @@ impl<T> Storage<T> {
 }
 
 impl<T: Element> Storage<T> {
-    /// This `[rows, cols]` matrix packed as the right-hand side of products, transposed
-    /// (`[cols, rows]`) if asked.
-    pub fn packed(&self, rows: usize, cols: usize, transposed: bool) -> &PackedMatrix<T> {
-        self.packed[usize::from(transposed)].get_or_init(|| {
+    /// The first `rows × cols` values as a matrix packed as the right-hand side of products,
+    /// transposed (`[cols, rows]`) if asked. The first shape asked for is cached; tensors
+    /// sharing the storage under another shape (a reshape, a leading slice) get a fresh copy.
+    pub fn packed(&self, rows: usize, cols: usize, transposed: bool) -> Cow<'_, PackedMatrix<T>> {
+        let pack = || {
             let m = MatRef::row_major(&self.values, rows, cols);
             PackedMatrix::new(if transposed { m.t() } else { m })
-        })
+        };
+        let cached = self.packed[usize::from(transposed)].get_or_init(pack);
+        let shape = if transposed {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        };
+        if (cached.rows(), cached.cols()) == shape {
+            Cow::Borrowed(cached)
+        } else {
+            Cow::Owned(pack())
+        }
     }
 }
 
@@ -78,6 +91,21 @@ mod tests {
             false,
         );
         out
+    }
+
+    /// Tensors sharing one storage under different shapes (a reshape, a leading slice) each
+    /// get a packed copy of their own shape.
+    #[test]
+    fn shared_storage_under_other_shapes_packs_each_shape() {
+        let w = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2]);
+        assert_eq!(product(&[1.0, 1.0, 1.0], &w, false), vec![9.0, 12.0]);
+        assert_eq!(product(&[1.0, 0.0], &w, true), vec![1.0, 3.0, 5.0]);
+        let reshaped = w.clone().reshape(&[2, 3]);
+        assert_eq!(product(&[1.0, 1.0], &reshaped, false), vec![5.0, 7.0, 9.0]);
+        assert_eq!(product(&[1.0, 0.0, 0.0], &reshaped, true), vec![1.0, 4.0]);
+        let head = w.prefix(&[2, 2]);
+        assert_eq!(product(&[1.0, 1.0], &head, false), vec![4.0, 6.0]);
+        assert_eq!(product(&[0.0, 1.0], &head, true), vec![2.0, 4.0]);
     }
 
     #[test]

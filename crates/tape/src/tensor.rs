@@ -9,6 +9,7 @@ use crate::shape::{numel, Shape};
 use crate::storage::Storage;
 use crate::Element;
 use rand::Rng;
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -149,7 +150,7 @@ impl<T: Element> Tensor<T> {
 
     /// This 2-D tensor packed as the right-hand side B of products (B = Aᵀ if `transposed`),
     /// packed on first use and kept until the values change.
-    pub fn packed(&self, transposed: bool) -> &PackedMatrix<T>
+    pub fn packed(&self, transposed: bool) -> Cow<'_, PackedMatrix<T>>
     where
         T: Element,
     {

@@ -38,6 +38,7 @@ const K_BLOCK: usize = 256;
 const M_BLOCK: usize = 192;
 
 /// B (`k × n`) packed into column panels for repeated products.
+#[derive(Clone)]
 pub struct PackedMatrix<T> {
     data: Vec<T>,
     k: usize,

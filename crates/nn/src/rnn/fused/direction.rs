@@ -199,7 +199,7 @@ fn input_part<T: Element>(
 
 /// The forward pass of one direction, fed one chunk at a time in `dims.chunks(reverse)`
 /// order; its buffers live across the chunks.
-pub(super) struct ForwardRun<'a, T> {
+pub(super) struct ForwardRun<'a, T: Element> {
     dims: &'a Dims,
     reverse: bool,
     weights: Weights<'a, T>,
@@ -329,7 +329,7 @@ pub(super) fn forward<T: Element>(
 
 /// The backward pass of one direction, fed one chunk at a time in the reverse of forward's
 /// order; it accumulates the weight gradients and carries ∂/∂state across the chunks.
-pub(super) struct BackwardRun<'a, T> {
+pub(super) struct BackwardRun<'a, T: Element> {
     dims: &'a Dims,
     reverse: bool,
     saved: &'a Saved<T>,

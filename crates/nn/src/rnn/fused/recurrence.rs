@@ -4,10 +4,11 @@
 
 use recur_tape::kernels::{MatRef, PackedMatrix};
 use recur_tape::{Element, Tensor};
+use std::borrow::Cow;
 
 /// `weight_hh` `[gates, hidden]` as the right-hand side of the per-step product.
-pub(super) struct Recurrence<'a, T> {
-    packed: &'a PackedMatrix<T>,
+pub(super) struct Recurrence<'a, T: Element> {
+    packed: Cow<'a, PackedMatrix<T>>,
 }
 
 impl<'a, T: Element> Recurrence<'a, T> {
