@@ -188,8 +188,20 @@ impl<T: Element> ParamGrads<T> {
         norm
     }
 
+    /// Panics unless every gradient is for one of the first `len` parameters (the passes
+    /// below walk gradients beside parameters, which would skip the rest silently).
+    pub(crate) fn assert_within(&self, len: usize, what: &str) {
+        let beyond = self.grads.iter().skip(len).position(Option::is_some);
+        assert!(
+            beyond.is_none(),
+            "{what}: a gradient for parameter {} of a set of {len}",
+            len + beyond.unwrap_or(0)
+        );
+    }
+
     /// Adds another set of gradients into this one (summing data-parallel shards).
     pub fn accumulate(&mut self, other: &ParamGrads<T>) {
+        other.assert_within(self.grads.len(), "ParamGrads::accumulate");
         let mut parts = Vec::new();
         for (mine, theirs) in self.grads.iter_mut().zip(&other.grads) {
             match (mine, theirs) {
@@ -244,6 +256,15 @@ mod tests {
             s.add("enc.weight", Tensor::zeros(&[1]));
         });
         assert!(dup.is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "ParamGrads::accumulate: a gradient for parameter 2 of a set of 2")]
+    fn gradients_beyond_the_set_are_refused() {
+        let mut mine = ParamGrads::<f64>::empty(2);
+        let mut theirs = ParamGrads::<f64>::empty(3);
+        theirs.set(ParamId(2), Tensor::from_vec(vec![1.0], &[1]));
+        mine.accumulate(&theirs);
     }
 
     #[test]

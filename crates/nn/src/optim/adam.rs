@@ -66,6 +66,7 @@ impl<T: Element> Optimizer<T> for Adam<T> {
         self.exp_avg.resize(n, None);
         self.exp_avg_sq.resize(n, None);
         self.steps.resize(n, 0);
+        grads.assert_within(params.len(), "Adam step");
         let (b1, b2) = (T::of(o.betas.0), T::of(o.betas.1));
         let (one, eps, wd, lr) = (T::one(), T::of(o.eps), T::of(o.weight_decay), T::of(o.lr));
         let mut parts = Vec::new();

@@ -63,6 +63,7 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
             T::of(o.weight_decay),
         );
         self.momentum.resize(params.len(), None);
+        grads.assert_within(params.len(), "SGD step");
         let mut parts = Vec::new();
         let slots = params
             .values_mut()
