@@ -3,7 +3,9 @@
 //! column panels of the kernel's width, each K × width contiguous, so a step streams the
 //! panels with no repacking; the product keeps a block of A's rows times one panel in
 //! registers (explicit AVX-512 / AVX2+FMA kernels chosen at run time, a portable one
-//! otherwise).
+//! otherwise). While it sweeps a panel the kernel prefetches the next one into L2: a weight
+//! larger than L2 streams from L3 at every step, and the hardware prefetcher stops at each
+//! 4 KiB page of a panel.
 
 // The kernels take raw matrix descriptions (pointers, sizes, strides), as BLAS does.
 #![allow(clippy::too_many_arguments)]
@@ -11,8 +13,10 @@
 use super::gemm::MatRef;
 use crate::Element;
 
-/// A panel kernel (unsafe: the caller guarantees the CPU feature and the extents): C (`m` rows, first `cols` columns, row stride `ldc`) ← A·panel (+ C if
-/// `accumulate`), for A `m × k` with row stride `lda` and a `k × width` panel.
+/// A panel kernel (unsafe: the caller guarantees the CPU feature and the extents): C (`m`
+/// rows, first `cols` columns, row stride `ldc`) ← A·panel (+ C if `accumulate`), for A
+/// `m × k` with row stride `lda` and a `k × width` panel. `prefetch` is null or the next
+/// `k × width` panel, whose lines the kernel prefetches into L2.
 pub type PanelFn<T> = unsafe fn(
     m: usize,
     k: usize,
@@ -23,6 +27,7 @@ pub type PanelFn<T> = unsafe fn(
     ldc: usize,
     cols: usize,
     accumulate: bool,
+    prefetch: *const T,
 );
 
 /// The panel kernel the running CPU supports best, and its panel width.
@@ -122,27 +127,34 @@ impl<T: Element> PackedMatrix<T> {
         );
         // Blocks of K keep a panel's slice in L1 and blocks of M keep A's slice in L2 while
         // the kernel sweeps the panels.
-        let w = self.kernel.width;
+        let (w, panels) = (self.kernel.width, n.div_ceil(self.kernel.width));
+        let panel_at = |j: usize, k0: usize| self.data[j * k * w + k0 * w..].as_ptr();
         for k0 in (0..k).step_by(K_BLOCK) {
             let kc = K_BLOCK.min(k - k0);
             for m0 in (0..m).step_by(M_BLOCK) {
                 let mc = M_BLOCK.min(m - m0);
-                for panel in 0..n.div_ceil(w) {
+                for panel in 0..panels {
                     let cols = w.min(n - panel * w);
+                    let next = if panel + 1 < panels {
+                        panel_at(panel + 1, k0)
+                    } else {
+                        std::ptr::null()
+                    };
                     // SAFETY: A (m × k, stride lda), the panel (k × w) and C's rows (m × cols
                     // at column panel·w, stride ldc) were bounds-checked above; the blocks
-                    // lie inside them.
+                    // lie inside them, and `next` is null or another panel's slice.
                     unsafe {
                         (self.kernel.run)(
                             mc,
                             kc,
                             a.data.as_ptr().add(m0 * a.row_stride + k0),
                             a.row_stride,
-                            self.data.as_ptr().add(panel * k * w + k0 * w),
+                            panel_at(panel, k0),
                             c.as_mut_ptr().add(m0 * ldc + panel * w),
                             ldc,
                             cols,
                             accumulate || k0 > 0,
+                            next,
                         )
                     }
                 }
@@ -171,6 +183,7 @@ unsafe fn portable_panel<T: Element>(
     ldc: usize,
     cols: usize,
     accumulate: bool,
+    _prefetch: *const T,
 ) {
     const W: usize = PORTABLE_WIDTH;
     for i in 0..m {
@@ -192,7 +205,8 @@ unsafe fn portable_panel<T: Element>(
 macro_rules! simd_panel_kernel {
     ($name:ident, $t:ty, $feature:literal, $lanes:expr, $block:literal,
      $zero:ident, $load:ident, $splat:ident, $fma:ident, $add:ident, $store:ident) => {
-        /// Rows of A in blocks of `$block` times a panel of two vectors.
+        /// Rows of A in blocks of `$block` times a panel of two vectors; the first block
+        /// prefetches the next panel.
         ///
         /// # Safety
         /// The CPU has `$feature`; A, the panel and C's rows are valid for the sizes given.
@@ -207,6 +221,7 @@ macro_rules! simd_panel_kernel {
             ldc: usize,
             cols: usize,
             accumulate: bool,
+            prefetch: *const $t,
         ) {
             use std::arch::x86_64::*;
             const L: usize = $lanes;
@@ -221,9 +236,14 @@ macro_rules! simd_panel_kernel {
                 ldc: usize,
                 cols: usize,
                 accumulate: bool,
+                prefetch: *const $t,
             ) {
                 let mut acc = [[$zero(); 2]; R];
                 for p in 0..k {
+                    if !prefetch.is_null() {
+                        _mm_prefetch::<_MM_HINT_T1>(prefetch.add(p * 2 * L) as *const i8);
+                        _mm_prefetch::<_MM_HINT_T1>(prefetch.add(p * 2 * L + L) as *const i8);
+                    }
                     let b0 = $load(panel.add(p * 2 * L));
                     let b1 = $load(panel.add(p * 2 * L + L));
                     for r in 0..R {
@@ -253,7 +273,7 @@ macro_rules! simd_panel_kernel {
                     }
                 }
             }
-            let mut i = 0;
+            let (mut i, mut prefetch) = (0, prefetch);
             while i + $block <= m {
                 rows::<$block>(
                     k,
@@ -264,22 +284,24 @@ macro_rules! simd_panel_kernel {
                     ldc,
                     cols,
                     accumulate,
+                    prefetch,
                 );
+                prefetch = std::ptr::null();
                 i += $block;
             }
             let (a, c) = (a.add(i * lda), c.add(i * ldc));
             match m - i {
-                1 => rows::<1>(k, a, lda, panel, c, ldc, cols, accumulate),
-                2 => rows::<2>(k, a, lda, panel, c, ldc, cols, accumulate),
-                3 => rows::<3>(k, a, lda, panel, c, ldc, cols, accumulate),
-                4 => rows::<4>(k, a, lda, panel, c, ldc, cols, accumulate),
-                5 => rows::<5>(k, a, lda, panel, c, ldc, cols, accumulate),
-                6 => rows::<6>(k, a, lda, panel, c, ldc, cols, accumulate),
-                7 => rows::<7>(k, a, lda, panel, c, ldc, cols, accumulate),
-                8 => rows::<8>(k, a, lda, panel, c, ldc, cols, accumulate),
-                9 => rows::<9>(k, a, lda, panel, c, ldc, cols, accumulate),
-                10 => rows::<10>(k, a, lda, panel, c, ldc, cols, accumulate),
-                11 => rows::<11>(k, a, lda, panel, c, ldc, cols, accumulate),
+                1 => rows::<1>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
+                2 => rows::<2>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
+                3 => rows::<3>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
+                4 => rows::<4>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
+                5 => rows::<5>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
+                6 => rows::<6>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
+                7 => rows::<7>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
+                8 => rows::<8>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
+                9 => rows::<9>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
+                10 => rows::<10>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
+                11 => rows::<11>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
                 _ => {}
             }
         }
