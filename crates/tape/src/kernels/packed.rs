@@ -37,6 +37,9 @@ pub struct PanelKernel<T> {
     pub run: PanelFn<T>,
 }
 
+/// Rows of a transposed B packed at a time (a 16-row tile of a 32-wide panel is 2 KiB).
+const TRANSPOSE_TILE: usize = 16;
+
 /// Rows of B per pass (a panel slice of `K_BLOCK × width` stays in L1).
 const K_BLOCK: usize = 256;
 /// Rows of A per pass (an `M_BLOCK × K_BLOCK` slice of A stays in L2).
@@ -74,11 +77,17 @@ impl<T: Element> PackedMatrix<T> {
                     block[p * w..p * w + cols].copy_from_slice(&b.data[p * rs + j0..][..cols]);
                 }
             } else if rs == 1 {
-                // Columns of B are contiguous (a transposed matrix): read them in order.
-                for c in 0..cols {
-                    let column = &b.data[(j0 + c) * cs..][..k];
-                    for (p, &v) in column.iter().enumerate() {
-                        block[p * w + c] = v;
+                // Columns of B are contiguous (a transposed matrix): read them a tile of
+                // rows at a time, so that the tile's rows of the panel stay in L1 while
+                // every column writes into them.
+                for p0 in (0..k).step_by(TRANSPOSE_TILE) {
+                    let rows = TRANSPOSE_TILE.min(k - p0);
+                    let tile = &mut block[p0 * w..(p0 + rows) * w];
+                    for c in 0..cols {
+                        let column = &b.data[(j0 + c) * cs + p0..][..rows];
+                        for (row, &v) in tile.chunks_exact_mut(w).zip(column) {
+                            row[c] = v;
+                        }
                     }
                 }
             } else {
