@@ -149,6 +149,40 @@ impl<T> Outputs<'_, T> {
             Outputs::Chunks { chunks, rows } => &chunks[r / rows][(r % rows) * hidden..][..hidden],
         }
     }
+
+    /// Which piece of storage holds row r: rows in one piece can be viewed as one matrix.
+    fn piece(&self, r: usize) -> usize {
+        match self {
+            Outputs::Rows { .. } => 0,
+            Outputs::Chunks { rows, .. } => r / rows,
+        }
+    }
+
+    /// Rows `range`, all in one piece, as a `[len, hidden]` matrix.
+    fn matrix(&self, range: Range<usize>, hidden: usize) -> MatRef<'_, T> {
+        let len = range.len();
+        match self {
+            Outputs::Rows {
+                data,
+                stride,
+                offset,
+            } => MatRef {
+                data: &data[range.start * stride + offset..],
+                rows: len,
+                cols: hidden,
+                row_stride: *stride,
+                col_stride: 1,
+            },
+            Outputs::Chunks { chunks, rows } => {
+                let at = (range.start % rows) * hidden;
+                MatRef::row_major(
+                    &chunks[range.start / rows][at..at + len * hidden],
+                    len,
+                    hidden,
+                )
+            }
+        }
+    }
 }
 
 /// Every step's output `[T·B, H]` and the final state parts `[parts, B, H]`.
@@ -341,7 +375,8 @@ pub(super) struct BackwardRun<'a, T: Element> {
     d_xg: Vec<T>,
     /// The recurrent part's gradients where they differ from `d_xg` (GRU).
     d_hg: Vec<T>,
-    /// The chunk's previous states `[rows, H]` when forward did not keep them (RNN).
+    /// The chunk's previous states `[rows, H]` when forward did not keep them and they are
+    /// not all outputs (RNN with lengths).
     prev_h: Vec<T>,
     outputs: Outputs<'a, T>,
     grads: Grads<T>,
@@ -384,10 +419,10 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             } else {
                 Vec::new()
             },
-            prev_h: if !dims.state_is_output() {
-                Vec::new()
-            } else {
+            prev_h: if dims.state_is_output() && dims.lengths.is_some() {
                 vec![T::zero(); dims.chunk_steps * batch * hidden]
+            } else {
+                Vec::new()
             },
         }
     }
@@ -474,33 +509,74 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             &mut grads.w_ih,
             dims.input,
         );
-        let prev_h = if !dims.state_is_output() {
-            MatRef {
-                data: &self.saved.prev[first * width..],
-                rows,
-                cols: hidden,
-                row_stride: width,
-                col_stride: 1,
+        if dims.state_is_output() && dims.lengths.is_none() {
+            // The previous states are outputs of neighbouring steps (or the initial state):
+            // multiply by them where they lie, a run of steps at a time.
+            let init = MatRef::row_major(self.weights.init[0].data(), batch, hidden);
+            let before = |t: usize| {
+                if self.reverse {
+                    (t + 1 < dims.steps).then_some(t + 1)
+                } else {
+                    t.checked_sub(1)
+                }
+            };
+            let mut t = chunk.start;
+            while t < chunk.end {
+                let (end, prev) = match before(t) {
+                    None => (t + 1, init),
+                    Some(b) => {
+                        let piece = self.outputs.piece(b * batch);
+                        let mut end = t + 1;
+                        while end < chunk.end
+                            && before(end).is_some_and(|b| self.outputs.piece(b * batch) == piece)
+                        {
+                            end += 1;
+                        }
+                        (
+                            end,
+                            self.outputs
+                                .matrix(b * batch..(b + end - t) * batch, hidden),
+                        )
+                    }
+                };
+                let local = (t - chunk.start) * batch..(end - chunk.start) * batch;
+                let d = MatRef::row_major(
+                    &d_hg.data[local.start * gates..local.end * gates],
+                    local.len(),
+                    gates,
+                );
+                gemm(T::one(), d.t(), prev, T::one(), &mut grads.w_hh, hidden);
+                t = end;
             }
         } else {
-            previous_outputs(
-                dims,
-                self.reverse,
-                chunk,
-                &self.outputs,
-                &self.weights,
-                &mut self.prev_h,
+            let prev_h = if !dims.state_is_output() {
+                MatRef {
+                    data: &self.saved.prev[first * width..],
+                    rows,
+                    cols: hidden,
+                    row_stride: width,
+                    col_stride: 1,
+                }
+            } else {
+                previous_outputs(
+                    dims,
+                    self.reverse,
+                    chunk,
+                    &self.outputs,
+                    &self.weights,
+                    &mut self.prev_h,
+                );
+                MatRef::row_major(&self.prev_h[..rows * hidden], rows, hidden)
+            };
+            gemm(
+                T::one(),
+                d_hg.t(),
+                prev_h,
+                T::one(),
+                &mut grads.w_hh,
+                hidden,
             );
-            MatRef::row_major(&self.prev_h[..rows * hidden], rows, hidden)
-        };
-        gemm(
-            T::one(),
-            d_hg.t(),
-            prev_h,
-            T::one(),
-            &mut grads.w_hh,
-            hidden,
-        );
+        }
         if let Some((b_ih, b_hh)) = grads.bias.as_mut() {
             for (sums, d) in [(b_ih, d_xg), (b_hh, d_hg)] {
                 for row in d.data.chunks_exact(gates) {
