@@ -14,8 +14,8 @@ use super::gemm::MatRef;
 use crate::Element;
 
 /// A panel kernel (unsafe: the caller guarantees the CPU feature and the extents): C (`m`
-/// rows, first `cols` columns, row stride `ldc`) ← A·panel (+ C if `accumulate`), for A
-/// `m × k` with row stride `lda` and a `k × width` panel. `prefetch` is null or the next
+/// rows, first `cols` columns, row stride `ldc`) ← A·panel + what `add` says, for A `m × k`
+/// with row stride `lda` and a `k × width` panel. `prefetch` is null or the next
 /// `k × width` panel, whose lines the kernel prefetches into L2.
 pub type PanelFn<T> = unsafe fn(
     m: usize,
@@ -26,9 +26,21 @@ pub type PanelFn<T> = unsafe fn(
     c: *mut T,
     ldc: usize,
     cols: usize,
-    accumulate: bool,
+    add: AddTo<'_, T>,
     prefetch: *const T,
 );
+
+/// What a product is added to.
+#[derive(Clone, Copy, Debug)]
+pub enum AddTo<'a, T> {
+    /// Nothing: C ← A·B.
+    Nothing,
+    /// C's values: C ← A·B + C.
+    Output,
+    /// A row added to every row of the product (a bias): C ← A·B + 1·row. For a kernel, the
+    /// row starts at its panel's first column.
+    Row(&'a [T]),
+}
 
 /// The panel kernel the running CPU supports best, and its panel width.
 #[derive(Clone, Copy)]
@@ -112,7 +124,25 @@ impl<T: Element> PackedMatrix<T> {
     /// C ← A·B, or C ← A·B + C if `accumulate`; A is `m × k` with unit column stride, C is
     /// `m × n` with row stride `ldc`.
     pub fn mul_into(&self, a: MatRef<T>, c: &mut [T], ldc: usize, accumulate: bool) {
+        let add = if accumulate {
+            AddTo::Output
+        } else {
+            AddTo::Nothing
+        };
+        self.product(a, c, ldc, add)
+    }
+
+    /// C ← A·B + what `add` says (a row of `n` values for [`AddTo::Row`]); A is `m × k` with
+    /// unit column stride, C is `m × n` with row stride `ldc`.
+    pub fn product(&self, a: MatRef<T>, c: &mut [T], ldc: usize, add: AddTo<'_, T>) {
         let (m, k, n) = (a.rows, self.k, self.n);
+        if let AddTo::Row(row) = add {
+            assert!(
+                row.len() >= n,
+                "packed matmul: a row of {} to add to a product of {n} columns",
+                row.len()
+            );
+        }
         assert!(
             a.cols == k && a.col_stride == 1,
             "packed matmul: A is {}x{} with column stride {}, expected {m}x{k} with stride 1",
@@ -162,7 +192,11 @@ impl<T: Element> PackedMatrix<T> {
                             c.as_mut_ptr().add(m0 * ldc + panel * w),
                             ldc,
                             cols,
-                            accumulate || k0 > 0,
+                            match add {
+                                _ if k0 > 0 => AddTo::Output,
+                                AddTo::Row(row) => AddTo::Row(&row[panel * w..]),
+                                first => first,
+                            },
                             next,
                         )
                     }
@@ -191,7 +225,7 @@ unsafe fn portable_panel<T: Element>(
     c: *mut T,
     ldc: usize,
     cols: usize,
-    accumulate: bool,
+    add: AddTo<'_, T>,
     _prefetch: *const T,
 ) {
     const W: usize = PORTABLE_WIDTH;
@@ -205,7 +239,11 @@ unsafe fn portable_panel<T: Element>(
         }
         for (j, &v) in acc.iter().enumerate().take(cols) {
             let out = c.add(i * ldc + j);
-            *out = if accumulate { *out + v } else { v };
+            *out = match add {
+                AddTo::Nothing => v,
+                AddTo::Output => v + *out,
+                AddTo::Row(row) => v + row[j],
+            };
         }
     }
 }
@@ -229,7 +267,7 @@ macro_rules! simd_panel_kernel {
             c: *mut $t,
             ldc: usize,
             cols: usize,
-            accumulate: bool,
+            add: AddTo<'_, $t>,
             prefetch: *const $t,
         ) {
             use std::arch::x86_64::*;
@@ -244,7 +282,7 @@ macro_rules! simd_panel_kernel {
                 c: *mut $t,
                 ldc: usize,
                 cols: usize,
-                accumulate: bool,
+                add: AddTo<'_, $t>,
                 prefetch: *const $t,
             ) {
                 let mut acc = [[$zero(); 2]; R];
@@ -265,9 +303,16 @@ macro_rules! simd_panel_kernel {
                     let row = c.add(r * ldc);
                     if cols == 2 * L {
                         let (mut v0, mut v1) = (acc[r][0], acc[r][1]);
-                        if accumulate {
-                            v0 = $add(v0, $load(row));
-                            v1 = $add(v1, $load(row.add(L)));
+                        match add {
+                            AddTo::Nothing => {}
+                            AddTo::Output => {
+                                v0 = $add(v0, $load(row));
+                                v1 = $add(v1, $load(row.add(L)));
+                            }
+                            AddTo::Row(to) => {
+                                v0 = $add(v0, $load(to.as_ptr()));
+                                v1 = $add(v1, $load(to[L..2 * L].as_ptr()));
+                            }
                         }
                         $store(row, v0);
                         $store(row.add(L), v1);
@@ -277,7 +322,11 @@ macro_rules! simd_panel_kernel {
                         $store(tmp.as_mut_ptr().add(L), acc[r][1]);
                         for (j, &v) in tmp.iter().enumerate().take(cols) {
                             let out = row.add(j);
-                            *out = if accumulate { *out + v } else { v };
+                            *out = match add {
+                                AddTo::Nothing => v,
+                                AddTo::Output => v + *out,
+                                AddTo::Row(to) => v + to[j],
+                            };
                         }
                     }
                 }
@@ -292,7 +341,7 @@ macro_rules! simd_panel_kernel {
                     c.add(i * ldc),
                     ldc,
                     cols,
-                    accumulate,
+                    add,
                     prefetch,
                 );
                 prefetch = std::ptr::null();
@@ -300,17 +349,17 @@ macro_rules! simd_panel_kernel {
             }
             let (a, c) = (a.add(i * lda), c.add(i * ldc));
             match m - i {
-                1 => rows::<1>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
-                2 => rows::<2>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
-                3 => rows::<3>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
-                4 => rows::<4>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
-                5 => rows::<5>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
-                6 => rows::<6>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
-                7 => rows::<7>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
-                8 => rows::<8>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
-                9 => rows::<9>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
-                10 => rows::<10>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
-                11 => rows::<11>(k, a, lda, panel, c, ldc, cols, accumulate, prefetch),
+                1 => rows::<1>(k, a, lda, panel, c, ldc, cols, add, prefetch),
+                2 => rows::<2>(k, a, lda, panel, c, ldc, cols, add, prefetch),
+                3 => rows::<3>(k, a, lda, panel, c, ldc, cols, add, prefetch),
+                4 => rows::<4>(k, a, lda, panel, c, ldc, cols, add, prefetch),
+                5 => rows::<5>(k, a, lda, panel, c, ldc, cols, add, prefetch),
+                6 => rows::<6>(k, a, lda, panel, c, ldc, cols, add, prefetch),
+                7 => rows::<7>(k, a, lda, panel, c, ldc, cols, add, prefetch),
+                8 => rows::<8>(k, a, lda, panel, c, ldc, cols, add, prefetch),
+                9 => rows::<9>(k, a, lda, panel, c, ldc, cols, add, prefetch),
+                10 => rows::<10>(k, a, lda, panel, c, ldc, cols, add, prefetch),
+                11 => rows::<11>(k, a, lda, panel, c, ldc, cols, add, prefetch),
                 _ => {}
             }
         }
@@ -407,7 +456,7 @@ mod tests {
     use rand::SeedableRng;
 
     /// Every kernel this CPU has, and the portable one, on shapes with row and column
-    /// remainders, a transposed B, strided A and accumulation.
+    /// remainders, a transposed B, strided A, accumulation and an added row.
     fn check<T: Element>(kernels: &[PanelKernel<T>], tolerance: f64) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let mut shapes: Vec<(usize, usize, usize)> =
@@ -435,16 +484,23 @@ mod tests {
                 };
                 let ldc = n + 2;
                 let mut c = vec![T::of(0.5); m * ldc];
-                for (round, accumulate) in [(1.0, false), (2.0, true)] {
-                    packed.mul_into(a_ref, &mut c, ldc, accumulate);
+                // A product, the same added to it, then the product plus a row.
+                let row: Vec<T> = (0..n).map(|j| T::of(0.25 * j as f64 - 1.0)).collect();
+                for round in 0..3 {
+                    let add = [AddTo::Nothing, AddTo::Output, AddTo::Row(&row)][round];
+                    packed.product(a_ref, &mut c, ldc, add);
                     for i in 0..m {
                         for j in 0..n {
                             let got = c[i * ldc + j].to_f64().unwrap();
+                            let expected = match round {
+                                0 => want(i, j),
+                                1 => 2.0 * want(i, j),
+                                _ => want(i, j) + row[j].to_f64().unwrap(),
+                            };
                             assert!(
-                                (got - round * want(i, j)).abs() < tolerance * (k as f64),
-                                "{m}x{k}x{n}, width {}: {got} vs {}",
+                                (got - expected).abs() < tolerance * (k as f64),
+                                "{m}x{k}x{n}, width {}, round {round}: {got} vs {expected}",
                                 kernel.width,
-                                round * want(i, j)
                             );
                         }
                         assert!(

@@ -1,6 +1,7 @@
 //! Matrix products: `matmul` (2-D, leading dimensions flattened against a 2-D right side,
 //! and batched 3-D) and `linear` (x·Wᵀ + b, PyTorch's F.linear, with W never copied).
 
+use crate::kernels::packed::AddTo;
 use crate::kernels::{gemm, MatRef};
 use crate::shape::{numel, Shape};
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
@@ -15,22 +16,33 @@ const PACK_BELOW_ROWS: usize = 128;
 /// product per pass, so repacking it costs what gemm's own packing does.
 const PACK_MAX_ELEMENTS: usize = 1 << 18;
 
-/// C ← A·B, or C += A·B if `accumulate`, where B is the matrix `b`, or its transpose. One
-/// row takes gemm's matrix-vector path.
+/// C ← A·B + what `add` says, where B is the matrix `b`, or its transpose. One row takes
+/// gemm's matrix-vector path.
 fn product_with<T: Element>(
     a: MatRef<T>,
     b: &Tensor<T>,
     transposed: bool,
-    accumulate: bool,
+    add: AddTo<'_, T>,
     c: &mut [T],
     ldc: usize,
 ) {
     let packs = a.rows < PACK_BELOW_ROWS || b.numel() <= PACK_MAX_ELEMENTS;
     if a.rows >= 2 && a.col_stride == 1 && packs {
-        b.packed(transposed).mul_into(a, c, ldc, accumulate);
+        b.packed(transposed).product(a, c, ldc, add);
     } else {
         let bv = MatRef::row_major(b.data(), b.shape()[0], b.shape()[1]);
-        let beta = if accumulate { T::one() } else { T::zero() };
+        let beta = match add {
+            AddTo::Nothing => T::zero(),
+            AddTo::Output => T::one(),
+            AddTo::Row(row) => {
+                // gemm adds to C: the row goes into every row of C first.
+                let n = if transposed { bv.rows } else { bv.cols };
+                for i in 0..a.rows {
+                    c[i * ldc..i * ldc + n].copy_from_slice(&row[..n]);
+                }
+                T::one()
+            }
+        };
         gemm(
             T::one(),
             a,
@@ -112,7 +124,7 @@ impl<T: Element> Op<T> for Matmul {
         {
             let av = MatRef::row_major(&a[i * m * k..(i + 1) * m * k], m, k);
             if inputs[1].ndim() == 2 {
-                product_with(av, inputs[1], false, false, c, n);
+                product_with(av, inputs[1], false, AddTo::Nothing, c, n);
             } else {
                 let bv = MatRef::row_major(&b[i * k * n..(i + 1) * k * n], k, n);
                 gemm(T::one(), av, bv, T::zero(), c, n);
@@ -136,7 +148,7 @@ impl<T: Element> Op<T> for Matmul {
             if let Some(ga) = ctx.grad_input(0) {
                 let ga = &mut ga[i * m * k..(i + 1) * m * k];
                 if b_matrix.ndim() == 2 {
-                    product_with(gv, b_matrix, true, true, ga, k);
+                    product_with(gv, b_matrix, true, AddTo::Output, ga, k);
                 } else {
                     gemm(T::one(), gv, bv.t(), T::one(), ga, k);
                 }
@@ -192,18 +204,12 @@ impl<T: Element> Op<T> for Linear {
         };
         let mut shape = Shape::from_slice(xs);
         *shape.last_mut().unwrap() = fan_out;
-        // The bias rows, which the product adds to; zeros without a bias.
-        let mut out = match inputs.get(2) {
-            Some(b) => {
-                let mut rows = Vec::with_capacity(self.rows * fan_out);
-                (0..self.rows).for_each(|_| rows.extend_from_slice(b.data()));
-                Tensor::from_vec(rows, &shape)
-            }
-            None => Tensor::zeros(&shape),
-        };
-        let has_bias = inputs.len() == 3;
+        let mut out = Tensor::zeros(&shape);
+        let add = inputs
+            .get(2)
+            .map_or(AddTo::Nothing, |b| AddTo::Row(b.data()));
         let xv = MatRef::row_major(x.data(), self.rows, fan_in);
-        product_with(xv, w, true, has_bias, out.data_mut(), fan_out);
+        product_with(xv, w, true, add, out.data_mut(), fan_out);
         out
     }
 
@@ -216,7 +222,7 @@ impl<T: Element> Op<T> for Linear {
         let (x, w, g) = (ctx.input(0).data(), ctx.input(1), ctx.grad_output().data());
         let gv = MatRef::row_major(g, rows, fan_out);
         if let Some(gx) = ctx.grad_input(0) {
-            product_with(gv, w, false, true, gx, fan_in);
+            product_with(gv, w, false, AddTo::Output, gx, fan_in);
         }
         if let Some(gw) = ctx.grad_input(1) {
             gemm(
@@ -283,16 +289,25 @@ mod tests {
         check_grad(&[&[2, 3, 4], &[2, 4]], |_, v| v[0].linear(v[1], None));
     }
 
+    /// On each path of the product: one row (matrix-vector), a few rows (the packed weight,
+    /// the bias added in the kernel), many rows by a large weight (gemm, the bias rows first).
     #[test]
     fn linear_equals_matmul_with_transpose_plus_bias() {
-        let tape = Tape::new();
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
-        let x = tape.constant(Tensor::<f64>::uniform(&[4, 3], -1.0, 1.0, &mut rng));
-        let w = tape.constant(Tensor::uniform(&[2, 3], -1.0, 1.0, &mut rng));
-        let b = tape.constant(Tensor::uniform(&[2], -1.0, 1.0, &mut rng));
-        let fused = x.linear(w, Some(b)).to_tensor();
-        let composed = (x.matmul(w.t()) + b).to_tensor();
-        assert!(fused.max_abs_diff(&composed) < 1e-15);
+        for (rows, fan_in, fan_out) in [(1, 3, 2), (4, 3, 2), (13, 40, 70), (130, 300, 900)] {
+            let tape = Tape::new();
+            let x = Tensor::<f64>::uniform(&[rows, fan_in], -1.0, 1.0, &mut rng);
+            let x = tape.constant(x);
+            let w = tape.constant(Tensor::uniform(&[fan_out, fan_in], -1.0, 1.0, &mut rng));
+            let b = tape.constant(Tensor::uniform(&[fan_out], -1.0, 1.0, &mut rng));
+            let fused = x.linear(w, Some(b)).to_tensor();
+            let composed = (x.matmul(w.t()) + b).to_tensor();
+            let tolerance = 1e-15 * fan_in as f64;
+            assert!(
+                fused.max_abs_diff(&composed) < tolerance,
+                "{rows}x{fan_in}x{fan_out}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::pointwise::{backward_row, forward_row, gate_count, saved_width, state
 use super::pointwise::{RowBackward, RowForward};
 use super::recurrence::Recurrence;
 use crate::rnn::CellKind;
+use recur_tape::kernels::packed::AddTo;
 use recur_tape::kernels::{gemm, MatRef};
 use recur_tape::{Element, Tensor};
 use std::ops::Range;
@@ -213,20 +214,23 @@ fn input_part<T: Element>(
 ) {
     let gates = dims.gates();
     let xg = &mut xg[..rows * gates];
-    weights
-        .w_ih
-        .packed(true)
-        .mul_into(MatRef::row_major(x, rows, dims.input), xg, gates, false);
-    if let Some((b_ih, b_hh)) = weights.bias {
-        let fold_hidden = !dims.separate_hidden_bias();
-        let (b_ih, b_hh) = (b_ih.data(), b_hh.data());
-        for row in xg.chunks_exact_mut(gates) {
-            for j in 0..gates {
-                row[j] += b_ih[j];
-                if fold_hidden {
-                    row[j] += b_hh[j];
-                }
-            }
+    let w_ih = weights.w_ih.packed(true);
+    let x = MatRef::row_major(x, rows, dims.input);
+    // The kernel adds the biases to the product as it stores it: b_ih, and b_hh too where
+    // it is not kept apart (GRU).
+    match weights.bias {
+        None => w_ih.mul_into(x, xg, gates, false),
+        Some((b_ih, _)) if dims.separate_hidden_bias() => {
+            w_ih.product(x, xg, gates, AddTo::Row(b_ih.data()))
+        }
+        Some((b_ih, b_hh)) => {
+            let both: Vec<T> = b_ih
+                .data()
+                .iter()
+                .zip(b_hh.data())
+                .map(|(&i, &h)| i + h)
+                .collect();
+            w_ih.product(x, xg, gates, AddTo::Row(&both))
         }
     }
 }
