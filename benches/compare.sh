@@ -17,6 +17,11 @@ cargo build --release --example lm_bench >/dev/null 2>&1
 out=$(mktemp -d)
 recur() { ./target/release/examples/lm_bench "$1" "$2" >> "$out/recur-$1.jsonl"; }
 torch() { "$PYTHON" "$BENCH/torch_lm_bench.py" "$1" "$2" >> "$out/torch-$1.jsonl"; }
+small_recur() {
+  ./target/release/examples/lm_bench 1 timeseries-rnn32-b1-t100 custom-lstm-cell-char-small \
+    generate-lstm256x2-200chars >> "$out/recur-small.jsonl"
+}
+small_torch() { "$PYTHON" "$BENCH/torch_small_bench.py" 1 >> "$out/torch-small.jsonl"; }
 for round in $(seq "$ROUNDS"); do
   for t in ${@:-1 2}; do
     for config in char-small zaremba-small char-large long-unroll gru-medium rnn-medium; do
@@ -24,8 +29,7 @@ for round in $(seq "$ROUNDS"); do
       else torch "$t" "$config"; recur "$t" "$config"; fi
     done
   done
-  ./target/release/examples/lm_bench 1 timeseries-rnn32-b1-t100 custom-lstm-cell-char-small generate-lstm256x2-200chars >> "$out/recur-small.jsonl"
-  "$PYTHON" "$BENCH/torch_small_bench.py" 1 >> "$out/torch-small.jsonl"
+  if (( round % 2 )); then small_recur; small_torch; else small_torch; small_recur; fi
 done
 python3 - "$out" <<'PY'
 import json, sys, glob, os, statistics
