@@ -216,8 +216,8 @@ fn input_part<T: Element>(
     let xg = &mut xg[..rows * gates];
     let w_ih = weights.w_ih.packed(true);
     let x = MatRef::row_major(x, rows, dims.input);
-    // The kernel adds the biases to the product as it stores it: b_ih, and b_hh too where
-    // it is not kept apart (GRU).
+    // The kernel adds the biases to the product as it stores it: b_ih, and b_hh too except
+    // for the GRU, which keeps it apart.
     match weights.bias {
         None => w_ih.mul_into(x, xg, gates, false),
         Some((b_ih, _)) if dims.separate_hidden_bias() => {
@@ -513,73 +513,37 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             &mut grads.w_ih,
             dims.input,
         );
-        if dims.state_is_output() && dims.lengths.is_none() {
-            // The previous states are outputs of neighbouring steps (or the initial state):
-            // multiply by them where they lie, a run of steps at a time.
-            let init = MatRef::row_major(self.weights.init[0].data(), batch, hidden);
-            let before = |t: usize| {
-                if self.reverse {
-                    (t + 1 < dims.steps).then_some(t + 1)
-                } else {
-                    t.checked_sub(1)
-                }
+        // The states before the chunk's steps, as runs of its rows with their matrix.
+        let runs = if !dims.state_is_output() {
+            let prev = MatRef {
+                data: &self.saved.prev[first * width..],
+                rows,
+                cols: hidden,
+                row_stride: width,
+                col_stride: 1,
             };
-            let mut t = chunk.start;
-            while t < chunk.end {
-                let (end, prev) = match before(t) {
-                    None => (t + 1, init),
-                    Some(b) => {
-                        let piece = self.outputs.piece(b * batch);
-                        let mut end = t + 1;
-                        while end < chunk.end
-                            && before(end).is_some_and(|b| self.outputs.piece(b * batch) == piece)
-                        {
-                            end += 1;
-                        }
-                        (
-                            end,
-                            self.outputs
-                                .matrix(b * batch..(b + end - t) * batch, hidden),
-                        )
-                    }
-                };
-                let local = (t - chunk.start) * batch..(end - chunk.start) * batch;
-                let d = MatRef::row_major(
-                    &d_hg.data[local.start * gates..local.end * gates],
-                    local.len(),
-                    gates,
-                );
-                gemm(T::one(), d.t(), prev, T::one(), &mut grads.w_hh, hidden);
-                t = end;
-            }
-        } else {
-            let prev_h = if !dims.state_is_output() {
-                MatRef {
-                    data: &self.saved.prev[first * width..],
-                    rows,
-                    cols: hidden,
-                    row_stride: width,
-                    col_stride: 1,
-                }
-            } else {
-                previous_outputs(
-                    dims,
-                    self.reverse,
-                    chunk,
-                    &self.outputs,
-                    &self.weights,
-                    &mut self.prev_h,
-                );
-                MatRef::row_major(&self.prev_h[..rows * hidden], rows, hidden)
-            };
-            gemm(
-                T::one(),
-                d_hg.t(),
-                prev_h,
-                T::one(),
-                &mut grads.w_hh,
-                hidden,
+            vec![(0..rows, prev)]
+        } else if dims.lengths.is_some() {
+            previous_outputs(
+                dims,
+                self.reverse,
+                chunk,
+                &self.outputs,
+                &self.weights,
+                &mut self.prev_h,
             );
+            vec![(
+                0..rows,
+                MatRef::row_major(&self.prev_h[..rows * hidden], rows, hidden),
+            )]
+        } else {
+            let init = MatRef::row_major(self.weights.init[0].data(), batch, hidden);
+            previous_output_runs(dims, self.reverse, chunk, &self.outputs, init)
+        };
+        for (local, prev) in runs {
+            let d = &d_hg.data[local.start * gates..local.end * gates];
+            let d = MatRef::row_major(d, local.len(), gates);
+            gemm(T::one(), d.t(), prev, T::one(), &mut grads.w_hh, hidden);
         }
         if let Some((b_ih, b_hh)) = grads.bias.as_mut() {
             for (sums, d) in [(b_ih, d_xg), (b_hh, d_hg)] {
@@ -597,6 +561,48 @@ impl<'a, T: Element> BackwardRun<'a, T> {
         let init = self.dims.rows_to_parts(&self.d_state);
         Grads { init, ..self.grads }
     }
+}
+
+/// The states before the steps of `chunk` for a kind whose state is its output (the RNN),
+/// without lengths, read where they lie: runs of the chunk's rows (local, in time order), each
+/// with the matrix of its previous states: the outputs of the steps processed just before,
+/// one run while those lie in one piece of storage, or the initial state alone.
+fn previous_output_runs<'o, T: Element>(
+    dims: &Dims,
+    reverse: bool,
+    chunk: &Range<usize>,
+    outputs: &'o Outputs<'_, T>,
+    init: MatRef<'o, T>,
+) -> Vec<(Range<usize>, MatRef<'o, T>)> {
+    let batch = dims.batch;
+    let before = |t: usize| {
+        if reverse {
+            (t + 1 < dims.steps).then_some(t + 1)
+        } else {
+            t.checked_sub(1)
+        }
+    };
+    let mut runs = Vec::new();
+    let mut t = chunk.start;
+    while t < chunk.end {
+        let (end, prev) = match before(t) {
+            None => (t + 1, init),
+            Some(b) => {
+                let piece = outputs.piece(b * batch);
+                let mut end = t + 1;
+                while end < chunk.end
+                    && before(end).is_some_and(|b| outputs.piece(b * batch) == piece)
+                {
+                    end += 1;
+                }
+                let rows = b * batch..(b + end - t) * batch;
+                (end, outputs.matrix(rows, dims.hidden))
+            }
+        };
+        runs.push(((t - chunk.start) * batch..(end - chunk.start) * batch, prev));
+        t = end;
+    }
+    runs
 }
 
 /// Fills `prev_h` with the state before each step of `chunk` `[rows, H]` for a kind whose
