@@ -93,8 +93,8 @@ mod tests {
         out
     }
 
-    /// Tensors sharing one storage under different shapes (a reshape, a leading slice) each
-    /// get a packed copy of their own shape.
+    /// Tensors sharing one storage under different shapes (a reshape, a slice) each get a
+    /// packed copy of their own shape and values.
     #[test]
     fn shared_storage_under_other_shapes_packs_each_shape() {
         let w = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2]);
@@ -103,9 +103,12 @@ mod tests {
         let reshaped = w.clone().reshape(&[2, 3]);
         assert_eq!(product(&[1.0, 1.0], &reshaped, false), vec![5.0, 7.0, 9.0]);
         assert_eq!(product(&[1.0, 0.0, 0.0], &reshaped, true), vec![1.0, 4.0]);
-        let head = w.prefix(&[2, 2]);
+        let head = w.window(0, &[2, 2]);
         assert_eq!(product(&[1.0, 1.0], &head, false), vec![4.0, 6.0]);
         assert_eq!(product(&[0.0, 1.0], &head, true), vec![2.0, 4.0]);
+        let tail = w.window(2, &[2, 2]);
+        assert_eq!(product(&[1.0, 1.0], &tail, false), vec![8.0, 10.0]);
+        assert_eq!(product(&[0.0, 1.0], &tail, true), vec![4.0, 6.0]);
     }
 
     #[test]

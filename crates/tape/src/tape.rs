@@ -249,9 +249,11 @@ impl<'t, T: Element> Var<'t, T> {
         Ref::map(self.tape.nodes.borrow(), |n| &n[self.id].value)
     }
 
-    /// A copy of the value.
+    /// A copy of the value (sharing its storage, copied on write; a small slice of a larger
+    /// value gets storage of its own, so that keeping it, e.g. a state carried to the next
+    /// batch, does not keep the rest of the tape's values alive).
     pub fn to_tensor(self) -> Tensor<T> {
-        self.value().clone()
+        self.value().clone().compact()
     }
 
     pub fn shape(self) -> Shape {

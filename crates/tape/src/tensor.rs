@@ -1,10 +1,10 @@
 //! `Tensor<T>`: a dense, contiguous, row-major array with a small shape. A tensor is a plain
 //! value: it knows nothing of gradients, which live on the tape. Its storage is shared and
 //! copied on write, so cloning (binding a parameter to a tape, detaching) costs O(1). Its
-//! values are the first `numel` of the storage's: a leading slice along the first axis
-//! (`prefix`) shares its source's storage.
+//! values are `numel` consecutive values of the storage's from an offset: a slice along the
+//! first axis (`window`) shares its source's storage.
 
-use crate::kernels::PackedMatrix;
+use crate::kernels::{MatRef, PackedMatrix};
 use crate::shape::{numel, Shape};
 use crate::storage::Storage;
 use crate::Element;
@@ -15,16 +15,18 @@ use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct Tensor<T> {
-    /// At least `numel(shape)` values; those past it belong to another tensor sharing the
-    /// storage.
+    /// At least `offset + numel(shape)` values; those outside the window belong to other
+    /// tensors sharing the storage.
     data: Arc<Storage<T>>,
+    offset: usize,
     shape: Shape,
 }
 
 impl<T: PartialEq> PartialEq for Tensor<T> {
     fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.offset, other.offset);
         let n = numel(&self.shape);
-        self.shape == other.shape && self.data[..n] == other.data[..n]
+        self.shape == other.shape && self.data[a..a + n] == other.data[b..b + n]
     }
 }
 
@@ -65,6 +67,7 @@ impl<T: Element> Tensor<T> {
         }
         Ok(Tensor {
             data: Arc::new(Storage::new(data)),
+            offset: 0,
             shape: Shape::from_slice(shape),
         })
     }
@@ -72,6 +75,7 @@ impl<T: Element> Tensor<T> {
     pub fn full(shape: &[usize], value: T) -> Self {
         Tensor {
             data: Arc::new(Storage::new(vec![value; numel(shape)])),
+            offset: 0,
             shape: Shape::from_slice(shape),
         }
     }
@@ -96,6 +100,7 @@ impl<T: Element> Tensor<T> {
             .collect();
         Tensor {
             data: Arc::new(Storage::new(data)),
+            offset: 0,
             shape: Shape::from_slice(shape),
         }
     }
@@ -118,14 +123,16 @@ impl<T: Element> Tensor<T> {
     }
 
     pub fn data(&self) -> &[T] {
-        &self.data[..self.numel()]
+        &self.data[self.offset..self.offset + self.numel()]
     }
 
-    /// Mutable access; copies the values first if another tensor shares the storage.
+    /// Mutable access; copies the values first if another tensor shares the storage (or
+    /// this one is a window into a larger storage).
     pub fn data_mut(&mut self) -> &mut [T] {
         let n = self.numel();
-        if Arc::get_mut(&mut self.data).is_none() {
+        if self.offset > 0 || Arc::get_mut(&mut self.data).is_none() {
             self.data = Arc::new(Storage::new(self.data().to_vec()));
+            self.offset = 0;
         }
         let values = Arc::get_mut(&mut self.data)
             .expect("the storage was just made unique")
@@ -134,17 +141,29 @@ impl<T: Element> Tensor<T> {
         values.as_mut_slice()
     }
 
-    /// The first `numel(shape)` values under `shape`, sharing this tensor's storage (no copy):
-    /// a leading slice.
-    pub(crate) fn prefix(&self, shape: &[usize]) -> Self {
+    /// `numel(shape)` of this tensor's values from `start` on, under `shape`, sharing its
+    /// storage (no copy): a slice along the first axis.
+    pub(crate) fn window(&self, start: usize, shape: &[usize]) -> Self {
         assert!(
-            numel(shape) <= self.numel(),
-            "prefix: shape {shape:?} is larger than {:?}",
+            start + numel(shape) <= self.numel(),
+            "window: shape {shape:?} from value {start} does not fit in {:?}",
             self.shape
         );
         Tensor {
             data: Arc::clone(&self.data),
+            offset: self.offset + start,
             shape: Shape::from_slice(shape),
+        }
+    }
+
+    /// This tensor on storage of its own if it is a window over less than half of a larger
+    /// one, so that keeping it (a state carried across batches) does not keep the rest alive;
+    /// a larger window (a layer's output sequence) is kept as it is, not copied.
+    pub(crate) fn compact(self) -> Self {
+        if 2 * self.numel() >= self.data.len() {
+            self
+        } else {
+            Tensor::from_vec(self.data().to_vec(), &self.shape)
         }
     }
 
@@ -159,11 +178,19 @@ impl<T: Element> Tensor<T> {
             "packed: needs a matrix, got shape {:?}",
             self.shape()
         );
+        if self.offset > 0 {
+            // The storage caches the packed form of its leading values only.
+            let m = MatRef::row_major(self.data(), self.shape[0], self.shape[1]);
+            return Cow::Owned(PackedMatrix::new(if transposed { m.t() } else { m }));
+        }
         self.data.packed(self.shape[0], self.shape[1], transposed)
     }
 
     pub fn into_vec(self) -> Vec<T> {
         let n = self.numel();
+        if self.offset > 0 {
+            return self.data().to_vec();
+        }
         match Arc::try_unwrap(self.data) {
             Ok(storage) => {
                 let mut values = storage.into_values();
@@ -182,7 +209,7 @@ impl<T: Element> Tensor<T> {
             "item: tensor of shape {:?} is not a single value",
             self.shape
         );
-        self.data[0]
+        self.data()[0]
     }
 
     /// The element at a multi-index.
@@ -202,7 +229,7 @@ impl<T: Element> Tensor<T> {
             );
             flat = flat * d + i;
         }
-        self.data[flat]
+        self.data()[flat]
     }
 
     /// The same data under a new shape with the same number of elements.
@@ -221,6 +248,7 @@ impl<T: Element> Tensor<T> {
     pub fn map(&self, f: impl Fn(T) -> T) -> Self {
         Tensor {
             data: Arc::new(Storage::new(self.data().iter().map(|&v| f(v)).collect())),
+            offset: 0,
             shape: self.shape.clone(),
         }
     }
@@ -234,6 +262,7 @@ impl<T: Element> Tensor<T> {
             .collect();
         Tensor {
             data: Arc::new(Storage::new(data)),
+            offset: 0,
             shape: self.shape.clone(),
         }
     }
@@ -254,7 +283,7 @@ impl<T: Element> Tensor<T> {
     /// Row `i` of a tensor viewed as `[shape[0], rest]`.
     pub fn row(&self, i: usize) -> &[T] {
         let width = numel(&self.shape[1..]);
-        &self.data[i * width..(i + 1) * width]
+        &self.data()[i * width..(i + 1) * width]
     }
 }
 
@@ -279,11 +308,11 @@ impl<T: Element> fmt::Debug for Tensor<T> {
 mod tests {
     use super::*;
 
-    /// A prefix shares storage; writing either copies, and nothing past the prefix shows.
+    /// A window shares storage; writing either copies, and nothing outside the window shows.
     #[test]
-    fn prefixes_share_storage_and_copy_on_write() {
+    fn windows_share_storage_and_copy_on_write() {
         let mut whole = Tensor::<f64>::from_vec((0..6).map(f64::from).collect(), &[3, 2]);
-        let mut head = whole.prefix(&[2, 2]);
+        let mut head = whole.window(0, &[2, 2]);
         assert_eq!(head.numel(), 4);
         assert_eq!(head, Tensor::from_vec(vec![0.0, 1.0, 2.0, 3.0], &[2, 2]));
         assert_eq!(format!("{head:?}"), "Tensor<F64>[2, 2] [0, 1, 2, 3]");
@@ -292,10 +321,28 @@ mod tests {
         assert_eq!(head.data(), &[10.0, 1.0, 2.0, 3.0]);
         whole.data_mut()[5] = 50.0;
         assert_eq!(whole.clone().reshape(&[6]).data()[5], 50.0);
-        let tail_hidden = whole.prefix(&[1, 2]);
+        let compacted = whole.window(2, &[2]).compact();
+        assert_eq!(
+            (compacted.data.len(), compacted.data()),
+            (2, &[2.0, 3.0][..])
+        );
+        let kept = whole.window(1, &[4]).compact();
+        assert!(
+            Arc::ptr_eq(&kept.data, &whole.data),
+            "a large window is not copied"
+        );
+        let tail_hidden = whole.window(0, &[1, 2]);
         assert_eq!(tail_hidden.clone().into_vec(), vec![0.0, 1.0]);
+        let mut middle = whole.window(2, &[2, 1]);
+        assert_eq!(middle, Tensor::from_vec(vec![2.0, 3.0], &[2, 1]));
+        assert_eq!((middle.at(&[1, 0]), middle.row(0)), (3.0, &[2.0][..]));
+        assert_eq!(middle.clone().reshape(&[2]).window(1, &[1]).item(), 3.0);
         drop(whole);
         assert_eq!(tail_hidden.into_vec(), vec![0.0, 1.0]);
+        // The window alone holds the storage now: writing still copies out only its values.
+        middle.data_mut()[1] = 30.0;
+        assert_eq!(middle.clone().into_vec(), vec![2.0, 30.0]);
+        assert_eq!(format!("{middle:?}"), "Tensor<F64>[2, 1] [2, 30]");
     }
 
     #[test]

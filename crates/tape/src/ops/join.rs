@@ -116,7 +116,8 @@ struct Slice {
     start: usize,
     len: usize,
     /// Whether the slice is the input's leading elements (`0..len` along the first axis, or
-    /// an axis after only 1s), which the output shares instead of copying (`Op::is_view`).
+    /// an axis after only 1s): the tape then extends the output's gradient with zeros
+    /// itself (`Op::is_view`). Any slice along such an axis shares the input's storage.
     leading: bool,
 }
 
@@ -146,8 +147,9 @@ impl<T: Element> Op<T> for Slice {
         let mut shape = Shape::from_slice(x.shape());
         shape[self.axis] = self.len;
         self.leading = outer == 1 && self.start == 0;
-        if self.leading {
-            return x.prefix(&shape);
+        if outer == 1 {
+            // A contiguous run of the input's values: shared, not copied.
+            return x.window(self.start * inner, &shape);
         }
         let mut data = Vec::with_capacity(numel(&shape));
         for p in 0..outer {
@@ -272,12 +274,17 @@ mod tests {
         });
     }
 
-    /// Leading slices share their input's storage; their gradient is the output's,
-    /// extended with zeros, added to whatever else the input gets.
+    /// Slices along the first axis share their input's storage; a leading one's gradient is
+    /// the output's extended with zeros, any other's is added at its place, both to whatever
+    /// else the input gets.
     #[test]
-    fn leading_slices_are_views_with_the_right_gradient() {
+    fn first_axis_slices_are_views_with_the_right_gradient() {
         check_grad(&[&[4, 3]], |_, v| {
             v[0].slice(0, 0..2) * 3.0 + v[0].slice(0, 1..3)
+        });
+        check_grad(&[&[5, 3]], |_, v| {
+            let (a, b) = (v[0].slice(0, 1..3), v[0].slice(0, 3..5));
+            a.tanh() * b + a.matmul(b.t()).sum() + v[0].slice(0, 2..4)
         });
         check_grad(&[&[1, 5, 2]], |_, v| {
             let head = v[0].slice(1, 0..3);
@@ -293,6 +300,15 @@ mod tests {
         assert_eq!(head.shape(), &[2, 2]);
         assert_eq!(head.data(), &[0.0, 1.0, 2.0, 3.0]);
         assert_eq!(head.clone().into_vec(), vec![0.0, 1.0, 2.0, 3.0]);
+        let tail = x.slice(0, 1..3);
+        assert_eq!(tail.to_tensor().data(), &[2.0, 3.0, 4.0, 5.0]);
+        // As the right-hand matrix of a product (packed from its own values), both ways.
+        let ones = tape.constant(Tensor::ones(&[2, 2]));
+        assert_eq!(ones.matmul(tail).to_tensor().data(), &[6.0, 8.0, 6.0, 8.0]);
+        assert_eq!(
+            ones.linear(tail, None).to_tensor().data(),
+            &[5.0, 9.0, 5.0, 9.0]
+        );
     }
 
     #[test]
