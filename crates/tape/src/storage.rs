@@ -34,15 +34,25 @@ impl<T> Storage<T> {
 }
 
 impl<T: Element> Storage<T> {
-    /// The first `rows × cols` values as a matrix packed as the right-hand side of products,
-    /// transposed (`[cols, rows]`) if asked. The first shape asked for is cached; tensors
-    /// sharing the storage under another shape (a reshape, a leading slice) get a fresh copy.
-    pub fn packed(&self, rows: usize, cols: usize, transposed: bool) -> Cow<'_, PackedMatrix<T>> {
-        let pack = || {
-            let m = MatRef::row_major(&self.values, rows, cols);
+    /// `rows × cols` values from `offset` on as a matrix packed as the right-hand side of
+    /// products, transposed (`[cols, rows]`) if asked. The first shape asked for at offset 0
+    /// is cached; tensors sharing the storage under another shape or at another offset (a
+    /// reshape, a slice) get a fresh copy.
+    pub fn packed(
+        &self,
+        offset: usize,
+        rows: usize,
+        cols: usize,
+        transposed: bool,
+    ) -> Cow<'_, PackedMatrix<T>> {
+        let pack = |offset: usize| {
+            let m = MatRef::row_major(&self.values[offset..], rows, cols);
             PackedMatrix::new(if transposed { m.t() } else { m })
         };
-        let cached = self.packed[usize::from(transposed)].get_or_init(pack);
+        if offset > 0 {
+            return Cow::Owned(pack(offset));
+        }
+        let cached = self.packed[usize::from(transposed)].get_or_init(|| pack(0));
         let shape = if transposed {
             (cols, rows)
         } else {
@@ -51,7 +61,7 @@ impl<T: Element> Storage<T> {
         if (cached.rows(), cached.cols()) == shape {
             Cow::Borrowed(cached)
         } else {
-            Cow::Owned(pack())
+            Cow::Owned(pack(0))
         }
     }
 }

@@ -4,7 +4,7 @@
 //! values are `numel` consecutive values of the storage's from an offset: a slice along the
 //! first axis (`window`) shares its source's storage.
 
-use crate::kernels::{MatRef, PackedMatrix};
+use crate::kernels::PackedMatrix;
 use crate::shape::{numel, Shape};
 use crate::storage::Storage;
 use crate::Element;
@@ -178,12 +178,8 @@ impl<T: Element> Tensor<T> {
             "packed: needs a matrix, got shape {:?}",
             self.shape()
         );
-        if self.offset > 0 {
-            // The storage caches the packed form of its leading values only.
-            let m = MatRef::row_major(self.data(), self.shape[0], self.shape[1]);
-            return Cow::Owned(PackedMatrix::new(if transposed { m.t() } else { m }));
-        }
-        self.data.packed(self.shape[0], self.shape[1], transposed)
+        self.data
+            .packed(self.offset, self.shape[0], self.shape[1], transposed)
     }
 
     pub fn into_vec(self) -> Vec<T> {

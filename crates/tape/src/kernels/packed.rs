@@ -42,6 +42,17 @@ pub enum AddTo<'a, T> {
     Row(&'a [T]),
 }
 
+impl<T: Element> AddTo<'_, T> {
+    /// `v`, column j of a product's row, plus what `self` says (`current`: C's value there).
+    fn added(self, v: T, current: T, j: usize) -> T {
+        match self {
+            AddTo::Nothing => v,
+            AddTo::Output => v + current,
+            AddTo::Row(row) => v + row[j],
+        }
+    }
+}
+
 /// The panel kernel the running CPU supports best, and its panel width.
 #[derive(Clone, Copy)]
 pub struct PanelKernel<T> {
@@ -239,11 +250,7 @@ unsafe fn portable_panel<T: Element>(
         }
         for (j, &v) in acc.iter().enumerate().take(cols) {
             let out = c.add(i * ldc + j);
-            *out = match add {
-                AddTo::Nothing => v,
-                AddTo::Output => v + *out,
-                AddTo::Row(row) => v + row[j],
-            };
+            *out = add.added(v, *out, j);
         }
     }
 }
@@ -322,11 +329,7 @@ macro_rules! simd_panel_kernel {
                         $store(tmp.as_mut_ptr().add(L), acc[r][1]);
                         for (j, &v) in tmp.iter().enumerate().take(cols) {
                             let out = row.add(j);
-                            *out = match add {
-                                AddTo::Nothing => v,
-                                AddTo::Output => v + *out,
-                                AddTo::Row(to) => v + to[j],
-                            };
+                            *out = add.added(v, *out, j);
                         }
                     }
                 }

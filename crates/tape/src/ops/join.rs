@@ -195,8 +195,8 @@ pub fn stack<'t, T: Element>(vars: &[Var<'t, T>], axis: usize) -> Var<'t, T> {
 }
 
 impl<'t, T: Element> Var<'t, T> {
-    /// The elements in `range` along `axis`: a copy, or, for the leading elements of the
-    /// first axis (`0..n`), a view that shares the input's storage.
+    /// The elements in `range` along `axis`: a view that shares the input's storage along the
+    /// first axis (or an axis after only 1s), a copy along any other.
     pub fn slice(self, axis: usize, range: Range<usize>) -> Var<'t, T> {
         assert!(
             range.start <= range.end,
