@@ -203,36 +203,38 @@ pub(super) struct Grads<T> {
     pub bias: Option<(Vec<T>, Vec<T>)>,
 }
 
-/// The input part `xg` ← x·W_ihᵀ + b_ih (+ b_hh unless the kind keeps it apart) of the
-/// `rows` rows of `x`.
+/// The bias of the input part: b_ih, plus b_hh unless the kind keeps it apart (GRU).
+fn input_bias<T: Element>(dims: &Dims, weights: &Weights<'_, T>) -> Option<Vec<T>> {
+    let (b_ih, b_hh) = weights.bias?;
+    Some(if dims.separate_hidden_bias() {
+        b_ih.data().to_vec()
+    } else {
+        b_ih.data()
+            .iter()
+            .zip(b_hh.data())
+            .map(|(&i, &h)| i + h)
+            .collect()
+    })
+}
+
+/// The input part `xg` ← x·W_ihᵀ + `bias` of the `rows` rows of `x`; the kernel adds the
+/// bias as it stores the product.
 fn input_part<T: Element>(
     dims: &Dims,
     x: &[T],
     rows: usize,
     weights: &Weights<'_, T>,
+    bias: Option<&[T]>,
     xg: &mut [T],
 ) {
     let gates = dims.gates();
-    let xg = &mut xg[..rows * gates];
-    let w_ih = weights.w_ih.packed(true);
-    let x = MatRef::row_major(x, rows, dims.input);
-    // The kernel adds the biases to the product as it stores it: b_ih, and b_hh too except
-    // for the GRU, which keeps it apart.
-    match weights.bias {
-        None => w_ih.mul_into(x, xg, gates, false),
-        Some((b_ih, _)) if dims.separate_hidden_bias() => {
-            w_ih.product(x, xg, gates, AddTo::Row(b_ih.data()))
-        }
-        Some((b_ih, b_hh)) => {
-            let both: Vec<T> = b_ih
-                .data()
-                .iter()
-                .zip(b_hh.data())
-                .map(|(&i, &h)| i + h)
-                .collect();
-            w_ih.product(x, xg, gates, AddTo::Row(&both))
-        }
-    }
+    let add = bias.map_or(AddTo::Nothing, AddTo::Row);
+    weights.w_ih.packed(true).product(
+        MatRef::row_major(x, rows, dims.input),
+        &mut xg[..rows * gates],
+        gates,
+        add,
+    )
 }
 
 /// The forward pass of one direction, fed one chunk at a time in `dims.chunks(reverse)`
@@ -249,6 +251,8 @@ pub(super) struct ForwardRun<'a, T: Element> {
     hg: Vec<T>,
     /// The input part of one chunk, `[rows, gates]`.
     xg: Vec<T>,
+    /// What the input part adds to x·W_ihᵀ (see `input_bias`).
+    bias: Option<Vec<T>>,
 }
 
 impl<'a, T: Element> ForwardRun<'a, T> {
@@ -260,6 +264,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
             dims,
             reverse,
             recurrence: Recurrence::forward(weights.w_hh),
+            bias: input_bias(dims, &weights),
             weights,
             state,
             saved: Saved {
@@ -291,7 +296,8 @@ impl<'a, T: Element> ForwardRun<'a, T> {
             .filter(|_| dims.separate_hidden_bias())
             .map(|(_, b)| b.data());
         let first = chunk.start * batch;
-        input_part(dims, x, chunk.len() * batch, &self.weights, &mut self.xg);
+        let (rows, bias) = (chunk.len() * batch, self.bias.as_deref());
+        input_part(dims, x, rows, &self.weights, bias, &mut self.xg);
         for t in steps_of(chunk, self.reverse) {
             let at = t * batch;
             if !dims.state_is_output() {

@@ -98,9 +98,7 @@ pub(super) fn forward_row<T: Element>(kind: CellKind, hidden: usize, row: RowFor
                     for (((v, &x), &hg), &b) in rz.iter_mut().zip(x_rz).zip(h_rz).zip(b_rz) {
                         *v = x + (hg + b);
                     }
-                    for ((v, &hg), &b) in hn.iter_mut().zip(h_n).zip(b_n) {
-                        *v = hg + b;
-                    }
+                    add_into(hn, h_n, b_n);
                 }
                 None => {
                     add_into(rz, x_rz, h_rz);
