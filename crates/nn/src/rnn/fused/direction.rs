@@ -569,6 +569,15 @@ impl<'a, T: Element> BackwardRun<'a, T> {
     }
 }
 
+/// The step processed just before step t in this direction (none before the first).
+fn step_before(dims: &Dims, reverse: bool, t: usize) -> Option<usize> {
+    if reverse {
+        (t + 1 < dims.steps).then_some(t + 1)
+    } else {
+        t.checked_sub(1)
+    }
+}
+
 /// The states before the steps of `chunk` for a kind whose state is its output (the RNN),
 /// without lengths, read where they lie: runs of the chunk's rows (local, in time order), each
 /// with the matrix of its previous states: the outputs of the steps processed just before,
@@ -581,13 +590,7 @@ fn previous_output_runs<'o, T: Element>(
     init: MatRef<'o, T>,
 ) -> Vec<(Range<usize>, MatRef<'o, T>)> {
     let batch = dims.batch;
-    let before = |t: usize| {
-        if reverse {
-            (t + 1 < dims.steps).then_some(t + 1)
-        } else {
-            t.checked_sub(1)
-        }
-    };
+    let before = |t| step_before(dims, reverse, t);
     let mut runs = Vec::new();
     let mut t = chunk.start;
     while t < chunk.end {
@@ -626,14 +629,13 @@ fn previous_outputs<T: Element>(
     let (batch, hidden) = (dims.batch, dims.hidden);
     let init = weights.init[0].data();
     for t in chunk.clone() {
-        // The step processed just before t (none before the first).
-        let before = if reverse { t + 1 } else { t.wrapping_sub(1) };
+        let before = step_before(dims, reverse, t);
         for b in 0..batch {
             let local = (t - chunk.start) * batch + b;
             let row = &mut prev_h[local * hidden..(local + 1) * hidden];
             if !dims.active(t, b) {
                 row.fill(T::zero());
-            } else if before < dims.steps && dims.active(before, b) {
+            } else if let Some(before) = before.filter(|&s| dims.active(s, b)) {
                 row.copy_from_slice(outputs.row(before * batch + b, hidden));
             } else {
                 row.copy_from_slice(&init[b * hidden..(b + 1) * hidden]);
