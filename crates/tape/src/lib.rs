@@ -16,6 +16,7 @@
 //! assert_eq!(grads.wrt(w).shape(), &[2, 1]);
 //! ```
 
+mod deferred;
 mod element;
 pub mod gradcheck;
 pub mod kernels;
@@ -28,6 +29,7 @@ mod tensor;
 #[cfg(test)]
 mod testing;
 
+pub use deferred::Products;
 pub use element::Element;
 pub use gradcheck::{
     assert_gradcheck, gradcheck, gradcheck_with, GradcheckOptions, GradcheckReport,

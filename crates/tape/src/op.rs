@@ -1,6 +1,7 @@
 //! The op trait every recorded operation implements, built-in or written by a user, and the
 //! context its backward receives.
 
+use crate::deferred::Deferred;
 use crate::tape::{add_to_slot, Node};
 use crate::{Element, Tensor};
 
@@ -58,6 +59,7 @@ pub struct BackwardCtx<'a, T: Element> {
     pub(crate) output: &'a Tensor<T>,
     pub(crate) grad_output: &'a Tensor<T>,
     pub(crate) grads: &'a mut [Option<Tensor<T>>],
+    pub(crate) deferred: &'a mut Deferred<T>,
 }
 
 impl<'a, T: Element> BackwardCtx<'a, T> {
@@ -154,6 +156,20 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
                 );
                 *empty = Some(Tensor::from_vec(grad, node.value.shape()));
             }
+        }
+    }
+
+    /// Adds aᵀ·b to input `k`'s gradient, for `a` of rows × m values and `b` of rows × n
+    /// (row-major), the input's shape holding m × n (m: all but its last dimension): the
+    /// gradient of a weight from one use, ∂W += ∂Yᵀ·X. Products with few rows (a step of an
+    /// unrolled sequence) wait and are summed as one product over many uses, before anything
+    /// reads the gradient. Does nothing if the input needs no gradient.
+    pub fn add_transposed_product(&mut self, k: usize, a: &Tensor<T>, b: &Tensor<T>) {
+        let id = self.inputs[k];
+        let node = &self.nodes[id];
+        if node.requires_grad {
+            self.deferred
+                .add(id, node.value.shape(), &mut self.grads[id], a, b);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The tape: an arena of recorded ops addressed by `Copy` handles (`Var`). Append order is a
 //! topological order, so backward is one reverse loop over the arena, with no recursion.
 
+use crate::deferred::{Deferred, Products};
 use crate::op::{BackwardCtx, Op};
 use crate::shape::Shape;
 use crate::{Element, Tensor};
@@ -178,6 +179,20 @@ impl<T: Element> Tape<T> {
     /// the given gradient (a cotangent of its shape). Seeds of leaves or of values that need
     /// no gradient are kept as they are; a variable seeded twice gets the sum.
     pub fn backward_seeded(&self, seeds: Vec<(Var<'_, T>, Tensor<T>)>) -> Gradients<T> {
+        self.backward_keeping_products(seeds, &[])
+    }
+
+    /// [`backward_seeded`](Self::backward_seeded), except that the products aᵀ·b that ops add
+    /// to the gradients of `leaves` through
+    /// [`BackwardCtx::add_transposed_product`] are not summed: they are handed back, in the
+    /// order they were made ([`Gradients::take_products`]). A backward that continues an outer
+    /// one on a scratch tape (checkpointing through time) passes them on to the outer
+    /// gradients, so that they are summed in the same blocks as without the scratch tape.
+    pub fn backward_keeping_products(
+        &self,
+        seeds: Vec<(Var<'_, T>, Tensor<T>)>,
+        leaves: &[Var<'_, T>],
+    ) -> Gradients<T> {
         let nodes = self.nodes.borrow();
         let top = seeds.iter().map(|(v, _)| v.id).max().map_or(0, |m| m + 1);
         let mut grads: Vec<Option<Tensor<T>>> = Vec::with_capacity(top);
@@ -193,9 +208,11 @@ impl<T: Element> Tape<T> {
             );
             add_to_slot(&mut grads[v.id], g);
         }
+        let mut deferred = Deferred::new(leaves.iter().map(|v| v.id).collect());
         for i in (0..top).rev() {
             let node = &nodes[i];
             let Some(op) = &node.op else { continue };
+            deferred.flush(i, &mut grads);
             let Some(grad_output) = grads[i].take() else {
                 continue;
             };
@@ -215,10 +232,12 @@ impl<T: Element> Tape<T> {
                 output: &node.value,
                 grad_output: &grad_output,
                 grads: &mut grads[..i],
+                deferred: &mut deferred,
             };
             op.backward(&mut ctx);
         }
-        Gradients { grads }
+        let products = deferred.finish(&mut grads);
+        Gradients { grads, products }
     }
 }
 
@@ -286,6 +305,7 @@ impl<T: Element> fmt::Debug for Var<'_, T> {
 /// The result of [`Tape::backward`]: a gradient for every leaf that received one.
 pub struct Gradients<T: Element> {
     grads: Vec<Option<Tensor<T>>>,
+    products: Vec<(usize, Products<T>)>,
 }
 
 impl<T: Element> Gradients<T> {
@@ -297,6 +317,16 @@ impl<T: Element> Gradients<T> {
     /// Moves the gradient of `v` out (for optimizers, without a copy).
     pub fn take(&mut self, v: Var<'_, T>) -> Option<Tensor<T>> {
         self.grads.get_mut(v.id).and_then(Option::take)
+    }
+
+    /// The products aᵀ·b kept for `v` by [`Tape::backward_keeping_products`], in the order
+    /// they were made: pass each to [`BackwardCtx::add_transposed_product`].
+    pub fn take_products(&mut self, v: Var<'_, T>) -> Products<T> {
+        self.products
+            .iter_mut()
+            .find(|(id, _)| *id == v.id)
+            .map(|(_, p)| std::mem::take(p))
+            .unwrap_or_default()
     }
 
     /// The gradient of `v`, or zeros of its shape if the loss does not depend on it.

@@ -303,9 +303,14 @@ impl<C: Cell<T> + Clone + 'static, T: Element> Op<T> for Checkpointed<C, T> {
                 }
             }
 
-            let grads = tape.backward_seeded(seeds);
+            // The weights' products go on to the outer gradients, to be summed in the same
+            // blocks as without checkpointing.
+            let mut grads = tape.backward_keeping_products(seeds, &p_leaves);
             for (i, &leaf) in p_leaves.iter().enumerate() {
                 write_back(ctx, params_at + i, 0, grads.get(leaf));
+                for (a, b) in grads.take_products(leaf) {
+                    ctx.add_transposed_product(params_at + i, &a, &b);
+                }
             }
             for (&t, &leaf) in seg.iter().zip(&x_leaves) {
                 write_back(ctx, 0, t * x_block, grads.get(leaf));

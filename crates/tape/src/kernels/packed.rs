@@ -12,16 +12,17 @@
 
 use super::gemm::MatRef;
 use crate::Element;
+use smallvec::SmallVec;
 
 /// A panel kernel (unsafe: the caller guarantees the CPU feature and the extents): C (`m`
 /// rows, first `cols` columns, row stride `ldc`) ← A·panel + what `add` says, for A `m × k`
-/// with row stride `lda` and a `k × width` panel. `prefetch` is null or the next
-/// `k × width` panel, whose lines the kernel prefetches into L2.
+/// given as column blocks side by side (`a`, their widths summing to k; all transposed or
+/// none) and a `k × width` panel. `prefetch` is null or the next `k × width` panel, whose
+/// lines the kernel prefetches into L2.
 pub type PanelFn<T> = unsafe fn(
     m: usize,
-    k: usize,
-    a: *const T,
-    lda: usize,
+    a: &[APiece<T>],
+    a_transposed: bool,
     panel: *const T,
     c: *mut T,
     ldc: usize,
@@ -29,6 +30,24 @@ pub type PanelFn<T> = unsafe fn(
     add: AddTo<'_, T>,
     prefetch: *const T,
 );
+
+/// Columns `k` wide of the left-hand matrix A, from row 0: element (i, p) is at
+/// `ptr[i·ld + p]`, or at `ptr[i + p·ld]` when A is transposed (its columns contiguous).
+#[derive(Clone, Copy, Debug)]
+pub struct APiece<T> {
+    pub ptr: *const T,
+    pub k: usize,
+    pub ld: usize,
+}
+
+impl<T> APiece<T> {
+    /// Where row `row` of the piece starts.
+    fn at_row(self, row: usize, transposed: bool) -> *const T {
+        // SAFETY (of the callers' use): rows below the piece's height stay inside it.
+        self.ptr
+            .wrapping_add(if transposed { row } else { row * self.ld })
+    }
+}
 
 /// What a product is added to.
 #[derive(Clone, Copy, Debug)]
@@ -80,46 +99,28 @@ pub struct PackedMatrix<T> {
 impl<T: Element> PackedMatrix<T> {
     /// Packs `b` (any strides) for the best kernel of this CPU.
     pub fn new(b: MatRef<T>) -> Self {
-        Self::with_kernel(b, T::panel_kernel())
+        Self::stacked(&[b])
     }
 
-    fn with_kernel(b: MatRef<T>, kernel: PanelKernel<T>) -> Self {
-        let (k, n, w) = (b.rows, b.cols, kernel.width);
+    /// Packs the matrices `blocks` stacked on top of each other, `[B₁; B₂; …]` (all with the
+    /// same number of columns, any strides), for the best kernel of this CPU.
+    pub fn stacked(blocks: &[MatRef<T>]) -> Self {
+        Self::with_kernel(blocks, T::panel_kernel())
+    }
+
+    fn with_kernel(blocks: &[MatRef<T>], kernel: PanelKernel<T>) -> Self {
+        let n = blocks.first().map_or(0, |b| b.cols);
+        assert!(
+            blocks.iter().all(|b| b.cols == n),
+            "packed matmul: stacked blocks with different widths"
+        );
+        let (k, w) = (blocks.iter().map(|b| b.rows).sum(), kernel.width);
         let panels = n.div_ceil(w);
         let mut data = vec![T::zero(); panels * k * w];
-        let (rs, cs) = (b.row_stride, b.col_stride);
-        for (panel, block) in data
-            .chunks_exact_mut((k * w).max(1))
-            .enumerate()
-            .take(panels)
-        {
-            let (j0, cols) = (panel * w, w.min(n - panel * w));
-            if cs == 1 {
-                // Rows of B are contiguous: copy row slices.
-                for p in 0..k {
-                    block[p * w..p * w + cols].copy_from_slice(&b.data[p * rs + j0..][..cols]);
-                }
-            } else if rs == 1 {
-                // Columns of B are contiguous (a transposed matrix): read them a tile of
-                // rows at a time, so that the tile's rows of the panel stay in L1 while
-                // every column writes into them.
-                for p0 in (0..k).step_by(TRANSPOSE_TILE) {
-                    let rows = TRANSPOSE_TILE.min(k - p0);
-                    let tile = &mut block[p0 * w..(p0 + rows) * w];
-                    for c in 0..cols {
-                        let column = &b.data[(j0 + c) * cs + p0..][..rows];
-                        for (row, &v) in tile.chunks_exact_mut(w).zip(column) {
-                            row[c] = v;
-                        }
-                    }
-                }
-            } else {
-                for p in 0..k {
-                    for c in 0..cols {
-                        block[p * w + c] = b.data[p * rs + (j0 + c) * cs];
-                    }
-                }
-            }
+        let mut first_row = 0;
+        for b in blocks {
+            pack_rows(*b, first_row, k, w, &mut data);
+            first_row += b.rows;
         }
         PackedMatrix { data, k, n, kernel }
     }
@@ -144,9 +145,24 @@ impl<T: Element> PackedMatrix<T> {
     }
 
     /// C ← A·B + what `add` says (a row of `n` values for [`AddTo::Row`]); A is `m × k` with
-    /// unit column stride, C is `m × n` with row stride `ldc`.
+    /// unit column stride, or unit row stride (a transposed matrix, read in place), C is
+    /// `m × n` with row stride `ldc`.
     pub fn product(&self, a: MatRef<T>, c: &mut [T], ldc: usize, add: AddTo<'_, T>) {
-        let (m, k, n) = (a.rows, self.k, self.n);
+        self.product_of_blocks(&[a], c, ldc, add)
+    }
+
+    /// [`product`](Self::product) for A given as column blocks side by side, `[A₁ A₂ …]`,
+    /// each read where it lies: all `m` rows, their widths summing to B's rows, all with unit
+    /// column stride or all with unit row stride. Σᵢ Aᵢ·Bᵢ over the matching row blocks of B
+    /// runs as one product, with C loaded and stored once per block of K.
+    pub fn product_of_blocks(
+        &self,
+        blocks: &[MatRef<T>],
+        c: &mut [T],
+        ldc: usize,
+        add: AddTo<'_, T>,
+    ) {
+        let (m, k, n) = (blocks.first().map_or(0, |a| a.rows), self.k, self.n);
         if let AddTo::Row(row) = add {
             assert!(
                 row.len() >= n,
@@ -154,35 +170,81 @@ impl<T: Element> PackedMatrix<T> {
                 row.len()
             );
         }
+        let a_transposed = blocks.first().is_some_and(|a| a.col_stride != 1);
+        let mut width = 0;
+        for a in blocks {
+            let unit = if a_transposed {
+                a.row_stride == 1
+            } else {
+                a.col_stride == 1
+            };
+            assert!(
+                a.rows == m && unit,
+                "packed matmul: A block {}x{} with strides ({}, {}): expected {m} rows and the \
+                 first block's unit {} stride",
+                a.rows,
+                a.cols,
+                a.row_stride,
+                a.col_stride,
+                if a_transposed { "row" } else { "column" }
+            );
+            if m > 0 && a.cols > 0 {
+                let (row_step, k_step) = if a_transposed {
+                    (1, a.col_stride)
+                } else {
+                    (a.row_stride, 1)
+                };
+                assert!(
+                    (m - 1) * row_step + (a.cols - 1) * k_step < a.data.len(),
+                    "packed matmul: A slice of {} cannot hold {m}x{} with strides ({}, {})",
+                    a.data.len(),
+                    a.cols,
+                    a.row_stride,
+                    a.col_stride
+                );
+            }
+            width += a.cols;
+        }
         assert!(
-            a.cols == k && a.col_stride == 1,
-            "packed matmul: A is {}x{} with column stride {}, expected {m}x{k} with stride 1",
-            a.rows,
-            a.cols,
-            a.col_stride
+            width == k,
+            "packed matmul: A has {width} columns, B {k} rows"
         );
         if m == 0 || n == 0 {
             return;
         }
         assert!(
-            (m - 1) * a.row_stride + k <= a.data.len(),
-            "packed matmul: A slice of {} cannot hold {m}x{k} with row stride {}",
-            a.data.len(),
-            a.row_stride
-        );
-        assert!(
             ldc >= n && (m - 1) * ldc + n <= c.len(),
             "packed matmul: output slice of {} cannot hold {m}x{n} with row stride {ldc}",
             c.len()
         );
+        if k == 0 {
+            // An empty sum: C ← 0 + what `add` says.
+            for (i, j) in (0..m).flat_map(|i| (0..n).map(move |j| (i, j))) {
+                c[i * ldc + j] = add.added(T::zero(), c[i * ldc + j], j);
+            }
+            return;
+        }
         // Blocks of K keep a panel's slice in L1 and blocks of M keep A's slice in L2 while
         // the kernel sweeps the panels.
         let (w, panels) = (self.kernel.width, n.div_ceil(self.kernel.width));
         let panel_at = |j: usize, k0: usize| self.data[j * k * w + k0 * w..].as_ptr();
+        let mut many: SmallVec<[APiece<T>; 8]> = SmallVec::new();
         for k0 in (0..k).step_by(K_BLOCK) {
             let kc = K_BLOCK.min(k - k0);
             for m0 in (0..m).step_by(M_BLOCK) {
                 let mc = M_BLOCK.min(m - m0);
+                let single;
+                let pieces: &[APiece<T>] = match blocks {
+                    [a] => {
+                        single = [piece_of(a, a_transposed, m0, k0, kc)];
+                        &single
+                    }
+                    _ => {
+                        many.clear();
+                        many.extend(pieces_of(blocks, a_transposed, m0, k0..k0 + kc));
+                        &many
+                    }
+                };
                 for panel in 0..panels {
                     let cols = w.min(n - panel * w);
                     let next = if panel + 1 < panels {
@@ -190,15 +252,15 @@ impl<T: Element> PackedMatrix<T> {
                     } else {
                         std::ptr::null()
                     };
-                    // SAFETY: A (m × k, stride lda), the panel (k × w) and C's rows (m × cols
-                    // at column panel·w, stride ldc) were bounds-checked above; the blocks
-                    // lie inside them, and `next` is null or another panel's slice.
+                    // SAFETY: A's blocks (m rows, strides as said), the panel (k × w) and C's
+                    // rows (m × cols at column panel·w, stride ldc) were bounds-checked above;
+                    // the pieces lie inside the blocks, and `next` is null or another panel's
+                    // slice.
                     unsafe {
                         (self.kernel.run)(
                             mc,
-                            kc,
-                            a.data.as_ptr().add(m0 * a.row_stride + k0),
-                            a.row_stride,
+                            pieces,
+                            a_transposed,
                             panel_at(panel, k0),
                             c.as_mut_ptr().add(m0 * ldc + panel * w),
                             ldc,
@@ -217,6 +279,73 @@ impl<T: Element> PackedMatrix<T> {
     }
 }
 
+/// Writes the rows of `b` into panels of width `w` holding `k` rows in all, as rows
+/// `first_row..` of each panel.
+fn pack_rows<T: Element>(b: MatRef<T>, first_row: usize, k: usize, w: usize, data: &mut [T]) {
+    let (rows, n, rs, cs) = (b.rows, b.cols, b.row_stride, b.col_stride);
+    for (panel, block) in data.chunks_exact_mut((k * w).max(1)).enumerate() {
+        let block = &mut block[first_row * w..(first_row + rows) * w];
+        let (j0, cols) = (panel * w, w.min(n - panel * w));
+        let k = rows; // this block's rows of the panel
+        if cs == 1 {
+            // Rows of B are contiguous: copy row slices.
+            for p in 0..k {
+                block[p * w..p * w + cols].copy_from_slice(&b.data[p * rs + j0..][..cols]);
+            }
+        } else if rs == 1 {
+            // Columns of B are contiguous (a transposed matrix): read them a tile of
+            // rows at a time, so that the tile's rows of the panel stay in L1 while
+            // every column writes into them.
+            for p0 in (0..k).step_by(TRANSPOSE_TILE) {
+                let tile_rows = TRANSPOSE_TILE.min(k - p0);
+                let tile = &mut block[p0 * w..(p0 + tile_rows) * w];
+                for c in 0..cols {
+                    let column = &b.data[(j0 + c) * cs + p0..][..tile_rows];
+                    for (row, &v) in tile.chunks_exact_mut(w).zip(column) {
+                        row[c] = v;
+                    }
+                }
+            }
+        } else {
+            for p in 0..k {
+                for c in 0..cols {
+                    block[p * w + c] = b.data[p * rs + (j0 + c) * cs];
+                }
+            }
+        }
+    }
+}
+
+/// The parts of A's column blocks that cover columns `range`, from row `row` down.
+fn pieces_of<'a, T>(
+    blocks: &'a [MatRef<'a, T>],
+    transposed: bool,
+    row: usize,
+    range: std::ops::Range<usize>,
+) -> impl Iterator<Item = APiece<T>> + 'a {
+    let mut start = 0;
+    blocks.iter().filter_map(move |a| {
+        let (first, end) = (start, start + a.cols);
+        start = end;
+        let (lo, hi) = (range.start.max(first), range.end.min(end));
+        (lo < hi).then(|| piece_of(a, transposed, row, lo - first, hi - lo))
+    })
+}
+
+/// Columns `first..first + k` of the block `a`, from row `row` down.
+fn piece_of<T>(a: &MatRef<T>, transposed: bool, row: usize, first: usize, k: usize) -> APiece<T> {
+    let (ld, row_step, k_step) = if transposed {
+        (a.col_stride, 1, a.col_stride)
+    } else {
+        (a.row_stride, a.row_stride, 1)
+    };
+    APiece {
+        ptr: a.data[row * row_step + first * k_step..].as_ptr(),
+        k,
+        ld,
+    }
+}
+
 /// The portable kernel, for CPUs without AVX2: the same blocking with plain arrays.
 pub fn portable_kernel<T: Element>() -> PanelKernel<T> {
     PanelKernel {
@@ -229,9 +358,8 @@ const PORTABLE_WIDTH: usize = 8;
 
 unsafe fn portable_panel<T: Element>(
     m: usize,
-    k: usize,
-    a: *const T,
-    lda: usize,
+    a: &[APiece<T>],
+    a_transposed: bool,
     panel: *const T,
     c: *mut T,
     ldc: usize,
@@ -242,10 +370,16 @@ unsafe fn portable_panel<T: Element>(
     const W: usize = PORTABLE_WIDTH;
     for i in 0..m {
         let mut acc = [T::zero(); W];
-        for p in 0..k {
-            let av = *a.add(i * lda + p);
-            for (j, acc) in acc.iter_mut().enumerate() {
-                *acc += av * *panel.add(p * W + j);
+        let mut panel = panel;
+        for piece in a {
+            let row = piece.at_row(i, a_transposed);
+            let step = if a_transposed { piece.ld } else { 1 };
+            for p in 0..piece.k {
+                let av = *row.add(p * step);
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    *acc += av * *panel.add(j);
+                }
+                panel = panel.add(W);
             }
         }
         for (j, &v) in acc.iter().enumerate().take(cols) {
@@ -267,9 +401,8 @@ macro_rules! simd_panel_kernel {
         #[target_feature(enable = $feature)]
         unsafe fn $name(
             m: usize,
-            k: usize,
-            a: *const $t,
-            lda: usize,
+            a: &[APiece<$t>],
+            a_transposed: bool,
             panel: *const $t,
             c: *mut $t,
             ldc: usize,
@@ -281,10 +414,9 @@ macro_rules! simd_panel_kernel {
             const L: usize = $lanes;
             #[target_feature(enable = $feature)]
             #[inline]
-            unsafe fn rows<const R: usize>(
-                k: usize,
-                a: *const $t,
-                lda: usize,
+            unsafe fn rows<const R: usize, const TR: bool>(
+                a: &[APiece<$t>],
+                row: usize,
                 panel: *const $t,
                 c: *mut $t,
                 ldc: usize,
@@ -293,17 +425,32 @@ macro_rules! simd_panel_kernel {
                 prefetch: *const $t,
             ) {
                 let mut acc = [[$zero(); 2]; R];
-                for p in 0..k {
-                    if !prefetch.is_null() {
-                        _mm_prefetch::<_MM_HINT_T1>(prefetch.add(p * 2 * L) as *const i8);
-                        _mm_prefetch::<_MM_HINT_T1>(prefetch.add(p * 2 * L + L) as *const i8);
-                    }
-                    let b0 = $load(panel.add(p * 2 * L));
-                    let b1 = $load(panel.add(p * 2 * L + L));
-                    for r in 0..R {
-                        let av = $splat(*a.add(r * lda + p));
-                        acc[r][0] = $fma(av, b0, acc[r][0]);
-                        acc[r][1] = $fma(av, b1, acc[r][1]);
+                let mut done = 0;
+                for piece in a {
+                    let (a, lda, k) = (piece.at_row(row, TR), piece.ld, piece.k);
+                    let panel = panel.add(done * 2 * L);
+                    let prefetch = if prefetch.is_null() {
+                        prefetch
+                    } else {
+                        prefetch.add(done * 2 * L)
+                    };
+                    done += k;
+                    for p in 0..k {
+                        if !prefetch.is_null() {
+                            _mm_prefetch::<_MM_HINT_T1>(prefetch.add(p * 2 * L) as *const i8);
+                            _mm_prefetch::<_MM_HINT_T1>(prefetch.add(p * 2 * L + L) as *const i8);
+                        }
+                        let b0 = $load(panel.add(p * 2 * L));
+                        let b1 = $load(panel.add(p * 2 * L + L));
+                        for r in 0..R {
+                            let av = $splat(if TR {
+                                *a.add(r + p * lda)
+                            } else {
+                                *a.add(r * lda + p)
+                            });
+                            acc[r][0] = $fma(av, b0, acc[r][0]);
+                            acc[r][1] = $fma(av, b1, acc[r][1]);
+                        }
                     }
                 }
                 for r in 0..R {
@@ -334,36 +481,44 @@ macro_rules! simd_panel_kernel {
                     }
                 }
             }
-            let (mut i, mut prefetch) = (0, prefetch);
-            while i + $block <= m {
-                rows::<$block>(
-                    k,
-                    a.add(i * lda),
-                    lda,
-                    panel,
-                    c.add(i * ldc),
-                    ldc,
-                    cols,
-                    add,
-                    prefetch,
-                );
-                prefetch = std::ptr::null();
-                i += $block;
+            #[target_feature(enable = $feature)]
+            #[inline]
+            unsafe fn sweep<const TR: bool>(
+                m: usize,
+                a: &[APiece<$t>],
+                panel: *const $t,
+                c: *mut $t,
+                ldc: usize,
+                cols: usize,
+                add: AddTo<'_, $t>,
+                prefetch: *const $t,
+            ) {
+                let (mut i, mut prefetch) = (0, prefetch);
+                while i + $block <= m {
+                    rows::<$block, TR>(a, i, panel, c.add(i * ldc), ldc, cols, add, prefetch);
+                    prefetch = std::ptr::null();
+                    i += $block;
+                }
+                let c = c.add(i * ldc);
+                match m - i {
+                    1 => rows::<1, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    2 => rows::<2, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    3 => rows::<3, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    4 => rows::<4, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    5 => rows::<5, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    6 => rows::<6, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    7 => rows::<7, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    8 => rows::<8, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    9 => rows::<9, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    10 => rows::<10, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    11 => rows::<11, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    _ => {}
+                }
             }
-            let (a, c) = (a.add(i * lda), c.add(i * ldc));
-            match m - i {
-                1 => rows::<1>(k, a, lda, panel, c, ldc, cols, add, prefetch),
-                2 => rows::<2>(k, a, lda, panel, c, ldc, cols, add, prefetch),
-                3 => rows::<3>(k, a, lda, panel, c, ldc, cols, add, prefetch),
-                4 => rows::<4>(k, a, lda, panel, c, ldc, cols, add, prefetch),
-                5 => rows::<5>(k, a, lda, panel, c, ldc, cols, add, prefetch),
-                6 => rows::<6>(k, a, lda, panel, c, ldc, cols, add, prefetch),
-                7 => rows::<7>(k, a, lda, panel, c, ldc, cols, add, prefetch),
-                8 => rows::<8>(k, a, lda, panel, c, ldc, cols, add, prefetch),
-                9 => rows::<9>(k, a, lda, panel, c, ldc, cols, add, prefetch),
-                10 => rows::<10>(k, a, lda, panel, c, ldc, cols, add, prefetch),
-                11 => rows::<11>(k, a, lda, panel, c, ldc, cols, add, prefetch),
-                _ => {}
+            if a_transposed {
+                sweep::<true>(m, a, panel, c, ldc, cols, add, prefetch)
+            } else {
+                sweep::<false>(m, a, panel, c, ldc, cols, add, prefetch)
             }
         }
     };
@@ -472,7 +627,7 @@ mod tests {
                 let b = crate::Tensor::<T>::uniform(&[n * k], -1.0, 1.0, &mut rng);
                 let (a, b) = (a.data(), b.data());
                 let bt = MatRef::row_major(b, n, k).t();
-                let packed = PackedMatrix::with_kernel(bt, *kernel);
+                let packed = PackedMatrix::with_kernel(&[bt], *kernel);
                 let a_ref = MatRef {
                     data: a,
                     rows: m,
@@ -512,6 +667,106 @@ mod tests {
                                 .all(|&v| v == T::of(0.5)),
                             "columns past n untouched"
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A as column blocks side by side (read in place, transposed or not), B packed from the
+    /// matching row blocks, across the K and M block boundaries and with an empty block:
+    /// Σ Aᵢ·Bᵢ as one product, added to C. With no columns at all, C gets the added row.
+    #[test]
+    fn products_of_column_blocks_match_naive() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let mut kernels = vec![portable_kernel::<f64>(), kernel_f64()];
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            kernels.push(PanelKernel {
+                width: 8,
+                run: panel_f64_avx2,
+            });
+        }
+        let cases: [(usize, usize, &[usize]); 4] = [
+            (5, 7, &[3, 1, 4]),
+            (200, 40, &[100, 7, 180]),
+            (13, 33, &[0, 256, 2]),
+            (4, 9, &[0]),
+        ];
+        for kernel in &kernels {
+            for &(m, n, widths) in &cases {
+                for transposed in [false, true] {
+                    let k: usize = widths.iter().sum();
+                    let a = crate::Tensor::<f64>::uniform(&[m * k], -1.0, 1.0, &mut rng);
+                    let b = crate::Tensor::<f64>::uniform(&[k * n], -1.0, 1.0, &mut rng);
+                    let (a, b) = (a.data(), b.data());
+                    // Each block in storage of its own, with padded leading dimensions.
+                    let mut first = 0;
+                    let mut stored: Vec<(Vec<f64>, Vec<f64>, usize)> = Vec::new();
+                    for &w in widths {
+                        let ld = if transposed { m + 1 } else { w + 2 };
+                        let mut ab = vec![f64::NAN; ld * if transposed { w } else { m }];
+                        for i in 0..m {
+                            for p in 0..w {
+                                let at = if transposed { p * ld + i } else { i * ld + p };
+                                ab[at] = a[i * k + first + p];
+                            }
+                        }
+                        let mut bb = vec![f64::NAN; w * (n + 1)];
+                        for p in 0..w {
+                            for j in 0..n {
+                                bb[p * (n + 1) + j] = b[(first + p) * n + j];
+                            }
+                        }
+                        stored.push((ab, bb, ld));
+                        first += w;
+                    }
+                    let a_blocks: Vec<MatRef<f64>> = stored
+                        .iter()
+                        .zip(widths)
+                        .map(|((ab, _, ld), &w)| {
+                            let (row_stride, col_stride) =
+                                if transposed { (1, *ld) } else { (*ld, 1) };
+                            MatRef {
+                                data: ab,
+                                rows: m,
+                                cols: w,
+                                row_stride,
+                                col_stride,
+                            }
+                        })
+                        .collect();
+                    let b_blocks: Vec<MatRef<f64>> = stored
+                        .iter()
+                        .zip(widths)
+                        .map(|((_, bb, _), &w)| MatRef {
+                            data: bb,
+                            rows: w,
+                            cols: n,
+                            row_stride: n + 1,
+                            col_stride: 1,
+                        })
+                        .collect();
+                    let packed = PackedMatrix::with_kernel(&b_blocks, *kernel);
+                    let row: Vec<f64> = (0..n).map(|j| j as f64 - 0.5).collect();
+                    let (add, base): (AddTo<f64>, fn(&[f64], usize) -> f64) = if k == 0 {
+                        (AddTo::Row(&row), |row, j| row[j])
+                    } else {
+                        (AddTo::Output, |_, _| 0.5)
+                    };
+                    let mut c = vec![0.5; m * n];
+                    packed.product_of_blocks(&a_blocks, &mut c, n, add);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let want = base(&row, j)
+                                + (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum::<f64>();
+                            let got = c[i * n + j];
+                            assert!(
+                                (got - want).abs() < 1e-12 * (k as f64 + 1.0),
+                                "{m}x{widths:?}x{n} transposed {transposed}, width {}: {got} vs {want}",
+                                kernel.width
+                            );
+                        }
                     }
                 }
             }

@@ -153,7 +153,10 @@ impl<T: Element> Op<T> for Matmul {
                     gemm(T::one(), gv, bv.t(), T::one(), ga, k);
                 }
             }
-            if let Some(gb) = ctx.grad_input(1) {
+            if b_matrix.ndim() == 2 {
+                // One weight for all rows (batch is 1).
+                ctx.add_transposed_product(1, ctx.input(0), ctx.grad_output());
+            } else if let Some(gb) = ctx.grad_input(1) {
                 gemm(
                     T::one(),
                     av.t(),
@@ -219,21 +222,12 @@ impl<T: Element> Op<T> for Linear {
             fan_in,
             fan_out,
         } = *self;
-        let (x, w, g) = (ctx.input(0).data(), ctx.input(1), ctx.grad_output().data());
+        let (w, g) = (ctx.input(1), ctx.grad_output().data());
         let gv = MatRef::row_major(g, rows, fan_out);
         if let Some(gx) = ctx.grad_input(0) {
             product_with(gv, w, false, AddTo::Output, gx, fan_in);
         }
-        if let Some(gw) = ctx.grad_input(1) {
-            gemm(
-                T::one(),
-                gv.t(),
-                MatRef::row_major(x, rows, fan_in),
-                T::one(),
-                gw,
-                fan_in,
-            );
-        }
+        ctx.add_transposed_product(1, ctx.grad_output(), ctx.input(0));
         if ctx.num_inputs() == 3 {
             if let Some(gb) = ctx.grad_input(2) {
                 for row in g.chunks_exact(fan_out) {
