@@ -16,13 +16,12 @@ use smallvec::SmallVec;
 
 /// A panel kernel (unsafe: the caller guarantees the CPU feature and the extents): C (`m`
 /// rows, first `cols` columns, row stride `ldc`) ← A·panel + what `add` says, for A `m × k`
-/// given as column blocks side by side (`a`, their widths summing to k; all transposed or
-/// none) and a `k × width` panel. `prefetch` is null or the next `k × width` panel, whose
-/// lines the kernel prefetches into L2.
+/// given as column blocks side by side (`a`, their widths summing to k) and a `k × width`
+/// panel. `prefetch` is null or the next `k × width` panel, whose lines the kernel
+/// prefetches into L2.
 pub type PanelFn<T> = unsafe fn(
     m: usize,
     a: &[APiece<T>],
-    a_transposed: bool,
     panel: *const T,
     c: *mut T,
     ldc: usize,
@@ -72,11 +71,13 @@ impl<T: Element> AddTo<'_, T> {
     }
 }
 
-/// The panel kernel the running CPU supports best, and its panel width.
+/// The panel kernel the running CPU supports best, and its panel width: `run` for A with
+/// unit column stride, `run_transposed` for A with unit row stride (its columns contiguous).
 #[derive(Clone, Copy)]
 pub struct PanelKernel<T> {
     pub width: usize,
     pub run: PanelFn<T>,
+    pub run_transposed: PanelFn<T>,
 }
 
 /// Rows of a transposed B packed at a time (a 16-row tile of a 32-wide panel is 2 KiB).
@@ -229,6 +230,11 @@ impl<T: Element> PackedMatrix<T> {
         let (w, panels) = (self.kernel.width, n.div_ceil(self.kernel.width));
         let panel_at = |j: usize, k0: usize| self.data[j * k * w + k0 * w..].as_ptr();
         let mut many: SmallVec<[APiece<T>; 8]> = SmallVec::new();
+        let run = if a_transposed {
+            self.kernel.run_transposed
+        } else {
+            self.kernel.run
+        };
         for k0 in (0..k).step_by(K_BLOCK) {
             let kc = K_BLOCK.min(k - k0);
             for m0 in (0..m).step_by(M_BLOCK) {
@@ -257,10 +263,9 @@ impl<T: Element> PackedMatrix<T> {
                     // the pieces lie inside the blocks, and `next` is null or another panel's
                     // slice.
                     unsafe {
-                        (self.kernel.run)(
+                        run(
                             mc,
                             pieces,
-                            a_transposed,
                             panel_at(panel, k0),
                             c.as_mut_ptr().add(m0 * ldc + panel * w),
                             ldc,
@@ -350,16 +355,16 @@ fn piece_of<T>(a: &MatRef<T>, transposed: bool, row: usize, first: usize, k: usi
 pub fn portable_kernel<T: Element>() -> PanelKernel<T> {
     PanelKernel {
         width: PORTABLE_WIDTH,
-        run: portable_panel::<T>,
+        run: portable_panel::<T, false>,
+        run_transposed: portable_panel::<T, true>,
     }
 }
 
 const PORTABLE_WIDTH: usize = 8;
 
-unsafe fn portable_panel<T: Element>(
+unsafe fn portable_panel<T: Element, const TRANSPOSED: bool>(
     m: usize,
     a: &[APiece<T>],
-    a_transposed: bool,
     panel: *const T,
     c: *mut T,
     ldc: usize,
@@ -372,8 +377,8 @@ unsafe fn portable_panel<T: Element>(
         let mut acc = [T::zero(); W];
         let mut panel = panel;
         for piece in a {
-            let row = piece.at_row(i, a_transposed);
-            let step = if a_transposed { piece.ld } else { 1 };
+            let row = piece.at_row(i, TRANSPOSED);
+            let step = if TRANSPOSED { piece.ld } else { 1 };
             for p in 0..piece.k {
                 let av = *row.add(p * step);
                 for (j, acc) in acc.iter_mut().enumerate() {
@@ -394,15 +399,14 @@ macro_rules! simd_panel_kernel {
     ($name:ident, $t:ty, $feature:literal, $lanes:expr, $block:literal,
      $zero:ident, $load:ident, $splat:ident, $fma:ident, $add:ident, $store:ident) => {
         /// Rows of A in blocks of `$block` times a panel of two vectors; the first block
-        /// prefetches the next panel.
+        /// prefetches the next panel. `TR`: A is transposed (its columns contiguous).
         ///
         /// # Safety
         /// The CPU has `$feature`; A, the panel and C's rows are valid for the sizes given.
         #[target_feature(enable = $feature)]
-        unsafe fn $name(
+        unsafe fn $name<const TR: bool>(
             m: usize,
             a: &[APiece<$t>],
-            a_transposed: bool,
             panel: *const $t,
             c: *mut $t,
             ldc: usize,
@@ -481,44 +485,26 @@ macro_rules! simd_panel_kernel {
                     }
                 }
             }
-            #[target_feature(enable = $feature)]
-            #[inline]
-            unsafe fn sweep<const TR: bool>(
-                m: usize,
-                a: &[APiece<$t>],
-                panel: *const $t,
-                c: *mut $t,
-                ldc: usize,
-                cols: usize,
-                add: AddTo<'_, $t>,
-                prefetch: *const $t,
-            ) {
-                let (mut i, mut prefetch) = (0, prefetch);
-                while i + $block <= m {
-                    rows::<$block, TR>(a, i, panel, c.add(i * ldc), ldc, cols, add, prefetch);
-                    prefetch = std::ptr::null();
-                    i += $block;
-                }
-                let c = c.add(i * ldc);
-                match m - i {
-                    1 => rows::<1, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                    2 => rows::<2, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                    3 => rows::<3, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                    4 => rows::<4, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                    5 => rows::<5, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                    6 => rows::<6, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                    7 => rows::<7, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                    8 => rows::<8, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                    9 => rows::<9, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                    10 => rows::<10, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                    11 => rows::<11, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                    _ => {}
-                }
+            let (mut i, mut prefetch) = (0, prefetch);
+            while i + $block <= m {
+                rows::<$block, TR>(a, i, panel, c.add(i * ldc), ldc, cols, add, prefetch);
+                prefetch = std::ptr::null();
+                i += $block;
             }
-            if a_transposed {
-                sweep::<true>(m, a, panel, c, ldc, cols, add, prefetch)
-            } else {
-                sweep::<false>(m, a, panel, c, ldc, cols, add, prefetch)
+            let c = c.add(i * ldc);
+            match m - i {
+                1 => rows::<1, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                2 => rows::<2, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                3 => rows::<3, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                4 => rows::<4, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                5 => rows::<5, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                6 => rows::<6, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                7 => rows::<7, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                8 => rows::<8, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                9 => rows::<9, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                10 => rows::<10, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                11 => rows::<11, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                _ => {}
             }
         }
     };
@@ -590,13 +576,15 @@ macro_rules! select_kernel {
                 if std::is_x86_feature_detected!("avx512f") {
                     return PanelKernel {
                         width: 2 * $lanes512,
-                        run: $avx512,
+                        run: $avx512::<false>,
+                        run_transposed: $avx512::<true>,
                     };
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                     return PanelKernel {
                         width: 2 * $lanes2,
-                        run: $avx2,
+                        run: $avx2::<false>,
+                        run_transposed: $avx2::<true>,
                     };
                 }
             }
@@ -684,7 +672,8 @@ mod tests {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             kernels.push(PanelKernel {
                 width: 8,
-                run: panel_f64_avx2,
+                run: panel_f64_avx2::<false>,
+                run_transposed: panel_f64_avx2::<true>,
             });
         }
         let cases: [(usize, usize, &[usize]); 4] = [
@@ -780,7 +769,8 @@ mod tests {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             kernels.push(PanelKernel {
                 width: 8,
-                run: panel_f64_avx2,
+                run: panel_f64_avx2::<false>,
+                run_transposed: panel_f64_avx2::<true>,
             });
         }
         check::<f64>(&kernels, 1e-15);
@@ -793,7 +783,8 @@ mod tests {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             kernels.push(PanelKernel {
                 width: 16,
-                run: panel_f32_avx2,
+                run: panel_f32_avx2::<false>,
+                run_transposed: panel_f32_avx2::<true>,
             });
         }
         check::<f32>(&kernels, 1e-6);
