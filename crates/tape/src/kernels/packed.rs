@@ -667,15 +667,7 @@ mod tests {
     #[test]
     fn products_of_column_blocks_match_naive() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
-        let mut kernels = vec![portable_kernel::<f64>(), kernel_f64()];
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            kernels.push(PanelKernel {
-                width: 8,
-                run: panel_f64_avx2::<false>,
-                run_transposed: panel_f64_avx2::<true>,
-            });
-        }
+        let kernels = kernels_f64();
         let cases: [(usize, usize, &[usize]); 4] = [
             (5, 7, &[3, 1, 4]),
             (200, 40, &[100, 7, 180]),
@@ -762,31 +754,34 @@ mod tests {
         }
     }
 
+    /// The portable kernel, the best one for this CPU, and the AVX2 one if the CPU has it
+    /// (the best one may be AVX-512's).
+    macro_rules! every_kernel {
+        ($name:ident, $t:ty, $best:ident, $avx2:ident, $width:expr) => {
+            fn $name() -> Vec<PanelKernel<$t>> {
+                let mut kernels = vec![portable_kernel(), $best()];
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    kernels.push(PanelKernel {
+                        width: $width,
+                        run: $avx2::<false>,
+                        run_transposed: $avx2::<true>,
+                    });
+                }
+                kernels
+            }
+        };
+    }
+    every_kernel!(kernels_f64, f64, kernel_f64, panel_f64_avx2, 8);
+    every_kernel!(kernels_f32, f32, kernel_f32, panel_f32_avx2, 16);
+
     #[test]
     fn packed_products_match_naive_f64() {
-        let mut kernels = vec![portable_kernel(), kernel_f64()];
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            kernels.push(PanelKernel {
-                width: 8,
-                run: panel_f64_avx2::<false>,
-                run_transposed: panel_f64_avx2::<true>,
-            });
-        }
-        check::<f64>(&kernels, 1e-15);
+        check::<f64>(&kernels_f64(), 1e-15);
     }
 
     #[test]
     fn packed_products_match_naive_f32() {
-        let mut kernels = vec![portable_kernel(), kernel_f32()];
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            kernels.push(PanelKernel {
-                width: 16,
-                run: panel_f32_avx2::<false>,
-                run_transposed: panel_f32_avx2::<true>,
-            });
-        }
-        check::<f32>(&kernels, 1e-6);
+        check::<f32>(&kernels_f32(), 1e-6);
     }
 }
