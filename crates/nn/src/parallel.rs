@@ -53,13 +53,13 @@ const PARALLEL_MIN: usize = 2 * PART;
 /// Runs `f` on every part, the parts spread over up to [`threads`] threads in contiguous
 /// runs; results in part order. For passes over many elements cut by the caller into parts
 /// of about [`PART`] (`chunks_mut(PART)` of each tensor, zipped with its partners);
-/// `elements` is how many the parts hold in all.
+/// `elements` says how many elements a part holds.
 pub fn map_parts<P: Send, R: Send>(
-    elements: usize,
     parts: Vec<P>,
+    elements: impl Fn(&P) -> usize,
     f: impl Fn(P) -> R + Sync,
 ) -> Vec<R> {
-    let threads = if elements < PARALLEL_MIN {
+    let threads = if parts.iter().map(elements).sum::<usize>() < PARALLEL_MIN {
         1
     } else {
         threads()

@@ -170,8 +170,7 @@ impl<T: Element> ParamGrads<T> {
             .iter()
             .flat_map(|(_, g)| g.data().chunks(PART))
             .collect();
-        let elements = parts.iter().map(|p| p.len()).sum();
-        map_parts(elements, parts, sum_of_squares)
+        map_parts(parts, |p| p.len(), sum_of_squares)
             .into_iter()
             .fold(T::zero(), |s, v| s + v)
             .sqrt()
@@ -214,10 +213,11 @@ impl<T: Element> ParamGrads<T> {
                 (_, None) => {}
             }
         }
-        let elements = parts.iter().map(|(a, _)| a.len()).sum();
-        map_parts(elements, parts, |(a, b)| {
-            a.iter_mut().zip(b).for_each(|(a, &b)| *a += b)
-        });
+        map_parts(
+            parts,
+            |(a, _)| a.len(),
+            |(a, b)| a.iter_mut().zip(b).for_each(|(a, &b)| *a += b),
+        );
     }
 
     /// Multiplies every gradient by `factor`.
@@ -228,8 +228,11 @@ impl<T: Element> ParamGrads<T> {
             .flatten()
             .flat_map(|g| g.data_mut().chunks_mut(PART))
             .collect();
-        let elements = parts.iter().map(|g| g.len()).sum();
-        map_parts(elements, parts, |g| g.iter_mut().for_each(|v| *v *= factor));
+        map_parts(
+            parts,
+            |g| g.len(),
+            |g| g.iter_mut().for_each(|v| *v *= factor),
+        );
     }
 
     /// Whether every gradient is finite (no NaN or infinity).

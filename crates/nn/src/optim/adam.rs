@@ -91,19 +91,22 @@ impl<T: Element> Optimizer<T> for Adam<T> {
                     .map(|((p, g), (m, v))| (p, g, m, v, step_size, bc2_sqrt)),
             );
         }
-        let elements = parts.iter().map(|part| part.0.len()).sum();
-        map_parts(elements, parts, |(p, g, m, v, step_size, bc2_sqrt)| {
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                if o.decoupled {
-                    *p *= one - lr * wd;
+        map_parts(
+            parts,
+            |part| part.0.len(),
+            |(p, g, m, v, step_size, bc2_sqrt)| {
+                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    if o.decoupled {
+                        *p *= one - lr * wd;
+                    }
+                    let g = if o.decoupled { g } else { g + wd * *p };
+                    *m = *m + (g - *m) * (one - b1);
+                    *v = *v * b2 + (one - b2) * g * g;
+                    let denom = v.sqrt() / bc2_sqrt + eps;
+                    *p += (-step_size) * (*m / denom);
                 }
-                let g = if o.decoupled { g } else { g + wd * *p };
-                *m = *m + (g - *m) * (one - b1);
-                *v = *v * b2 + (one - b2) * g * g;
-                let denom = v.sqrt() / bc2_sqrt + eps;
-                *p += (-step_size) * (*m / denom);
-            }
-        });
+            },
+        );
     }
 
     fn lr(&self) -> f64 {

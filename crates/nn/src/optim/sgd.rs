@@ -87,20 +87,23 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
         }
         // As torch.optim.SGD: d = g + λθ; b = d on the first step, else μb + (1−τ)d;
         // d = d + μb (nesterov) or b; θ ← θ − lr·d.
-        let elements = parts.iter().map(|part| part.p.len()).sum();
-        map_parts(elements, parts, |Part { p, g, buf }| match buf {
-            None => p
-                .iter_mut()
-                .zip(g)
-                .for_each(|(p, &g)| *p -= lr * (g + wd * *p)),
-            Some((b, first)) => {
-                for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
-                    let d = g + wd * *p;
-                    *b = if first { d } else { mu * *b + damp * d };
-                    *p -= lr * if o.nesterov { d + mu * *b } else { *b };
+        map_parts(
+            parts,
+            |part| part.p.len(),
+            |Part { p, g, buf }| match buf {
+                None => p
+                    .iter_mut()
+                    .zip(g)
+                    .for_each(|(p, &g)| *p -= lr * (g + wd * *p)),
+                Some((b, first)) => {
+                    for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
+                        let d = g + wd * *p;
+                        *b = if first { d } else { mu * *b + damp * d };
+                        *p -= lr * if o.nesterov { d + mu * *b } else { *b };
+                    }
                 }
-            }
-        });
+            },
+        );
     }
 
     fn lr(&self) -> f64 {
