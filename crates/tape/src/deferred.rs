@@ -120,11 +120,14 @@ impl<T: Element> Terms<T> {
     fn sum_into(self, grad: &mut Option<Tensor<T>>) {
         let (m, n) = matrix_dims(&self.shape);
         let c = accumulator(grad, &self.shape);
+        if m == 0 || n == 0 {
+            return; // an empty gradient: nothing to add
+        }
         if let [(a, b)] = &self.pairs[..] {
             // A weight used once (an output layer): gemm, with nothing to gain from packing.
             return add_product(c, m, n, a, b);
         }
-        let rows = |t: &Tensor<T>, width: usize| t.numel() / width.max(1);
+        let rows = |t: &Tensor<T>, width: usize| t.numel() / width;
         let a: Vec<MatRef<T>> = self
             .pairs
             .iter()
@@ -233,5 +236,20 @@ mod tests {
                 assert!((g - e).abs() < 1e-10 * e.abs().max(1.0), "{g} vs {e}");
             }
         }
+    }
+
+    /// A weight with no columns, used at several steps: an empty gradient, no panic.
+    #[test]
+    fn an_empty_weight_used_at_several_steps_gets_an_empty_gradient() {
+        let tape = Tape::<f64>::new();
+        let v = tape.var(Tensor::zeros(&[5, 0]));
+        let x = tape.var(Tensor::from_vec((0..15).map(f64::from).collect(), &[3, 5]));
+        let loss = (0..3)
+            .map(|t| x.slice(0, t..t + 1).matmul(v).sum() + x.slice(0, t..t + 1).sum())
+            .reduce(|a, b| a + b)
+            .unwrap();
+        let grads = tape.backward(loss);
+        assert_eq!(grads.wrt(v).shape(), &[5, 0]);
+        assert!(grads.wrt(x).data().iter().all(|&g| g == 1.0));
     }
 }
