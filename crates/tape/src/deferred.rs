@@ -19,7 +19,7 @@ const BLOCK_ROWS: usize = 128;
 struct Terms<T: Element> {
     node: usize,
     shape: Shape,
-    pairs: Vec<(Tensor<T>, Tensor<T>)>,
+    pairs: Products<T>,
     rows: usize,
 }
 
@@ -66,6 +66,10 @@ impl<T: Element> Deferred<T> {
             a.numel(),
             b.numel()
         );
+        if m == 0 || n == 0 {
+            accumulator(grad, shape); // an empty gradient: nothing to add
+            return;
+        }
         let kept = self.kept.contains(&node);
         if rows >= BLOCK_ROWS && !kept {
             add_product(accumulator(grad, shape), m, n, a, b);
@@ -118,41 +122,27 @@ impl<T: Element> Deferred<T> {
 impl<T: Element> Terms<T> {
     /// grad += Σ aᵢᵀ·bᵢ as one product: [a₁; a₂; …]ᵀ·[b₁; b₂; …].
     fn sum_into(self, grad: &mut Option<Tensor<T>>) {
+        // Only nonempty gradients get terms (see `add`).
         let (m, n) = matrix_dims(&self.shape);
         let c = accumulator(grad, &self.shape);
-        if m == 0 || n == 0 {
-            return; // an empty gradient: nothing to add
-        }
         if let [(a, b)] = &self.pairs[..] {
             // A weight used once (an output layer): gemm, with nothing to gain from packing.
             return add_product(c, m, n, a, b);
         }
-        let rows = |t: &Tensor<T>, width: usize| t.numel() / width;
-        let a: Vec<MatRef<T>> = self
-            .pairs
-            .iter()
-            .map(|(a, _)| MatRef::row_major(a.data(), rows(a, m), m).t())
-            .collect();
-        let b: Vec<MatRef<T>> = self
-            .pairs
-            .iter()
-            .map(|(_, b)| MatRef::row_major(b.data(), rows(b, n), n))
-            .collect();
+        let a: Vec<MatRef<T>> = self.pairs.iter().map(|(a, _)| rows_of(a, m).t()).collect();
+        let b: Vec<MatRef<T>> = self.pairs.iter().map(|(_, b)| rows_of(b, n)).collect();
         PackedMatrix::stacked(&b).product_of_blocks(&a, c, n, AddTo::Output);
     }
 }
 
 /// c (m × n) += aᵀ·b through gemm.
 fn add_product<T: Element>(c: &mut [T], m: usize, n: usize, a: &Tensor<T>, b: &Tensor<T>) {
-    let rows = a.numel() / m.max(1);
-    gemm(
-        T::one(),
-        MatRef::row_major(a.data(), rows, m).t(),
-        MatRef::row_major(b.data(), rows, n),
-        T::one(),
-        c,
-        n,
-    );
+    gemm(T::one(), rows_of(a, m).t(), rows_of(b, n), T::one(), c, n);
+}
+
+/// A term's values as a row-major matrix `width` wide (nonzero).
+fn rows_of<T: Element>(t: &Tensor<T>, width: usize) -> MatRef<'_, T> {
+    MatRef::row_major(t.data(), t.numel() / width, width)
 }
 
 /// A gradient's shape as a matrix: all but the last dimension × the last.

@@ -174,13 +174,9 @@ impl<T: Element> PackedMatrix<T> {
         let a_transposed = blocks.first().is_some_and(|a| a.col_stride != 1);
         let mut width = 0;
         for a in blocks {
-            let unit = if a_transposed {
-                a.row_stride == 1
-            } else {
-                a.col_stride == 1
-            };
+            let (row_step, k_step) = steps(a, a_transposed);
             assert!(
-                a.rows == m && unit,
+                a.rows == m && (row_step, k_step) == (a.row_stride, a.col_stride),
                 "packed matmul: A block {}x{} with strides ({}, {}): expected {m} rows and the \
                  first block's unit {} stride",
                 a.rows,
@@ -190,11 +186,6 @@ impl<T: Element> PackedMatrix<T> {
                 if a_transposed { "row" } else { "column" }
             );
             if m > 0 && a.cols > 0 {
-                let (row_step, k_step) = if a_transposed {
-                    (1, a.col_stride)
-                } else {
-                    (a.row_stride, 1)
-                };
                 assert!(
                     (m - 1) * row_step + (a.cols - 1) * k_step < a.data.len(),
                     "packed matmul: A slice of {} cannot hold {m}x{} with strides ({}, {})",
@@ -291,18 +282,17 @@ fn pack_rows<T: Element>(b: MatRef<T>, first_row: usize, k: usize, w: usize, dat
     for (panel, block) in data.chunks_exact_mut((k * w).max(1)).enumerate() {
         let block = &mut block[first_row * w..(first_row + rows) * w];
         let (j0, cols) = (panel * w, w.min(n - panel * w));
-        let k = rows; // this block's rows of the panel
         if cs == 1 {
             // Rows of B are contiguous: copy row slices.
-            for p in 0..k {
+            for p in 0..rows {
                 block[p * w..p * w + cols].copy_from_slice(&b.data[p * rs + j0..][..cols]);
             }
         } else if rs == 1 {
             // Columns of B are contiguous (a transposed matrix): read them a tile of
             // rows at a time, so that the tile's rows of the panel stay in L1 while
             // every column writes into them.
-            for p0 in (0..k).step_by(TRANSPOSE_TILE) {
-                let tile_rows = TRANSPOSE_TILE.min(k - p0);
+            for p0 in (0..rows).step_by(TRANSPOSE_TILE) {
+                let tile_rows = TRANSPOSE_TILE.min(rows - p0);
                 let tile = &mut block[p0 * w..(p0 + tile_rows) * w];
                 for c in 0..cols {
                     let column = &b.data[(j0 + c) * cs + p0..][..tile_rows];
@@ -312,7 +302,7 @@ fn pack_rows<T: Element>(b: MatRef<T>, first_row: usize, k: usize, w: usize, dat
                 }
             }
         } else {
-            for p in 0..k {
+            for p in 0..rows {
                 for c in 0..cols {
                     block[p * w + c] = b.data[p * rs + (j0 + c) * cs];
                 }
@@ -339,15 +329,21 @@ fn pieces_of<'a, T>(
 
 /// Columns `first..first + k` of the block `a`, from row `row` down.
 fn piece_of<T>(a: &MatRef<T>, transposed: bool, row: usize, first: usize, k: usize) -> APiece<T> {
-    let (ld, row_step, k_step) = if transposed {
-        (a.col_stride, 1, a.col_stride)
-    } else {
-        (a.row_stride, a.row_stride, 1)
-    };
+    let (row_step, k_step) = steps(a, transposed);
     APiece {
         ptr: a.data[row * row_step + first * k_step..].as_ptr(),
         k,
-        ld,
+        ld: if transposed { k_step } else { row_step },
+    }
+}
+
+/// How far apart a block's rows and its columns lie, for A read with unit column stride, or
+/// transposed (unit row stride).
+fn steps<T>(a: &MatRef<T>, transposed: bool) -> (usize, usize) {
+    if transposed {
+        (1, a.col_stride)
+    } else {
+        (a.row_stride, 1)
     }
 }
 
