@@ -121,10 +121,23 @@ pub(super) struct Weights<'a, T> {
 /// What the forward pass keeps for backward, per step and row (time-major); both empty when
 /// the state is the output (see `Dims::state_is_output`).
 pub(super) struct Saved<T> {
-    /// What the kind's backward reads (activated gates and so on).
+    /// Per chunk of steps, in time order; each chunk's buffers are allocated when forward
+    /// reaches it and written at once, so they are not zero-filled long before.
+    chunks: Vec<SavedChunk<T>>,
+}
+
+/// What one chunk's steps saved, by row of the chunk (rows past their length are zero).
+struct SavedChunk<T> {
+    /// What the kind's backward reads (activated gates and so on), `[rows, saved width]`.
     activations: Vec<T>,
-    /// The state before the step, `[h, c]`.
+    /// The state before the step, `[rows, h | c]`.
     prev: Vec<T>,
+}
+
+impl<T> Saved<T> {
+    fn chunk(&self, dims: &Dims, chunk: &Range<usize>) -> &SavedChunk<T> {
+        &self.chunks[chunk.start / dims.chunk_steps]
+    }
 }
 
 /// Where backward finds a direction's outputs `[T·B, H]`.
@@ -257,8 +270,6 @@ pub(super) struct ForwardRun<'a, T: Element> {
 
 impl<'a, T: Element> ForwardRun<'a, T> {
     pub fn new(dims: &'a Dims, reverse: bool, weights: Weights<'a, T>) -> Self {
-        let (batch, width) = (dims.batch, dims.width());
-        let rows = dims.steps * batch;
         let state = dims.parts_to_rows(|p| weights.init[p].data());
         ForwardRun {
             dims,
@@ -268,19 +279,15 @@ impl<'a, T: Element> ForwardRun<'a, T> {
             weights,
             state,
             saved: Saved {
-                activations: if dims.state_is_output() {
-                    Vec::new()
-                } else {
-                    vec![T::zero(); rows * dims.saved_width()]
-                },
-                prev: if !dims.state_is_output() {
-                    vec![T::zero(); rows * width]
-                } else {
-                    Vec::new()
-                },
+                chunks: (0..dims.steps.div_ceil(dims.chunk_steps))
+                    .map(|_| SavedChunk {
+                        activations: Vec::new(),
+                        prev: Vec::new(),
+                    })
+                    .collect(),
             },
-            hg: vec![T::zero(); batch * dims.gates()],
-            xg: vec![T::zero(); dims.chunk_steps * batch * dims.gates()],
+            hg: vec![T::zero(); dims.batch * dims.gates()],
+            xg: vec![T::zero(); dims.chunk_steps * dims.batch * dims.gates()],
         }
     }
 
@@ -298,10 +305,17 @@ impl<'a, T: Element> ForwardRun<'a, T> {
         let first = chunk.start * batch;
         let (rows, bias) = (chunk.len() * batch, self.bias.as_deref());
         input_part(dims, x, rows, &self.weights, bias, &mut self.xg);
+        let keep_apart = !dims.state_is_output();
+        let saved = &mut self.saved.chunks[chunk.start / dims.chunk_steps];
+        if keep_apart {
+            saved.activations = vec![T::zero(); rows * saved_w];
+            saved.prev = vec![T::zero(); rows * width];
+        }
         for t in steps_of(chunk, self.reverse) {
             let at = t * batch;
-            if !dims.state_is_output() {
-                self.saved.prev[at * width..(at + batch) * width].copy_from_slice(&self.state);
+            if keep_apart {
+                let local = at - first;
+                saved.prev[local * width..(local + batch) * width].copy_from_slice(&self.state);
             }
             self.recurrence
                 .step(&self.state, width, batch, &mut self.hg, gates, false);
@@ -309,10 +323,9 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                 if !dims.active(t, b) {
                     continue;
                 }
-                let (row, local) = (at + b, at + b - first);
+                let local = at + b - first;
                 let state_row = &mut self.state[b * width..(b + 1) * width];
                 let out_row = &mut out[local * hidden..(local + 1) * hidden];
-                let keep_apart = !dims.state_is_output();
                 forward_row(
                     dims.kind,
                     hidden,
@@ -322,7 +335,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                         b_hh,
                         state: state_row,
                         saved: if keep_apart {
-                            &mut self.saved.activations[row * saved_w..(row + 1) * saved_w]
+                            &mut saved.activations[local * saved_w..(local + 1) * saved_w]
                         } else {
                             out_row
                         },
@@ -452,6 +465,7 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             self.d_xg[..rows * gates].fill(T::zero());
             self.d_hg.fill(T::zero());
         }
+        let saved = self.saved.chunk(dims, chunk);
         for t in steps_of(chunk, self.reverse).rev() {
             let at = t * batch;
             for b in 0..batch {
@@ -473,12 +487,11 @@ impl<'a, T: Element> BackwardRun<'a, T> {
                         saved: if dims.state_is_output() {
                             self.outputs.row(row, hidden)
                         } else {
-                            &self.saved.activations[row * saved_w..(row + 1) * saved_w]
+                            &saved.activations[local * saved_w..(local + 1) * saved_w]
                         },
-                        prev: self
-                            .saved
+                        prev: saved
                             .prev
-                            .get(row * width..(row + 1) * width)
+                            .get(local * width..(local + 1) * width)
                             .unwrap_or(&[]),
                         d_state: d_row,
                         d_xg: &mut self.d_xg[local * gates..(local + 1) * gates],
@@ -522,7 +535,7 @@ impl<'a, T: Element> BackwardRun<'a, T> {
         // The states before the chunk's steps, as runs of its rows with their matrix.
         let runs = if !dims.state_is_output() {
             let prev = MatRef {
-                data: &self.saved.prev[first * width..],
+                data: &saved.prev,
                 rows,
                 cols: hidden,
                 row_stride: width,
