@@ -82,15 +82,18 @@ fn map_parts_on<P: Send, R: Send>(
         .map(|_| parts.by_ref().take(per_thread).collect())
         .collect();
     let f = &f;
+    let mut runs = runs.into_iter();
+    let first = runs.next().expect("at least one run");
     std::thread::scope(|scope| {
         let workers: Vec<_> = runs
-            .into_iter()
             .map(|run| scope.spawn(move || run.into_iter().map(f).collect::<Vec<R>>()))
             .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("a part worker panicked"))
-            .collect()
+        // The calling thread takes the first run rather than waiting idle.
+        let mut results: Vec<R> = first.into_iter().map(f).collect();
+        for w in workers {
+            results.extend(w.join().expect("a part worker panicked"));
+        }
+        results
     })
 }
 
@@ -101,29 +104,58 @@ pub fn map_shards<R: Send>(shards: usize, threads: usize, f: impl Fn(usize) -> R
         return (0..shards).map(&f).collect();
     }
     let f = &f;
+    let worker = move |w: usize| {
+        (w..shards)
+            .step_by(threads)
+            .map(|k| (k, f(k)))
+            .collect::<Vec<_>>()
+    };
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
+        let workers: Vec<_> = (1..threads)
             .map(|w| {
                 scope.spawn(move || {
                     IN_SHARD_WORKER.with(|flag| flag.set(true));
-                    (w..shards)
-                        .step_by(threads)
-                        .map(|k| (k, f(k)))
-                        .collect::<Vec<_>>()
+                    worker(w)
                 })
             })
             .collect();
+        // The calling thread is worker 0 rather than waiting idle.
+        let own = {
+            let _flag = ShardWorkerFlag::set();
+            worker(0)
+        };
         let mut results: Vec<Option<R>> = (0..shards).map(|_| None).collect();
-        for w in workers {
-            for (k, r) in w.join().expect("a shard worker panicked") {
-                results[k] = Some(r);
-            }
+        let joined = workers
+            .into_iter()
+            .map(|w| w.join().expect("a shard worker panicked"));
+        for (k, r) in std::iter::once(own).chain(joined).flatten() {
+            results[k] = Some(r);
         }
         results
             .into_iter()
             .map(|r| r.expect("every shard ran"))
             .collect()
     })
+}
+
+/// Marks the calling thread as a shard worker until dropped (also when a shard panics), so
+/// that work inside its shards stays on it, as on the spawned workers.
+struct ShardWorkerFlag {
+    was: bool,
+}
+
+impl ShardWorkerFlag {
+    fn set() -> Self {
+        ShardWorkerFlag {
+            was: IN_SHARD_WORKER.with(|flag| flag.replace(true)),
+        }
+    }
+}
+
+impl Drop for ShardWorkerFlag {
+    fn drop(&mut self) {
+        IN_SHARD_WORKER.with(|flag| flag.set(self.was));
+    }
 }
 
 /// The rows `[start, end)` of shard `k` when `rows` rows are cut into `shards` near-equal parts.
@@ -146,13 +178,28 @@ mod tests {
     }
 
     #[test]
-    fn parts_come_back_in_order_and_shard_workers_see_one_thread() {
+    fn parts_come_back_in_order_for_any_thread_count() {
         for threads in 1..5 {
             let parts: Vec<usize> = (0..7).collect();
             let doubled = map_parts_on(threads, parts, |k| k * 2);
             assert_eq!(doubled, vec![0, 2, 4, 6, 8, 10, 12]);
         }
-        assert_eq!(map_shards(2, 2, |_| threads()), vec![1, 1]);
+    }
+
+    #[test]
+    fn every_shard_runs_as_a_worker_and_the_caller_is_itself_again_after() {
+        let in_worker = || IN_SHARD_WORKER.with(Cell::get);
+        for threads in 1..4 {
+            // The calling thread runs shards 0, threads, … itself when there are several.
+            let flags = map_shards(5, threads, |_| threads == 1 || in_worker());
+            assert_eq!(flags, vec![true; 5], "{threads} threads");
+            assert!(!in_worker(), "{threads} threads");
+        }
+        let panicked = std::panic::catch_unwind(|| {
+            map_shards(2, 2, |k| assert!(k == 1, "shard {k} fails"));
+        });
+        assert!(panicked.is_err());
+        assert!(!in_worker(), "the flag is restored when a shard panics");
     }
 
     #[test]
