@@ -10,8 +10,8 @@ use recur_tape::Element;
 pub(super) fn saved_width(kind: CellKind) -> usize {
     match kind {
         CellKind::Rnn(_) => 1,
-        // i, f, g, o activated, c, tanh(c).
-        CellKind::Lstm => 6,
+        // i, f, g, o activated, tanh(c) (c itself is the next step's previous state).
+        CellKind::Lstm => 5,
         // r, z, n activated, W_hn·h + b_hn.
         CellKind::Gru => 4,
     }
@@ -67,20 +67,18 @@ pub(super) fn forward_row<T: Element>(kind: CellKind, hidden: usize, row: RowFor
             state.copy_from_slice(saved);
         }
         CellKind::Lstm => {
-            let (gates, cells) = saved[..6 * h].split_at_mut(4 * h);
+            let (gates, tanh_c) = saved[..5 * h].split_at_mut(4 * h);
             add_into(gates, &xg[..4 * h], &hg[..4 * h]);
             T::sigmoid_slice(&mut gates[..2 * h]);
             T::tanh_slice(&mut gates[2 * h..3 * h]);
             T::sigmoid_slice(&mut gates[3 * h..]);
             let (i, f, g, o) = split4(gates, h);
-            let (c_new, tanh_c) = cells.split_at_mut(h);
             let (h_state, c_state) = state[..2 * h].split_at_mut(h);
             for j in 0..h {
                 let c = f[j] * c_state[j] + i[j] * g[j];
-                c_new[j] = c;
+                tanh_c[j] = c;
                 c_state[j] = c;
             }
-            tanh_c.copy_from_slice(c_new);
             T::tanh_slice(tanh_c);
             for ((h, &o), &tc) in h_state.iter_mut().zip(o).zip(&*tanh_c) {
                 *h = o * tc;
@@ -177,7 +175,7 @@ pub(super) fn backward_row<T: Element>(kind: CellKind, hidden: usize, row: RowBa
             let (dh, dc) = d_state[..2 * h].split_at_mut(h);
             let c_prev = &prev[h..2 * h];
             let (i, f, g, o) = split4(saved, h);
-            let tanh_c = &saved[5 * h..6 * h];
+            let tanh_c = &saved[4 * h..5 * h];
             let (d_i, rest) = d_xg[..4 * h].split_at_mut(h);
             let (d_f, rest) = rest.split_at_mut(h);
             let (d_g, d_o) = rest.split_at_mut(h);
