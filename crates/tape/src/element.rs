@@ -44,6 +44,12 @@ pub trait Element:
     fn tanh_slice(xs: &mut [Self]);
     /// In-place elementwise logistic sigmoid, vectorized.
     fn sigmoid_slice(xs: &mut [Self]);
+    /// Elementwise exp into a new vector, vectorized.
+    fn exp_of(xs: &[Self]) -> Vec<Self>;
+    /// Elementwise tanh into a new vector, vectorized.
+    fn tanh_of(xs: &[Self]) -> Vec<Self>;
+    /// Elementwise logistic sigmoid into a new vector, vectorized.
+    fn sigmoid_of(xs: &[Self]) -> Vec<Self>;
 
     /// Converts from f64 (for constants and initialisers).
     fn of(v: f64) -> Self {
@@ -52,7 +58,14 @@ pub trait Element:
 }
 
 macro_rules! element {
-    ($t:ty, $name:literal, $gemm:path, $panel:path, $exp:path, $tanh:path, $sigmoid:path) => {
+    (
+        $t:ty,
+        $name:literal,
+        $gemm:path,
+        $panel:path,
+        [$exp:path, $tanh:path, $sigmoid:path],
+        [$exp_of:path, $tanh_of:path, $sigmoid_of:path]
+    ) => {
         impl Element for $t {
             const DTYPE: &'static str = $name;
 
@@ -88,6 +101,15 @@ macro_rules! element {
             fn sigmoid_slice(xs: &mut [Self]) {
                 $sigmoid(xs)
             }
+            fn exp_of(xs: &[Self]) -> Vec<Self> {
+                $exp_of(xs)
+            }
+            fn tanh_of(xs: &[Self]) -> Vec<Self> {
+                $tanh_of(xs)
+            }
+            fn sigmoid_of(xs: &[Self]) -> Vec<Self> {
+                $sigmoid_of(xs)
+            }
         }
     };
 }
@@ -97,16 +119,22 @@ element!(
     "F32",
     matrixmultiply::sgemm,
     packed::kernel_f32,
-    act::exp_slice_f32,
-    act::tanh_slice_f32,
-    act::sigmoid_slice_f32
+    [
+        act::exp_slice_f32,
+        act::tanh_slice_f32,
+        act::sigmoid_slice_f32
+    ],
+    [act::exp_of_f32, act::tanh_of_f32, act::sigmoid_of_f32]
 );
 element!(
     f64,
     "F64",
     matrixmultiply::dgemm,
     packed::kernel_f64,
-    act::exp_slice_f64,
-    act::tanh_slice_f64,
-    act::sigmoid_slice_f64
+    [
+        act::exp_slice_f64,
+        act::tanh_slice_f64,
+        act::sigmoid_slice_f64
+    ],
+    [act::exp_of_f64, act::tanh_of_f64, act::sigmoid_of_f64]
 );

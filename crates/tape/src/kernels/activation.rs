@@ -6,14 +6,32 @@
 
 use super::simd::widest;
 
-/// A slice function applying `$scalar` in place, vectorized for the CPU's widest vectors.
+/// Two slice functions applying `$scalar`, vectorized for the CPU's widest vectors: `$name`
+/// in place, and `$of` into a new vector (one pass, where a copy then an in-place pass would
+/// take two).
 macro_rules! slice_fn {
-    ($name:ident, $t:ty, $scalar:ident) => {
+    ($name:ident, $of:ident, $t:ty, $scalar:ident) => {
         pub fn $name(xs: &mut [$t]) {
             widest(
                 #[inline(always)]
                 || xs.iter_mut().for_each(|x| *x = $scalar(*x)),
             )
+        }
+
+        pub fn $of(xs: &[$t]) -> Vec<$t> {
+            let mut out = Vec::with_capacity(xs.len());
+            widest(
+                #[inline(always)]
+                || {
+                    let spare = &mut out.spare_capacity_mut()[..xs.len()];
+                    for (o, &x) in spare.iter_mut().zip(xs) {
+                        o.write($scalar(x));
+                    }
+                },
+            );
+            // SAFETY: the loop above wrote the first `xs.len()` values.
+            unsafe { out.set_len(xs.len()) };
+            out
         }
     };
 }
@@ -80,9 +98,9 @@ pub fn sigmoid_f32(x: f32) -> f32 {
     1.0 / (1.0 + exp_f32(-x))
 }
 
-slice_fn!(exp_slice_f32, f32, exp_f32);
-slice_fn!(tanh_slice_f32, f32, tanh_f32);
-slice_fn!(sigmoid_slice_f32, f32, sigmoid_f32);
+slice_fn!(exp_slice_f32, exp_of_f32, f32, exp_f32);
+slice_fn!(tanh_slice_f32, tanh_of_f32, f32, tanh_f32);
+slice_fn!(sigmoid_slice_f32, sigmoid_of_f32, f32, sigmoid_f32);
 
 // ---------------------------------------------------------------- f64
 
@@ -147,9 +165,9 @@ pub fn sigmoid_f64(x: f64) -> f64 {
     1.0 / (1.0 + exp_f64(-x))
 }
 
-slice_fn!(exp_slice_f64, f64, exp_f64);
-slice_fn!(tanh_slice_f64, f64, tanh_f64);
-slice_fn!(sigmoid_slice_f64, f64, sigmoid_f64);
+slice_fn!(exp_slice_f64, exp_of_f64, f64, exp_f64);
+slice_fn!(tanh_slice_f64, tanh_of_f64, f64, tanh_f64);
+slice_fn!(sigmoid_slice_f64, sigmoid_of_f64, f64, sigmoid_f64);
 
 #[cfg(test)]
 mod tests {
@@ -253,6 +271,29 @@ mod tests {
         assert!(same_bits(&xs, exp_slice_f64, exp_f64));
         assert!(same_bits(&xs, tanh_slice_f64, tanh_f64));
         assert!(same_bits(&xs, sigmoid_slice_f64, sigmoid_f64));
+    }
+
+    /// The kernels into a new vector give the bits of the in-place ones.
+    #[test]
+    fn kernels_into_a_new_vector_equal_the_in_place_ones() {
+        fn same<T: crate::Element>(xs: &[T], in_place: fn(&mut [T]), of: fn(&[T]) -> Vec<T>) {
+            let mut want = xs.to_vec();
+            in_place(&mut want);
+            let bits = |v: &[T]| -> Vec<u64> {
+                v.iter()
+                    .map(|x| x.to_f64().expect("float").to_bits())
+                    .collect()
+            };
+            assert_eq!(bits(&of(xs)), bits(&want));
+        }
+        let xs = grid(-120.0, 120.0, 20_011);
+        let xs32: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
+        same(&xs32, exp_slice_f32, exp_of_f32);
+        same(&xs32, tanh_slice_f32, tanh_of_f32);
+        same(&xs32, sigmoid_slice_f32, sigmoid_of_f32);
+        same(&xs, exp_slice_f64, exp_of_f64);
+        same(&xs, tanh_slice_f64, tanh_of_f64);
+        same(&xs, sigmoid_slice_f64, sigmoid_of_f64);
     }
 
     #[test]

@@ -24,16 +24,15 @@ impl<T: Element> Op<T> for Unary {
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
-        let mut y = inputs[0].clone();
-        let d = y.data_mut();
-        match self {
-            Unary::Exp => T::exp_slice(d),
-            Unary::Log => d.iter_mut().for_each(|v| *v = v.ln()),
-            Unary::Tanh => T::tanh_slice(d),
-            Unary::Sigmoid => T::sigmoid_slice(d),
-            Unary::Relu => d.iter_mut().for_each(|v| *v = v.max(T::zero())),
-        }
-        y
+        let x = inputs[0].data();
+        let y = match self {
+            Unary::Exp => T::exp_of(x),
+            Unary::Log => x.iter().map(|v| v.ln()).collect(),
+            Unary::Tanh => T::tanh_of(x),
+            Unary::Sigmoid => T::sigmoid_of(x),
+            Unary::Relu => x.iter().map(|v| v.max(T::zero())).collect(),
+        };
+        Tensor::from_vec(y, inputs[0].shape())
     }
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
