@@ -118,11 +118,11 @@ pub(super) struct Weights<'a, T> {
     pub bias: Option<(&'a Tensor<T>, &'a Tensor<T>)>,
 }
 
-/// What the forward pass keeps for backward, per step and row (time-major); both empty when
-/// the state is the output (see `Dims::state_is_output`).
+/// What the forward pass keeps for backward, per chunk of steps and per row of the chunk
+/// (time-major); empty when the state is the output (see `Dims::state_is_output`).
 pub(super) struct Saved<T> {
-    /// Per chunk of steps, in time order; each chunk's buffers are allocated when forward
-    /// reaches it and written at once, so they are not zero-filled long before.
+    /// Per chunk, in time order; each chunk's buffers are allocated when forward reaches it
+    /// and written at once, so they are not zero-filled long before.
     chunks: Vec<SavedChunk<T>>,
 }
 
@@ -135,8 +135,25 @@ struct SavedChunk<T> {
 }
 
 impl<T> Saved<T> {
+    /// Room for the chunks of `dims`, none of them allocated yet.
+    fn new(dims: &Dims) -> Self {
+        let chunks = dims.steps.div_ceil(dims.chunk_steps);
+        Saved {
+            chunks: std::iter::repeat_with(|| SavedChunk {
+                activations: Vec::new(),
+                prev: Vec::new(),
+            })
+            .take(chunks)
+            .collect(),
+        }
+    }
+
     fn chunk(&self, dims: &Dims, chunk: &Range<usize>) -> &SavedChunk<T> {
         &self.chunks[chunk.start / dims.chunk_steps]
+    }
+
+    fn chunk_mut(&mut self, dims: &Dims, chunk: &Range<usize>) -> &mut SavedChunk<T> {
+        &mut self.chunks[chunk.start / dims.chunk_steps]
     }
 }
 
@@ -278,14 +295,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
             bias: input_bias(dims, &weights),
             weights,
             state,
-            saved: Saved {
-                chunks: (0..dims.steps.div_ceil(dims.chunk_steps))
-                    .map(|_| SavedChunk {
-                        activations: Vec::new(),
-                        prev: Vec::new(),
-                    })
-                    .collect(),
-            },
+            saved: Saved::new(dims),
             hg: vec![T::zero(); dims.batch * dims.gates()],
             xg: vec![T::zero(); dims.chunk_steps * dims.batch * dims.gates()],
         }
@@ -306,7 +316,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
         let (rows, bias) = (chunk.len() * batch, self.bias.as_deref());
         input_part(dims, x, rows, &self.weights, bias, &mut self.xg);
         let keep_apart = !dims.state_is_output();
-        let saved = &mut self.saved.chunks[chunk.start / dims.chunk_steps];
+        let saved = self.saved.chunk_mut(dims, chunk);
         if keep_apart {
             saved.activations = vec![T::zero(); rows * saved_w];
             saved.prev = vec![T::zero(); rows * width];
