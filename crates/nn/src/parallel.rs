@@ -81,18 +81,28 @@ fn map_parts_on<P: Send, R: Send>(
     let runs: Vec<Vec<P>> = (0..threads)
         .map(|_| parts.by_ref().take(per_thread).collect())
         .collect();
-    let f = &f;
-    let mut runs = runs.into_iter();
-    let first = runs.next().expect("at least one run");
+    on_threads(runs, |run| run.into_iter().map(&f).collect::<Vec<R>>())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Runs `run` on every job, each on its own thread, the first on the calling thread rather
+/// than leaving it waiting; results in job order.
+pub(crate) fn on_threads<J: Send, R: Send>(jobs: Vec<J>, run: impl Fn(J) -> R + Sync) -> Vec<R> {
+    let run = &run;
+    let mut jobs = jobs.into_iter();
+    let Some(first) = jobs.next() else {
+        return Vec::new();
+    };
     std::thread::scope(|scope| {
-        let workers: Vec<_> = runs
-            .map(|run| scope.spawn(move || run.into_iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        // The calling thread takes the first run rather than waiting idle.
-        let mut results: Vec<R> = first.into_iter().map(f).collect();
-        for w in workers {
-            results.extend(w.join().expect("a part worker panicked"));
-        }
+        let others: Vec<_> = jobs.map(|job| scope.spawn(move || run(job))).collect();
+        let mut results = vec![run(first)];
+        results.extend(
+            others
+                .into_iter()
+                .map(|h| h.join().expect("a worker thread panicked")),
+        );
         results
     })
 }
@@ -103,43 +113,25 @@ pub fn map_shards<R: Send>(shards: usize, threads: usize, f: impl Fn(usize) -> R
     if threads == 1 {
         return (0..shards).map(&f).collect();
     }
-    let f = &f;
-    let worker = move |w: usize| {
+    let done = on_threads((0..threads).collect(), |w| {
+        let _flag = ShardWorkerFlag::set();
         (w..shards)
             .step_by(threads)
             .map(|k| (k, f(k)))
             .collect::<Vec<_>>()
-    };
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (1..threads)
-            .map(|w| {
-                scope.spawn(move || {
-                    IN_SHARD_WORKER.with(|flag| flag.set(true));
-                    worker(w)
-                })
-            })
-            .collect();
-        // The calling thread is worker 0 rather than waiting idle.
-        let own = {
-            let _flag = ShardWorkerFlag::set();
-            worker(0)
-        };
-        let mut results: Vec<Option<R>> = (0..shards).map(|_| None).collect();
-        let joined = workers
-            .into_iter()
-            .map(|w| w.join().expect("a shard worker panicked"));
-        for (k, r) in std::iter::once(own).chain(joined).flatten() {
-            results[k] = Some(r);
-        }
-        results
-            .into_iter()
-            .map(|r| r.expect("every shard ran"))
-            .collect()
-    })
+    });
+    let mut results: Vec<Option<R>> = (0..shards).map(|_| None).collect();
+    for (k, r) in done.into_iter().flatten() {
+        results[k] = Some(r);
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every shard ran"))
+        .collect()
 }
 
-/// Marks the calling thread as a shard worker until dropped (also when a shard panics), so
-/// that work inside its shards stays on it, as on the spawned workers.
+/// Marks the thread as a shard worker until dropped (also when a shard panics), so that work
+/// inside its shards stays on it; the calling thread is itself again after.
 struct ShardWorkerFlag {
     was: bool,
 }

@@ -5,6 +5,7 @@
 //! chunk does not depend on where it ran, so results are bit-identical for any thread count.
 
 use super::direction::{BackwardRun, Dims, ForwardRun, Grads, Outputs, Saved, Weights};
+use crate::parallel::on_threads;
 use recur_tape::Element;
 use std::sync::mpsc::{channel, Receiver, Sender};
 
@@ -194,19 +195,7 @@ fn pipeline<S: Send, M: Send>(
         }
         (own, last)
     };
-    let work = &work;
-    let mut workers = workers.into_iter();
-    let first = workers.next().expect("at least one thread");
-    let done: Vec<_> = std::thread::scope(|scope| {
-        let others: Vec<_> = workers.map(|own| scope.spawn(move || work(own))).collect();
-        let mut done = vec![work(first)];
-        done.extend(
-            others
-                .into_iter()
-                .map(|h| h.join().expect("a stage panicked")),
-        );
-        done
-    });
+    let done = on_threads(workers, work);
     // Only the thread with the last stage has results to return.
     let mut results = Vec::new();
     let mut stages = Vec::with_capacity(count);
