@@ -7,6 +7,7 @@
 use crate::kernels::packed::{AddTo, PackedMatrix};
 use crate::kernels::{gemm, MatRef};
 use crate::shape::Shape;
+use crate::tape::accumulator;
 use crate::{Element, Tensor};
 
 /// A node's terms are summed once they have this many rows in all, and a term this tall is
@@ -151,11 +152,6 @@ fn matrix_dims(shape: &[usize]) -> (usize, usize) {
         Some((&n, rest)) => (rest.iter().product(), n),
         None => (1, 1),
     }
-}
-
-/// The gradient's values to add into, zeros first if it has none yet.
-fn accumulator<'g, T: Element>(grad: &'g mut Option<Tensor<T>>, shape: &[usize]) -> &'g mut [T] {
-    grad.get_or_insert_with(|| Tensor::zeros(shape)).data_mut()
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! context its backward receives.
 
 use crate::deferred::Deferred;
-use crate::tape::{add_to_slot, Node};
+use crate::tape::{accumulator, add_to_slot, Node};
 use crate::{Element, Tensor};
 
 /// An operation the tape can record: a forward that computes the output from the inputs'
@@ -181,10 +181,6 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
         if !node.requires_grad {
             return None;
         }
-        let slot = &mut self.grads[id];
-        Some(
-            slot.get_or_insert_with(|| Tensor::zeros(node.value.shape()))
-                .data_mut(),
-        )
+        Some(accumulator(&mut self.grads[id], node.value.shape()))
     }
 }

@@ -241,6 +241,14 @@ impl<T: Element> Tape<T> {
     }
 }
 
+/// A gradient slot's values to add into, zeros of `shape` first if it has none yet.
+pub(crate) fn accumulator<'g, T: Element>(
+    slot: &'g mut Option<Tensor<T>>,
+    shape: &[usize],
+) -> &'g mut [T] {
+    slot.get_or_insert_with(|| Tensor::zeros(shape)).data_mut()
+}
+
 /// Adds `grad` to a gradient slot; an empty slot takes `grad` itself, without a copy.
 pub(crate) fn add_to_slot<T: Element>(slot: &mut Option<Tensor<T>>, grad: Tensor<T>) {
     match slot {
