@@ -68,12 +68,12 @@ impl<T: Element> Deferred<T> {
             b.numel()
         );
         if m == 0 || n == 0 {
-            accumulator(grad, shape); // an empty gradient: nothing to add
+            accumulator(grad, shape, 0); // an empty gradient: nothing to add
             return;
         }
         let kept = self.kept.contains(&node);
         if rows >= BLOCK_ROWS && !kept {
-            add_product(accumulator(grad, shape), m, n, a, b);
+            add_product(accumulator(grad, shape, 0), m, n, a, b);
             return;
         }
         let at = match self.pending.iter().position(|t| t.node == node) {
@@ -125,7 +125,7 @@ impl<T: Element> Terms<T> {
     fn sum_into(self, grad: &mut Option<Tensor<T>>) {
         // Only nonempty gradients get terms (see `add`).
         let (m, n) = matrix_dims(&self.shape);
-        let c = accumulator(grad, &self.shape);
+        let c = accumulator(grad, &self.shape, 0);
         if let [(a, b)] = &self.pairs[..] {
             // A weight used once (an output layer): gemm, with nothing to gain from packing.
             return add_product(c, m, n, a, b);

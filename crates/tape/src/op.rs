@@ -2,7 +2,7 @@
 //! context its backward receives.
 
 use crate::deferred::Deferred;
-use crate::tape::{accumulator, add_to_slot, Node};
+use crate::tape::{accumulator, add_to_slot, view_room, Node};
 use crate::{Element, Tensor};
 
 /// An operation the tape can record: a forward that computes the output from the inputs'
@@ -181,6 +181,7 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
         if !node.requires_grad {
             return None;
         }
-        Some(accumulator(&mut self.grads[id], node.value.shape()))
+        let room = view_room(self.nodes, id);
+        Some(accumulator(&mut self.grads[id], node.value.shape(), room))
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::deferred::{Deferred, Products};
 use crate::op::{BackwardCtx, Op};
-use crate::shape::Shape;
+use crate::shape::{numel, Shape};
 use crate::{Element, Tensor};
 use smallvec::SmallVec;
 use std::cell::{Cell, Ref, RefCell};
@@ -241,12 +241,33 @@ impl<T: Element> Tape<T> {
     }
 }
 
-/// A gradient slot's values to add into, zeros of `shape` first if it has none yet.
+/// A gradient slot's values to add into, zeros of `shape` first if it has none yet, made
+/// with capacity for `room` values (see [`view_room`]).
 pub(crate) fn accumulator<'g, T: Element>(
     slot: &'g mut Option<Tensor<T>>,
     shape: &[usize],
+    room: usize,
 ) -> &'g mut [T] {
-    slot.get_or_insert_with(|| Tensor::zeros(shape)).data_mut()
+    slot.get_or_insert_with(|| {
+        let n = numel(shape);
+        let mut zeros = Vec::with_capacity(room.max(n));
+        zeros.resize(n, T::zero());
+        Tensor::from_vec(zeros, shape)
+    })
+    .data_mut()
+}
+
+/// How many values node `id`'s gradient may grow to: a view's gradient (`Op::is_view`) is
+/// extended with zeros to its input's size, and that input may be a view in turn, so a
+/// gradient made with this capacity takes every extension in place, where a fuller vector
+/// would be reallocated and copied (an RNN's output sequence sliced off its final states).
+pub(crate) fn view_room<T: Element>(nodes: &[Node<T>], mut id: usize) -> usize {
+    let mut room = nodes[id].value.numel();
+    while nodes[id].op.as_ref().is_some_and(|op| op.is_view()) {
+        id = nodes[id].inputs[0];
+        room = room.max(nodes[id].value.numel());
+    }
+    room
 }
 
 /// Adds `grad` to a gradient slot; an empty slot takes `grad` itself, without a copy.
@@ -369,6 +390,31 @@ mod tests {
             hs * d / (1.0 - 0.9 * d),
             max_relative = 1e-9
         );
+    }
+
+    /// A view's gradient is extended to its input's size (and on up a chain of views), so
+    /// its accumulator is made with that much room; anything else gets its own size.
+    #[test]
+    fn gradients_of_views_have_room_for_what_they_view() {
+        let tape = Tape::<f64>::new();
+        let x = tape.var(Tensor::zeros(&[10, 2]));
+        let head = x.slice(0, 0..6);
+        let rows = head.reshape(&[3, 4]);
+        let inner = x.slice(0, 2..6);
+        let activated = rows.tanh();
+        let nodes = tape.nodes.borrow();
+        assert_eq!(super::view_room(&nodes, rows.id()), 20);
+        assert_eq!(super::view_room(&nodes, head.id()), 20);
+        assert_eq!(super::view_room(&nodes, activated.id()), 12);
+        // Not a leading slice: its gradient is added at its place, not extended.
+        assert_eq!(super::view_room(&nodes, inner.id()), 8);
+        drop(nodes);
+        let grads = tape.backward(activated.sum() + inner.sum());
+        let dx = grads.wrt(x).data().to_vec();
+        let want: Vec<f64> = (0..20)
+            .map(|i| f64::from(u8::from(i < 12)) + f64::from(u8::from((4..12).contains(&i))))
+            .collect();
+        assert_eq!(dx, want);
     }
 
     #[test]
