@@ -285,12 +285,14 @@ impl<T: Element> Op<T> for FusedRnn<T> {
                 let weights = (0..self.units.len())
                     .map(|l| self.weights(inputs, l))
                     .collect();
-                let mut result =
-                    wavefront::forward(&self.units, inputs[0].data(), weights, threads());
-                let mut out = Vec::with_capacity(self.outputs_len() + self.all_finals_len());
-                for chunk in std::mem::take(&mut result.outputs) {
-                    out.extend_from_slice(&chunk);
-                }
+                let mut result = wavefront::forward(
+                    &self.units,
+                    inputs[0].data(),
+                    weights,
+                    self.all_finals_len(),
+                    threads(),
+                );
+                let out = std::mem::take(&mut result.outputs);
                 let finals = std::mem::take(&mut result.finals);
                 self.kept = Kept::Stack(result);
                 (out, finals)

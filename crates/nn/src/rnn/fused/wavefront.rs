@@ -11,8 +11,8 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 
 /// What the forward pass of a stack produces and keeps.
 pub(super) struct StackForward<T> {
-    /// The last layer's outputs `[T·B, H]`, chunk by chunk.
-    pub outputs: Vec<Vec<T>>,
+    /// The last layer's outputs `[T·B, H]`, written there chunk by chunk.
+    pub outputs: Vec<T>,
     /// Per layer, its final state parts `[parts, B, H]`.
     pub finals: Vec<Vec<T>>,
     /// Per layer, what its backward reads.
@@ -21,49 +21,76 @@ pub(super) struct StackForward<T> {
     pub layer_inputs: Vec<Vec<Vec<T>>>,
 }
 
-/// Runs the stack `layers` (`weights[l]` for layer l) forwards over `x` `[T·B, input]`.
+/// A forward stage: the layer's run, the inputs it received (kept for backward), and for
+/// the last layer the stack's outputs, which it writes in place.
+type ForwardStage<'a, T> = (ForwardRun<'a, T>, Vec<Vec<T>>, Vec<T>);
+
+/// Runs the stack `layers` (`weights[l]` for layer l) forwards over `x` `[T·B, input]`; the
+/// outputs have room for `spare` more values.
 pub(super) fn forward<T: Element>(
     layers: &[Dims],
     x: &[T],
     weights: Vec<Weights<'_, T>>,
+    spare: usize,
     threads: usize,
 ) -> StackForward<T> {
     let chunks = layers[0].chunks(false);
+    let top = layers.len() - 1;
     let stages = layers
         .iter()
         .zip(weights)
-        .map(|(dims, w)| (ForwardRun::new(dims, false, w), Vec::new()))
+        .enumerate()
+        .map(|(l, (dims, w))| {
+            let mut outputs = Vec::new();
+            if l == top {
+                let len = dims.steps * dims.batch * dims.hidden;
+                outputs.reserve_exact(len + spare);
+                outputs.resize(len, T::zero());
+            }
+            (ForwardRun::new(dims, false, w), Vec::new(), outputs)
+        })
         .collect();
-    let (stages, last) = pipeline(
+    // Each layer but the last hands its chunk's outputs to the next; the last has written
+    // them into its own buffer and hands on nothing.
+    let (stages, _) = pipeline(
         stages,
         chunks.len(),
         threads,
-        |(run, inputs): &mut (ForwardRun<'_, T>, Vec<Vec<T>>), l, k, input: Option<Vec<T>>| {
+        |(run, inputs, outputs): &mut ForwardStage<'_, T>, l, k, input: Option<Vec<T>>| {
             let (dims, chunk) = (&layers[l], &chunks[k]);
             let rows = chunk.start * dims.batch..chunk.end * dims.batch;
-            let mut out = vec![T::zero(); rows.len() * dims.hidden];
+            let mut own = Vec::new();
+            let out = if l == top {
+                &mut outputs[rows.start * dims.hidden..rows.end * dims.hidden]
+            } else {
+                own.resize(rows.len() * dims.hidden, T::zero());
+                &mut own[..]
+            };
             match input {
                 None => run.chunk(
                     chunk,
                     &x[rows.start * dims.input..rows.end * dims.input],
-                    &mut out,
+                    out,
                 ),
                 Some(input) => {
-                    run.chunk(chunk, &input, &mut out);
+                    run.chunk(chunk, &input, out);
                     inputs.push(input);
                 }
             }
-            out
+            own
         },
     );
     let mut result = StackForward {
-        outputs: last,
+        outputs: Vec::new(),
         finals: Vec::new(),
         saved: Vec::new(),
         layer_inputs: Vec::new(),
     };
-    for (l, (run, inputs)) in stages.into_iter().enumerate() {
+    for (l, (run, inputs, outputs)) in stages.into_iter().enumerate() {
         let (saved, finals) = run.finish();
+        if l == top {
+            result.outputs = outputs;
+        }
         result.saved.push(saved);
         result.finals.push(finals);
         if l > 0 {
@@ -110,14 +137,18 @@ pub(super) fn backward<T: Element>(
                     offset: 0,
                 },
             };
-            BackwardRun::new(dims, false, &forward.saved[l], own, w, g_finals[l])
+            let run = BackwardRun::new(dims, false, &forward.saved[l], own, w, g_finals[l]);
+            // Layer 0 writes ∂/∂x into one buffer in place.
+            let x_grad = (l == 0 && needs_x).then(|| vec![T::zero(); x.len()]);
+            (run, x_grad)
         })
         .collect();
-    let (stages, dx) = pipeline(
+    // Each layer above the first hands ∂/∂(its input chunk) to the layer below.
+    let (stages, _) = pipeline(
         stages,
         count,
         threads,
-        |run: &mut BackwardRun<'_, T>, j, k, g: Option<Option<Vec<T>>>| {
+        |(run, x_grad): &mut BackwardStage<'_, T>, j, k, g: Option<Option<Vec<T>>>| {
             let (l, c) = (top - j, count - 1 - k);
             let (dims, chunk) = (&layers[l], &chunks[c]);
             let rows = chunk.start * dims.batch..chunk.end * dims.batch;
@@ -131,22 +162,36 @@ pub(super) fn backward<T: Element>(
                 Some(g) => &g[..],
                 None => &g_out[rows.start * dims.hidden..rows.end * dims.hidden],
             };
-            let mut dx = (l > 0 || needs_x).then(|| vec![T::zero(); rows.len() * dims.input]);
-            run.chunk(chunk, x_chunk, g_chunk, dx.as_deref_mut());
-            dx
+            let x_rows = rows.start * dims.input..rows.end * dims.input;
+            match x_grad {
+                Some(x_grad) => {
+                    run.chunk(chunk, x_chunk, g_chunk, Some(&mut x_grad[x_rows]));
+                    None
+                }
+                None if l > 0 => {
+                    let mut dx = vec![T::zero(); x_rows.len()];
+                    run.chunk(chunk, x_chunk, g_chunk, Some(&mut dx));
+                    Some(dx)
+                }
+                None => {
+                    run.chunk(chunk, x_chunk, g_chunk, None);
+                    None
+                }
+            }
         },
     );
-    let mut grads: Vec<Grads<T>> = stages.into_iter().rev().map(BackwardRun::finish).collect();
-    if needs_x {
-        // Layer 0's input gradient came back chunk by chunk, last chunk first.
-        let mut x_grad = Vec::with_capacity(x.len());
-        for chunk in dx.iter().rev().flatten() {
-            x_grad.extend_from_slice(chunk);
-        }
-        grads[0].x = Some(x_grad);
-    }
-    grads
+    stages
+        .into_iter()
+        .rev()
+        .map(|(run, x_grad)| Grads {
+            x: x_grad,
+            ..run.finish()
+        })
+        .collect()
 }
+
+/// A backward stage: the layer's run and, for layer 0 when asked for, ∂/∂x `[T·B, input]`.
+type BackwardStage<'a, T> = (BackwardRun<'a, T>, Option<Vec<T>>);
 
 /// Runs `stages` over `chunks` chunks as a wavefront: stage j's chunk k receives what stage
 /// j − 1 returned for chunk k (stage 0 receives `None`). Stage j runs on thread j mod
