@@ -219,10 +219,7 @@ impl<T: Element> Tape<T> {
             if op.is_view() {
                 let input = &nodes[node.inputs[0]];
                 if input.requires_grad {
-                    let mut g = grad_output.into_vec();
-                    g.resize(input.value.numel(), T::zero());
-                    let g = Tensor::from_vec(g, input.value.shape());
-                    add_to_slot(&mut grads[node.inputs[0]], g);
+                    add_leading(&mut grads[node.inputs[0]], grad_output, &input.value);
                 }
                 continue;
             }
@@ -268,6 +265,25 @@ pub(crate) fn view_room<T: Element>(nodes: &[Node<T>], mut id: usize) -> usize {
         room = room.max(nodes[id].value.numel());
     }
     room
+}
+
+/// Adds a view's gradient `grad` to the leading values of its input's gradient slot. An
+/// empty slot takes `grad` itself extended with zeros to the input's size (in place when
+/// it was made with room, see [`view_room`]); a full one only has its leading values added
+/// to.
+fn add_leading<T: Element>(slot: &mut Option<Tensor<T>>, grad: Tensor<T>, input: &Tensor<T>) {
+    match slot {
+        Some(acc) => acc
+            .data_mut()
+            .iter_mut()
+            .zip(grad.data())
+            .for_each(|(a, &b)| *a += b),
+        empty => {
+            let mut g = grad.into_vec();
+            g.resize(input.numel(), T::zero());
+            *empty = Some(Tensor::from_vec(g, input.shape()));
+        }
+    }
 }
 
 /// Adds `grad` to a gradient slot; an empty slot takes `grad` itself, without a copy.
