@@ -146,7 +146,9 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
                 .zip(values)
                 .for_each(|(s, v)| *s += v),
             empty => {
-                let grad: Vec<T> = values.collect();
+                // Room for a view's extension, as `grad_input` makes it (see `view_room`).
+                let mut grad = Vec::with_capacity(view_room(self.nodes, id));
+                grad.extend(values);
                 assert_eq!(
                     grad.len(),
                     node.value.numel(),
