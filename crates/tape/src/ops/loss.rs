@@ -77,8 +77,8 @@ impl<T: Element> Op<T> for CrossEntropy<T> {
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
         let x = inputs[0];
         let (_, classes) = self.targets.check("cross_entropy", x);
-        self.probs = vec![T::zero(); x.numel()];
-        let log_norm = softmax_rows(x.data(), classes, &mut self.probs);
+        let log_norm;
+        (self.probs, log_norm) = softmax_rows(x.data(), classes);
         let total = self.targets.counted().fold(T::zero(), |s, (r, t)| {
             s + (log_norm[r] - x.data()[r * classes + t])
         });

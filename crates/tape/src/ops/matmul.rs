@@ -16,42 +16,58 @@ const PACK_BELOW_ROWS: usize = 128;
 /// product per pass, so repacking it costs what gemm's own packing does.
 const PACK_MAX_ELEMENTS: usize = 1 << 18;
 
-/// C ← A·B + what `add` says, where B is the matrix `b`, or its transpose. One row takes
-/// gemm's matrix-vector path.
-fn product_with<T: Element>(
+/// Whether a product of `a` with `b` runs on `b`'s packed copy rather than gemm (one row
+/// takes gemm's matrix-vector path).
+fn packs<T: Element>(a: MatRef<T>, b: &Tensor<T>) -> bool {
+    let packs = a.rows < PACK_BELOW_ROWS || b.numel() <= PACK_MAX_ELEMENTS;
+    a.rows >= 2 && a.col_stride == 1 && packs
+}
+
+/// The matrix `b`, or its transpose, as gemm's right-hand side.
+fn gemm_view<T: Element>(b: &Tensor<T>, transposed: bool) -> MatRef<'_, T> {
+    let bv = MatRef::row_major(b.data(), b.shape()[0], b.shape()[1]);
+    if transposed {
+        bv.t()
+    } else {
+        bv
+    }
+}
+
+/// C ← A·B + C, where B is the matrix `b`, or its transpose.
+fn add_product<T: Element>(a: MatRef<T>, b: &Tensor<T>, transposed: bool, c: &mut [T], ldc: usize) {
+    if packs(a, b) {
+        b.packed(transposed).product(a, c, ldc, AddTo::Output);
+    } else {
+        gemm(T::one(), a, gemm_view(b, transposed), T::one(), c, ldc);
+    }
+}
+
+/// A·B, plus `row` added to every row, as a new row-major vector; B is the matrix `b`, or
+/// its transpose.
+fn new_product<T: Element>(
     a: MatRef<T>,
     b: &Tensor<T>,
     transposed: bool,
-    add: AddTo<'_, T>,
-    c: &mut [T],
-    ldc: usize,
-) {
-    let packs = a.rows < PACK_BELOW_ROWS || b.numel() <= PACK_MAX_ELEMENTS;
-    if a.rows >= 2 && a.col_stride == 1 && packs {
-        b.packed(transposed).product(a, c, ldc, add);
-    } else {
-        let bv = MatRef::row_major(b.data(), b.shape()[0], b.shape()[1]);
-        let beta = match add {
-            AddTo::Nothing => T::zero(),
-            AddTo::Output => T::one(),
-            AddTo::Row(row) => {
-                // gemm adds to C: the row goes into every row of C first.
-                let n = if transposed { bv.rows } else { bv.cols };
-                for i in 0..a.rows {
-                    c[i * ldc..i * ldc + n].copy_from_slice(&row[..n]);
-                }
-                T::one()
-            }
-        };
-        gemm(
-            T::one(),
-            a,
-            if transposed { bv.t() } else { bv },
-            beta,
-            c,
-            ldc,
-        );
+    row: Option<&[T]>,
+) -> Vec<T> {
+    let bv = gemm_view(b, transposed);
+    let len = a.rows * bv.cols;
+    if packs(a, b) {
+        let mut c = vec![T::zero(); len];
+        let add = row.map_or(AddTo::Nothing, AddTo::Row);
+        b.packed(transposed).product(a, &mut c, bv.cols, add);
+        return c;
     }
+    // gemm adds to C: C starts as the row repeated, written once (no zero fill first: for
+    // a large vocabulary this is the step's largest tensor), or as zeros.
+    let mut c = Vec::with_capacity(len);
+    match row {
+        Some(row) => (0..a.rows).for_each(|_| c.extend_from_slice(&row[..bv.cols])),
+        None => c.resize(len, T::zero()),
+    }
+    let beta = if row.is_some() { T::one() } else { T::zero() };
+    gemm(T::one(), a, bv, beta, &mut c, bv.cols);
+    c
 }
 
 /// How the operands of a matmul are laid out, decided from their shapes.
@@ -114,8 +130,12 @@ impl<T: Element> Op<T> for Matmul {
         let (dims, shape) = matmul_dims(inputs[0].shape(), inputs[1].shape());
         self.dims = dims;
         let Dims { batch, m, k, n } = dims;
-        let mut out = Tensor::zeros(&shape);
         let (a, b) = (inputs[0].data(), inputs[1].data());
+        if inputs[1].ndim() == 2 {
+            let av = MatRef::row_major(a, m, k);
+            return Tensor::from_vec(new_product(av, inputs[1], false, None), &shape);
+        }
+        let mut out = Tensor::zeros(&shape);
         for (i, c) in out
             .data_mut()
             .chunks_exact_mut((m * n).max(1))
@@ -123,12 +143,8 @@ impl<T: Element> Op<T> for Matmul {
             .take(batch)
         {
             let av = MatRef::row_major(&a[i * m * k..(i + 1) * m * k], m, k);
-            if inputs[1].ndim() == 2 {
-                product_with(av, inputs[1], false, AddTo::Nothing, c, n);
-            } else {
-                let bv = MatRef::row_major(&b[i * k * n..(i + 1) * k * n], k, n);
-                gemm(T::one(), av, bv, T::zero(), c, n);
-            }
+            let bv = MatRef::row_major(&b[i * k * n..(i + 1) * k * n], k, n);
+            gemm(T::one(), av, bv, T::zero(), c, n);
         }
         out
     }
@@ -148,7 +164,7 @@ impl<T: Element> Op<T> for Matmul {
             if let Some(ga) = ctx.grad_input(0) {
                 let ga = &mut ga[i * m * k..(i + 1) * m * k];
                 if b_matrix.ndim() == 2 {
-                    product_with(gv, b_matrix, true, AddTo::Output, ga, k);
+                    add_product(gv, b_matrix, true, ga, k);
                 } else {
                     gemm(T::one(), gv, bv.t(), T::one(), ga, k);
                 }
@@ -207,13 +223,9 @@ impl<T: Element> Op<T> for Linear {
         };
         let mut shape = Shape::from_slice(xs);
         *shape.last_mut().unwrap() = fan_out;
-        let mut out = Tensor::zeros(&shape);
-        let add = inputs
-            .get(2)
-            .map_or(AddTo::Nothing, |b| AddTo::Row(b.data()));
         let xv = MatRef::row_major(x.data(), self.rows, fan_in);
-        product_with(xv, w, true, add, out.data_mut(), fan_out);
-        out
+        let bias = inputs.get(2).map(|b| b.data());
+        Tensor::from_vec(new_product(xv, w, true, bias), &shape)
     }
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
@@ -225,7 +237,7 @@ impl<T: Element> Op<T> for Linear {
         let (w, g) = (ctx.input(1), ctx.grad_output().data());
         let gv = MatRef::row_major(g, rows, fan_out);
         if let Some(gx) = ctx.grad_input(0) {
-            product_with(gv, w, false, AddTo::Output, gx, fan_in);
+            add_product(gv, w, false, gx, fan_in);
         }
         ctx.add_transposed_product(1, ctx.grad_output(), ctx.input(0));
         if ctx.num_inputs() == 3 {

@@ -16,36 +16,45 @@ fn lanes<T: Element>(xs: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
     acc.iter().fold(folded, |a, &v| f(a, v))
 }
 
-/// Writes exp(row − max) into `out`; returns max and Σ exp(row − max).
-fn shifted_exp<T: Element>(row: &[T], out: &mut [T]) -> (T, T) {
+/// Appends exp(row − max) to `out`; returns max and Σ exp(row − max).
+fn shifted_exp<T: Element>(row: &[T], out: &mut Vec<T>) -> (T, T) {
     let max = lanes(row, T::neg_infinity(), T::max);
-    out.iter_mut().zip(row).for_each(|(o, &v)| *o = v - max);
-    T::exp_slice(out);
-    (max, lanes(out, T::zero(), |a, b| a + b))
+    let start = out.len();
+    out.extend(row.iter().map(|&v| v - max));
+    let shifted = &mut out[start..];
+    T::exp_slice(shifted);
+    (max, lanes(shifted, T::zero(), |a, b| a + b))
 }
 
-/// Writes softmax of each row of `x` (rows of `width`) into `out`; returns each row's
+/// Softmax of each row of `x` (rows of `width`), written once into a new vector (no zero
+/// fill first: for a large vocabulary this is the step's largest tensor), and each row's
 /// log normaliser, max + ln Σ exp(x − max), so that log p = x − normaliser.
-pub(crate) fn softmax_rows<T: Element>(x: &[T], width: usize, out: &mut [T]) -> Vec<T> {
-    x.chunks_exact(width)
-        .zip(out.chunks_exact_mut(width))
-        .map(|(row, o)| {
-            let (max, sum) = shifted_exp(row, o);
+pub(crate) fn softmax_rows<T: Element>(x: &[T], width: usize) -> (Vec<T>, Vec<T>) {
+    let mut probs = Vec::with_capacity(x.len());
+    let norms = x
+        .chunks_exact(width)
+        .map(|row| {
+            let start = probs.len();
+            let (max, sum) = shifted_exp(row, &mut probs);
             let inv = T::one() / sum;
-            o.iter_mut().for_each(|v| *v *= inv);
+            probs[start..].iter_mut().for_each(|v| *v *= inv);
             max + sum.ln()
         })
-        .collect()
+        .collect();
+    (probs, norms)
 }
 
-/// Writes log_softmax of each row of `x` (rows of `width`) into `out`.
-fn log_softmax_rows<T: Element>(x: &[T], width: usize, out: &mut [T]) {
-    let mut e = vec![T::zero(); width];
-    for (row, o) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+/// log_softmax of each row of `x` (rows of `width`), as a new vector.
+fn log_softmax_rows<T: Element>(x: &[T], width: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(x.len());
+    let mut e = Vec::with_capacity(width);
+    for row in x.chunks_exact(width) {
+        e.clear();
         let (max, sum) = shifted_exp(row, &mut e);
         let lse = sum.ln();
-        o.iter_mut().zip(row).for_each(|(o, &v)| *o = v - max - lse);
+        out.extend(row.iter().map(|&v| v - max - lse));
     }
+    out
 }
 
 fn last_dim<T: Element>(op: &str, x: &Tensor<T>) -> usize {
@@ -66,9 +75,8 @@ impl<T: Element> Op<T> for LogSoftmax {
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
         let x = inputs[0];
-        let mut out = Tensor::zeros(x.shape());
-        log_softmax_rows(x.data(), last_dim("log_softmax", x), out.data_mut());
-        out
+        let out = log_softmax_rows(x.data(), last_dim("log_softmax", x));
+        Tensor::from_vec(out, x.shape())
     }
 
     /// gx = g − softmax · Σg, per row.
@@ -98,9 +106,8 @@ impl<T: Element> Op<T> for Softmax {
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
         let x = inputs[0];
-        let mut out = Tensor::zeros(x.shape());
-        softmax_rows(x.data(), last_dim("softmax", x), out.data_mut());
-        out
+        let (probs, _) = softmax_rows(x.data(), last_dim("softmax", x));
+        Tensor::from_vec(probs, x.shape())
     }
 
     /// gx = y · (g − Σ g·y), per row.
