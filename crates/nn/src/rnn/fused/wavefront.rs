@@ -52,7 +52,7 @@ pub(super) fn forward<T: Element>(
         .collect();
     // Each layer but the last hands its chunk's outputs to the next; the last has written
     // them into its own buffer and hands on nothing.
-    let (stages, _) = pipeline(
+    let stages = pipeline(
         stages,
         chunks.len(),
         threads,
@@ -144,7 +144,7 @@ pub(super) fn backward<T: Element>(
         })
         .collect();
     // Each layer above the first hands ∂/∂(its input chunk) to the layer below.
-    let (stages, _) = pipeline(
+    let stages = pipeline(
         stages,
         count,
         threads,
@@ -196,14 +196,14 @@ type BackwardStage<'a, T> = (BackwardRun<'a, T>, Option<Vec<T>>);
 /// Runs `stages` over `chunks` chunks as a wavefront: stage j's chunk k receives what stage
 /// j − 1 returned for chunk k (stage 0 receives `None`). Stage j runs on thread j mod
 /// `threads`, which takes its chunks in order and, within a chunk, its stages in order, so
-/// a stage only ever waits for work that comes before it. Returns the stages and what the
-/// last one returned, in chunk order.
+/// a stage only ever waits for work that comes before it; what the last stage returns is
+/// dropped (it keeps what it makes in its state). Returns the stages.
 fn pipeline<S: Send, M: Send>(
     stages: Vec<S>,
     chunks: usize,
     threads: usize,
     run: impl Fn(&mut S, usize, usize, Option<M>) -> M + Sync,
-) -> (Vec<S>, Vec<M>) {
+) -> Vec<S> {
     let count = stages.len();
     let threads = threads.clamp(1, count.max(1));
     let mut workers: Vec<Vec<Stage<S, M>>> = (0..threads).map(|_| Vec::new()).collect();
@@ -224,7 +224,6 @@ fn pipeline<S: Send, M: Send>(
         });
     }
     let work = |mut own: Vec<Stage<S, M>>| {
-        let mut last = Vec::new();
         for k in 0..chunks {
             for stage in &mut own {
                 let input = stage
@@ -232,24 +231,16 @@ fn pipeline<S: Send, M: Send>(
                     .as_ref()
                     .map(|rx| rx.recv().expect("the stage before stopped"));
                 let result = run(&mut stage.state, stage.index, k, input);
-                match &stage.output {
-                    Some(tx) => tx.send(result).expect("the next stage stopped"),
-                    None => last.push(result),
+                if let Some(tx) = &stage.output {
+                    tx.send(result).expect("the next stage stopped");
                 }
             }
         }
-        (own, last)
+        own
     };
-    let done = on_threads(workers, work);
-    // Only the thread with the last stage has results to return.
-    let mut results = Vec::new();
-    let mut stages = Vec::with_capacity(count);
-    for (own, last) in done {
-        results.extend(last);
-        stages.extend(own);
-    }
+    let mut stages: Vec<Stage<S, M>> = on_threads(workers, work).into_iter().flatten().collect();
     stages.sort_by_key(|s| s.index);
-    (stages.into_iter().map(|s| s.state).collect(), results)
+    stages.into_iter().map(|s| s.state).collect()
 }
 
 /// A stage of the pipeline with its place in it.
@@ -268,13 +259,14 @@ mod tests {
     fn each_stage_sees_the_previous_stages_result_for_the_same_chunk() {
         for threads in 1..4 {
             let stages = vec![Vec::new(); 3];
-            let (stages, last) = pipeline(stages, 4, threads, |seen: &mut Vec<usize>, j, k, m| {
+            let stages = pipeline(stages, 4, threads, |seen: &mut Vec<usize>, j, k, m| {
                 let value = m.unwrap_or(k * 100) + j;
                 seen.push(value);
                 value
             });
-            assert_eq!(last, vec![3, 103, 203, 303], "{threads} threads");
+            assert_eq!(stages[0], vec![0, 100, 200, 300], "{threads} threads");
             assert_eq!(stages[1], vec![1, 101, 201, 301]);
+            assert_eq!(stages[2], vec![3, 103, 203, 303]);
         }
     }
 }
