@@ -7,6 +7,9 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+mod pool;
+pub(crate) use pool::on_threads;
+
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
 thread_local! {
@@ -85,26 +88,6 @@ fn map_parts_on<P: Send, R: Send>(
         .into_iter()
         .flatten()
         .collect()
-}
-
-/// Runs `run` on every job, each on its own thread, the first on the calling thread rather
-/// than leaving it waiting; results in job order.
-pub(crate) fn on_threads<J: Send, R: Send>(jobs: Vec<J>, run: impl Fn(J) -> R + Sync) -> Vec<R> {
-    let run = &run;
-    let mut jobs = jobs.into_iter();
-    let Some(first) = jobs.next() else {
-        return Vec::new();
-    };
-    std::thread::scope(|scope| {
-        let others: Vec<_> = jobs.map(|job| scope.spawn(move || run(job))).collect();
-        let mut results = vec![run(first)];
-        results.extend(
-            others
-                .into_iter()
-                .map(|h| h.join().expect("a worker thread panicked")),
-        );
-        results
-    })
 }
 
 /// Runs `f(shard)` for shards `0..shards` on up to `threads` threads; results in shard order.
