@@ -128,15 +128,6 @@ fn random_ids(n: usize, vocab: usize, rng: &mut StdRng) -> Vec<usize> {
     (0..n).map(|_| rng.gen_range(0..vocab)).collect()
 }
 
-/// Sums shard gradients in shard order.
-fn combine(parts: Vec<ParamGrads<f32>>, len: usize) -> ParamGrads<f32> {
-    let mut grads = ParamGrads::empty(len);
-    for g in &parts {
-        grads.accumulate(g);
-    }
-    grads
-}
-
 fn lm(c: &LmConfig, threads: usize, parallel: Parallel) {
     let shards = match parallel {
         Parallel::Batch => threads,
@@ -187,7 +178,7 @@ fn lm(c: &LmConfig, threads: usize, parallel: Parallel) {
                 * (1.0 / (c.steps * c.batch) as f32);
             s.backward(loss)
         });
-        let mut grads = combine(parts, store.len());
+        let mut grads = ParamGrads::sum(parts, store.len());
         grads.clip_global_norm(1.0);
         opt.step(&mut store, &grads);
     };

@@ -180,12 +180,9 @@ fn main() {
                 .expect("non-empty shard");
             (loss.item(), s.backward(loss))
         });
-        let mut grads = ParamGrads::empty(store.len());
-        let mut total = 0.0;
-        for (l, g) in &parts {
-            total += l;
-            grads.accumulate(g);
-        }
+        let (losses, shards): (Vec<f32>, Vec<_>) = parts.into_iter().unzip();
+        let total: f32 = losses.iter().sum();
+        let mut grads = ParamGrads::sum(shards, store.len());
         grads.scale(1.0 / args.batch_size as f32);
         grads.clip_global_norm(5.0);
         opt.step(&mut store, &grads);

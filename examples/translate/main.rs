@@ -395,12 +395,9 @@ fn train(args: &Args) -> Result<(), String> {
                 );
                 (loss.item() as f64, s.backward(loss))
             });
-            let mut grads = ParamGrads::empty(store.len());
-            let mut loss_sum = 0.0;
-            for (l, g) in &results {
-                loss_sum += l;
-                grads.accumulate(g);
-            }
+            let (losses, shards): (Vec<f64>, Vec<_>) = results.into_iter().unzip();
+            let loss_sum: f64 = losses.iter().sum();
+            let mut grads = ParamGrads::sum(shards, store.len());
             grads.scale(1.0 / tokens as f32);
             let norm = grads.clip_global_norm(args.clip as f32);
             if !loss_sum.is_finite() || !norm.is_finite() {

@@ -198,21 +198,43 @@ impl<T: Element> ParamGrads<T> {
         );
     }
 
-    /// Adds another set of gradients into this one (summing data-parallel shards).
+    /// Adds another set of gradients into this one (summing data-parallel shards). A
+    /// parameter without a gradient here takes the other's tensor, sharing its storage; see
+    /// [`ParamGrads::sum`] to sum shards that are not needed after.
     pub fn accumulate(&mut self, other: &ParamGrads<T>) {
-        other.assert_within(self.grads.len(), "ParamGrads::accumulate");
-        let mut parts = Vec::new();
-        for (mine, theirs) in self.grads.iter_mut().zip(&other.grads) {
+        self.absorb(other.clone(), "ParamGrads::accumulate");
+    }
+
+    /// The sum of data-parallel shards' gradients for `len` parameters, added in shard
+    /// order. Each parameter's sum is made in the first tensor for it, which no one else
+    /// holds then, so it is added to in place (where [`accumulate`](Self::accumulate) into
+    /// an empty set would share that tensor with its shard and copy it on the first add).
+    pub fn sum(shards: impl IntoIterator<Item = ParamGrads<T>>, len: usize) -> Self {
+        let mut total = ParamGrads::empty(len);
+        for shard in shards {
+            total.absorb(shard, "ParamGrads::sum");
+        }
+        total
+    }
+
+    fn absorb(&mut self, other: ParamGrads<T>, what: &str) {
+        other.assert_within(self.grads.len(), what);
+        let mut taken = Vec::new();
+        for (mine, theirs) in self.grads.iter_mut().zip(other.grads) {
             match (mine, theirs) {
-                (Some(mine), Some(theirs)) => parts.extend(
-                    mine.data_mut()
-                        .chunks_mut(PART)
-                        .zip(theirs.data().chunks(PART)),
-                ),
-                (slot, Some(theirs)) => *slot = Some(theirs.clone()),
+                (Some(mine), Some(theirs)) => taken.push((mine, theirs)),
+                (slot, Some(theirs)) => *slot = Some(theirs),
                 (_, None) => {}
             }
         }
+        let parts: Vec<_> = taken
+            .iter_mut()
+            .flat_map(|(mine, theirs)| {
+                mine.data_mut()
+                    .chunks_mut(PART)
+                    .zip(theirs.data().chunks(PART))
+            })
+            .collect();
         map_parts(
             parts,
             |(a, _)| a.len(),
@@ -268,6 +290,38 @@ mod tests {
         let mut theirs = ParamGrads::<f64>::empty(3);
         theirs.set(ParamId(2), Tensor::from_vec(vec![1.0], &[1]));
         mine.accumulate(&theirs);
+    }
+
+    /// Summing shards moves each parameter's first gradient in and adds the others to it in
+    /// place, in shard order; the shards' own tensors are not written.
+    #[test]
+    fn shards_sum_in_order_into_the_first_gradient_of_each_parameter() {
+        let grad = |v: &[f64]| Tensor::from_vec(v.to_vec(), &[v.len()]);
+        let mut first = ParamGrads::<f64>::empty(3);
+        first.set(ParamId(0), grad(&[1.0, 2.0]));
+        let kept = grad(&[10.0]);
+        let mut second = ParamGrads::<f64>::empty(3);
+        second.set(ParamId(0), grad(&[0.5, 0.25]));
+        second.set(ParamId(1), kept.clone());
+        let mut third = ParamGrads::<f64>::empty(3);
+        third.set(ParamId(1), grad(&[-1.0]));
+        let first_values = first.get(ParamId(0)).unwrap().data().as_ptr();
+        let sum = ParamGrads::sum([first, second, third], 3);
+        let summed = sum.get(ParamId(0)).unwrap();
+        assert_eq!(summed.data(), &[1.5, 2.25]);
+        assert_eq!(
+            summed.data().as_ptr(),
+            first_values,
+            "added in place, not copied"
+        );
+        assert_eq!(sum.get(ParamId(1)).unwrap().data(), &[9.0]);
+        assert!(sum.get(ParamId(2)).is_none());
+        assert_eq!(
+            kept.data(),
+            &[10.0],
+            "a tensor still held elsewhere is copied on write"
+        );
+        assert!(ParamGrads::<f64>::sum([], 2).iter().next().is_none());
     }
 
     #[test]

@@ -186,12 +186,19 @@ impl<T: Element> Tbptt<T> {
             Some((value, grads, final_state, column(&chunk.inputs)))
         });
         let tokens = (chunk.batch * o.k1) as f64;
-        let mut grads = ParamGrads::empty(store.len());
         let mut loss_sum = 0.0;
-        for (value, g, _, _) in results.iter().flatten() {
-            loss_sum += value;
-            grads.accumulate(g);
-        }
+        let mut shard_grads = Vec::with_capacity(results.len());
+        let carried: Vec<_> = results
+            .into_iter()
+            .map(|r| {
+                r.map(|(value, g, state, new_inputs)| {
+                    loss_sum += value;
+                    shard_grads.push(g);
+                    (state, new_inputs)
+                })
+            })
+            .collect();
+        let mut grads = ParamGrads::sum(shard_grads, store.len());
         grads.scale(T::of(1.0 / tokens));
         let loss = loss_sum / tokens;
         let grad_norm = grads.global_norm().to_f64().unwrap_or(f64::NAN);
@@ -206,8 +213,8 @@ impl<T: Element> Tbptt<T> {
             grads.clip_global_norm(T::of(clip));
         }
         optimizer.step(store, &grads);
-        for (mem, r) in self.memory.iter_mut().zip(results) {
-            let Some((_, _, state, new_inputs)) = r else {
+        for (mem, r) in self.memory.iter_mut().zip(carried) {
+            let Some((state, new_inputs)) = r else {
                 continue;
             };
             mem.states.push_back(state);
