@@ -1,6 +1,7 @@
 //! Fused losses: cross-entropy (log_softmax + NLL in one op, with `ignore_index`), NLL on
 //! log-probabilities, and mean squared error. Mean reductions average over counted targets.
 
+use crate::kernels::simd::widest;
 use crate::ops::softmax::softmax_rows;
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
 
@@ -92,17 +93,23 @@ impl<T: Element> Op<T> for CrossEntropy<T> {
         if !ctx.needs_grad(0) {
             return;
         }
-        // Built row by row (counted rows come in order), so no zero-filled buffer is made.
+        // Built row by row (counted rows come in order), so no zero-filled buffer is made;
+        // compiled for the CPU's widest vectors (a large vocabulary makes this a big pass).
         let mut gx = Vec::with_capacity(self.probs.len());
-        for (r, t) in self.targets.counted() {
-            gx.resize(r * classes, T::zero());
-            gx.extend(
-                self.probs[r * classes..(r + 1) * classes]
-                    .iter()
-                    .map(|&p| g * p),
-            );
-            gx[r * classes + t] -= g;
-        }
+        widest(
+            #[inline(always)]
+            || {
+                for (r, t) in self.targets.counted() {
+                    gx.resize(r * classes, T::zero());
+                    gx.extend(
+                        self.probs[r * classes..(r + 1) * classes]
+                            .iter()
+                            .map(|&p| g * p),
+                    );
+                    gx[r * classes + t] -= g;
+                }
+            },
+        );
         gx.resize(self.probs.len(), T::zero());
         ctx.add_grad_input(0, gx);
     }

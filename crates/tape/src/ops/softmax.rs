@@ -1,5 +1,6 @@
 //! softmax and log_softmax along the last axis, numerically stable (max subtracted).
 
+use crate::kernels::simd::widest;
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
 
 /// Folds `xs` with `f` in 8 independent lanes (which vectorize), then folds the lanes.
@@ -29,32 +30,44 @@ fn shifted_exp<T: Element>(row: &[T], out: &mut Vec<T>) -> (T, T) {
 /// Softmax of each row of `x` (rows of `width`), written once into a new vector (no zero
 /// fill first: for a large vocabulary this is the step's largest tensor), and each row's
 /// log normaliser, max + ln Σ exp(x − max), so that log p = x − normaliser.
+/// Like every pass here it runs compiled for the CPU's widest vectors (the same arithmetic in
+/// the same order: the same bits on every path).
 pub(crate) fn softmax_rows<T: Element>(x: &[T], width: usize) -> (Vec<T>, Vec<T>) {
-    let mut probs = Vec::with_capacity(x.len());
-    let norms = x
-        .chunks_exact(width)
-        .map(|row| {
-            let start = probs.len();
-            let (max, sum) = shifted_exp(row, &mut probs);
-            let inv = T::one() / sum;
-            probs[start..].iter_mut().for_each(|v| *v *= inv);
-            max + sum.ln()
-        })
-        .collect();
-    (probs, norms)
+    widest(
+        #[inline(always)]
+        || {
+            let mut probs = Vec::with_capacity(x.len());
+            let norms = x
+                .chunks_exact(width)
+                .map(|row| {
+                    let start = probs.len();
+                    let (max, sum) = shifted_exp(row, &mut probs);
+                    let inv = T::one() / sum;
+                    probs[start..].iter_mut().for_each(|v| *v *= inv);
+                    max + sum.ln()
+                })
+                .collect();
+            (probs, norms)
+        },
+    )
 }
 
 /// log_softmax of each row of `x` (rows of `width`), as a new vector.
 fn log_softmax_rows<T: Element>(x: &[T], width: usize) -> Vec<T> {
-    let mut out = Vec::with_capacity(x.len());
-    let mut e = Vec::with_capacity(width);
-    for row in x.chunks_exact(width) {
-        e.clear();
-        let (max, sum) = shifted_exp(row, &mut e);
-        let lse = sum.ln();
-        out.extend(row.iter().map(|&v| v - max - lse));
-    }
-    out
+    widest(
+        #[inline(always)]
+        || {
+            let mut out = Vec::with_capacity(x.len());
+            let mut e = Vec::with_capacity(width);
+            for row in x.chunks_exact(width) {
+                e.clear();
+                let (max, sum) = shifted_exp(row, &mut e);
+                let lse = sum.ln();
+                out.extend(row.iter().map(|&v| v - max - lse));
+            }
+            out
+        },
+    )
 }
 
 fn last_dim<T: Element>(op: &str, x: &Tensor<T>) -> usize {
@@ -84,16 +97,25 @@ impl<T: Element> Op<T> for LogSoftmax {
         let width = ctx.output().shape()[ctx.output().ndim() - 1];
         let (y, g) = (ctx.output().data(), ctx.grad_output().data());
         let Some(gx) = ctx.grad_input(0) else { return };
-        for ((yr, gr), xr) in y
-            .chunks_exact(width)
-            .zip(g.chunks_exact(width))
-            .zip(gx.chunks_exact_mut(width))
-        {
-            let total = gr.iter().fold(T::zero(), |s, &v| s + v);
-            for ((x, &yv), &gv) in xr.iter_mut().zip(yr).zip(gr) {
-                *x += gv - yv.exp() * total;
-            }
-        }
+        let mut probs = Vec::with_capacity(width);
+        widest(
+            #[inline(always)]
+            || {
+                for ((yr, gr), xr) in y
+                    .chunks_exact(width)
+                    .zip(g.chunks_exact(width))
+                    .zip(gx.chunks_exact_mut(width))
+                {
+                    let total = gr.iter().fold(T::zero(), |s, &v| s + v);
+                    probs.clear();
+                    probs.extend_from_slice(yr);
+                    T::exp_slice(&mut probs);
+                    for ((x, &p), &gv) in xr.iter_mut().zip(&probs).zip(gr) {
+                        *x += gv - p * total;
+                    }
+                }
+            },
+        )
     }
 }
 
@@ -115,16 +137,21 @@ impl<T: Element> Op<T> for Softmax {
         let width = ctx.output().shape()[ctx.output().ndim() - 1];
         let (y, g) = (ctx.output().data(), ctx.grad_output().data());
         let Some(gx) = ctx.grad_input(0) else { return };
-        for ((yr, gr), xr) in y
-            .chunks_exact(width)
-            .zip(g.chunks_exact(width))
-            .zip(gx.chunks_exact_mut(width))
-        {
-            let dot = yr.iter().zip(gr).fold(T::zero(), |s, (&a, &b)| s + a * b);
-            for ((x, &yv), &gv) in xr.iter_mut().zip(yr).zip(gr) {
-                *x += yv * (gv - dot);
-            }
-        }
+        widest(
+            #[inline(always)]
+            || {
+                for ((yr, gr), xr) in y
+                    .chunks_exact(width)
+                    .zip(g.chunks_exact(width))
+                    .zip(gx.chunks_exact_mut(width))
+                {
+                    let dot = yr.iter().zip(gr).fold(T::zero(), |s, (&a, &b)| s + a * b);
+                    for ((x, &yv), &gv) in xr.iter_mut().zip(yr).zip(gr) {
+                        *x += yv * (gv - dot);
+                    }
+                }
+            },
+        )
     }
 }
 
