@@ -8,6 +8,7 @@ use super::pointwise::{RowBackward, RowForward};
 use super::recurrence::Recurrence;
 use crate::rnn::CellKind;
 use recur_tape::kernels::packed::AddTo;
+use recur_tape::kernels::simd::widest;
 use recur_tape::kernels::{gemm, MatRef};
 use recur_tape::{Element, Tensor};
 use std::ops::Range;
@@ -329,32 +330,39 @@ impl<'a, T: Element> ForwardRun<'a, T> {
             }
             self.recurrence
                 .step(&self.state, width, batch, &mut self.hg, gates, false);
-            for b in 0..batch {
-                if !dims.active(t, b) {
-                    continue;
-                }
-                let local = at + b - first;
-                let state_row = &mut self.state[b * width..(b + 1) * width];
-                let out_row = &mut out[local * hidden..(local + 1) * hidden];
-                forward_row(
-                    dims.kind,
-                    hidden,
-                    RowForward {
-                        xg: &self.xg[local * gates..(local + 1) * gates],
-                        hg: &self.hg[b * gates..(b + 1) * gates],
-                        b_hh,
-                        state: state_row,
-                        saved: if keep_apart {
-                            &mut saved.activations[local * saved_w..(local + 1) * saved_w]
-                        } else {
-                            out_row
-                        },
-                    },
-                );
-                if keep_apart {
-                    out[local * hidden..(local + 1) * hidden].copy_from_slice(&state_row[..hidden]);
-                }
-            }
+            let (state, xg, hg) = (&mut self.state, &self.xg, &self.hg);
+            widest(
+                #[inline(always)]
+                || {
+                    for b in 0..batch {
+                        if !dims.active(t, b) {
+                            continue;
+                        }
+                        let local = at + b - first;
+                        let state_row = &mut state[b * width..(b + 1) * width];
+                        let out_row = &mut out[local * hidden..(local + 1) * hidden];
+                        forward_row(
+                            dims.kind,
+                            hidden,
+                            RowForward {
+                                xg: &xg[local * gates..(local + 1) * gates],
+                                hg: &hg[b * gates..(b + 1) * gates],
+                                b_hh,
+                                state: state_row,
+                                saved: if keep_apart {
+                                    &mut saved.activations[local * saved_w..(local + 1) * saved_w]
+                                } else {
+                                    out_row
+                                },
+                            },
+                        );
+                        if keep_apart {
+                            out[local * hidden..(local + 1) * hidden]
+                                .copy_from_slice(&state_row[..hidden]);
+                        }
+                    }
+                },
+            );
         }
     }
 
@@ -478,37 +486,45 @@ impl<'a, T: Element> BackwardRun<'a, T> {
         let saved = self.saved.chunk(dims, chunk);
         for t in steps_of(chunk, self.reverse).rev() {
             let at = t * batch;
-            for b in 0..batch {
-                if !dims.active(t, b) {
-                    continue;
-                }
-                let (row, local) = (at + b, at + b - first);
-                let d_row = &mut self.d_state[b * width..(b + 1) * width];
-                for (d, &gy) in d_row[..hidden]
-                    .iter_mut()
-                    .zip(&g_out[local * hidden..(local + 1) * hidden])
-                {
-                    *d += gy;
-                }
-                backward_row(
-                    dims.kind,
-                    hidden,
-                    RowBackward {
-                        saved: if dims.state_is_output() {
-                            self.outputs.row(row, hidden)
-                        } else {
-                            &saved.activations[local * saved_w..(local + 1) * saved_w]
-                        },
-                        prev: saved
-                            .prev
-                            .get(local * width..(local + 1) * width)
-                            .unwrap_or(&[]),
-                        d_state: d_row,
-                        d_xg: &mut self.d_xg[local * gates..(local + 1) * gates],
-                        d_hg: separate.then(|| &mut self.d_hg[local * gates..(local + 1) * gates]),
-                    },
-                );
-            }
+            let (d_state, d_xg, d_hg, outputs) =
+                (&mut self.d_state, &mut self.d_xg, &mut self.d_hg, &self.outputs);
+            widest(
+                #[inline(always)]
+                || {
+                    for b in 0..batch {
+                        if !dims.active(t, b) {
+                            continue;
+                        }
+                        let (row, local) = (at + b, at + b - first);
+                        let d_row = &mut d_state[b * width..(b + 1) * width];
+                        for (d, &gy) in d_row[..hidden]
+                            .iter_mut()
+                            .zip(&g_out[local * hidden..(local + 1) * hidden])
+                        {
+                            *d += gy;
+                        }
+                        backward_row(
+                            dims.kind,
+                            hidden,
+                            RowBackward {
+                                saved: if dims.state_is_output() {
+                                    outputs.row(row, hidden)
+                                } else {
+                                    &saved.activations[local * saved_w..(local + 1) * saved_w]
+                                },
+                                prev: saved
+                                    .prev
+                                    .get(local * width..(local + 1) * width)
+                                    .unwrap_or(&[]),
+                                d_state: d_row,
+                                d_xg: &mut d_xg[local * gates..(local + 1) * gates],
+                                d_hg: separate
+                                    .then(|| &mut d_hg[local * gates..(local + 1) * gates]),
+                            },
+                        );
+                    }
+                },
+            );
             let d_hg = if separate { &self.d_hg } else { &self.d_xg };
             let local = at - first;
             self.recurrence.step(
