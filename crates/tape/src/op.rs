@@ -2,6 +2,7 @@
 //! context its backward receives.
 
 use crate::deferred::Deferred;
+use crate::kernels::simd::widest;
 use crate::tape::{accumulator, add_to_slot, view_room, Node};
 use crate::{Element, Tensor};
 
@@ -139,25 +140,35 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
         if !node.requires_grad {
             return;
         }
-        match &mut self.grads[id] {
-            Some(slot) => slot
-                .data_mut()
-                .iter_mut()
-                .zip(values)
-                .for_each(|(s, v)| *s += v),
-            empty => {
-                // Room for a view's extension, as `grad_input` makes it (see `view_room`).
-                let mut grad = Vec::with_capacity(view_room(self.nodes, id));
-                grad.extend(values);
-                assert_eq!(
-                    grad.len(),
-                    node.value.numel(),
-                    "accumulate_grad_input: {} values for input {k} of shape {:?}",
-                    grad.len(),
-                    node.value.shape()
-                );
-                *empty = Some(Tensor::from_vec(grad, node.value.shape()));
-            }
+        // The values' arithmetic is inlined here, so it runs for the CPU's widest vectors.
+        let slot = &mut self.grads[id];
+        let grad = widest(
+            #[inline(always)]
+            || match slot {
+                Some(acc) => {
+                    acc.data_mut()
+                        .iter_mut()
+                        .zip(values)
+                        .for_each(|(s, v)| *s += v);
+                    None
+                }
+                None => {
+                    // Room for a view's extension, as `grad_input` makes it (see `view_room`).
+                    let mut grad = Vec::with_capacity(view_room(self.nodes, id));
+                    grad.extend(values);
+                    Some(grad)
+                }
+            },
+        );
+        if let Some(grad) = grad {
+            assert_eq!(
+                grad.len(),
+                node.value.numel(),
+                "accumulate_grad_input: {} values for input {k} of shape {:?}",
+                grad.len(),
+                node.value.shape()
+            );
+            *slot = Some(Tensor::from_vec(grad, node.value.shape()));
         }
     }
 

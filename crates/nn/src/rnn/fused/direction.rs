@@ -486,8 +486,12 @@ impl<'a, T: Element> BackwardRun<'a, T> {
         let saved = self.saved.chunk(dims, chunk);
         for t in steps_of(chunk, self.reverse).rev() {
             let at = t * batch;
-            let (d_state, d_xg, d_hg, outputs) =
-                (&mut self.d_state, &mut self.d_xg, &mut self.d_hg, &self.outputs);
+            let (d_state, d_xg, d_hg, outputs) = (
+                &mut self.d_state,
+                &mut self.d_xg,
+                &mut self.d_hg,
+                &self.outputs,
+            );
             widest(
                 #[inline(always)]
                 || {
