@@ -594,21 +594,40 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             let d = MatRef::row_major(d, local.len(), gates);
             gemm(T::one(), d.t(), prev, T::one(), &mut grads.w_hh, hidden);
         }
+        // The biases' gradients are the gate gradients' column sums; b_hh's are b_ih's
+        // unless the kind keeps the recurrent part apart (made once, in `finish`).
         if let Some((b_ih, b_hh)) = grads.bias.as_mut() {
-            for (sums, d) in [(b_ih, d_xg), (b_hh, d_hg)] {
-                for row in d.data.chunks_exact(gates) {
-                    for (s, &v) in sums.iter_mut().zip(row) {
-                        *s += v;
+            widest(
+                #[inline(always)]
+                || {
+                    add_column_sums(b_ih, d_xg.data);
+                    if separate {
+                        add_column_sums(b_hh, d_hg.data);
                     }
-                }
-            }
+                },
+            );
         }
     }
 
     /// Every gradient but the input's (`x` is `None`).
-    pub fn finish(self) -> Grads<T> {
+    pub fn finish(mut self) -> Grads<T> {
         let init = self.dims.rows_to_parts(&self.d_state);
+        if let Some((b_ih, b_hh)) = self.grads.bias.as_mut() {
+            if !self.dims.separate_hidden_bias() {
+                b_hh.copy_from_slice(b_ih);
+            }
+        }
         Grads { init, ..self.grads }
+    }
+}
+
+/// Adds the column sums of the rows of `matrix` (each `sums.len()` wide) to `sums`.
+#[inline(always)]
+fn add_column_sums<T: Element>(sums: &mut [T], matrix: &[T]) {
+    for row in matrix.chunks_exact(sums.len()) {
+        for (s, &v) in sums.iter_mut().zip(row) {
+            *s += v;
+        }
     }
 }
 
