@@ -238,7 +238,12 @@ impl<T: Element> ParamGrads<T> {
         map_parts(
             parts,
             |(a, _)| a.len(),
-            |(a, b)| a.iter_mut().zip(b).for_each(|(a, &b)| *a += b),
+            |(a, b)| {
+                widest(
+                    #[inline(always)]
+                    || a.iter_mut().zip(b).for_each(|(a, &b)| *a += b),
+                )
+            },
         );
     }
 
@@ -253,7 +258,12 @@ impl<T: Element> ParamGrads<T> {
         map_parts(
             parts,
             |g| g.len(),
-            |g| g.iter_mut().for_each(|v| *v *= factor),
+            |g| {
+                widest(
+                    #[inline(always)]
+                    || g.iter_mut().for_each(|v| *v *= factor),
+                )
+            },
         );
     }
 

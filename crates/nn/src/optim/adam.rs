@@ -5,6 +5,7 @@
 use super::{load_slots, named_slots, Optimizer};
 use crate::parallel::{map_parts, PART};
 use crate::params::{ParamGrads, ParamStore};
+use recur_tape::kernels::simd::widest;
 use recur_tape::{Element, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,16 +96,22 @@ impl<T: Element> Optimizer<T> for Adam<T> {
             parts,
             |part| part.0.len(),
             |(p, g, m, v, step_size, bc2_sqrt)| {
-                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                    if o.decoupled {
-                        *p *= one - lr * wd;
-                    }
-                    let g = if o.decoupled { g } else { g + wd * *p };
-                    *m = *m + (g - *m) * (one - b1);
-                    *v = *v * b2 + (one - b2) * g * g;
-                    let denom = v.sqrt() / bc2_sqrt + eps;
-                    *p += (-step_size) * (*m / denom);
-                }
+                let moments = m.iter_mut().zip(v.iter_mut());
+                widest(
+                    #[inline(always)]
+                    || {
+                        for ((p, &g), (m, v)) in p.iter_mut().zip(g).zip(moments) {
+                            if o.decoupled {
+                                *p *= one - lr * wd;
+                            }
+                            let g = if o.decoupled { g } else { g + wd * *p };
+                            *m = *m + (g - *m) * (one - b1);
+                            *v = *v * b2 + (one - b2) * g * g;
+                            let denom = v.sqrt() / bc2_sqrt + eps;
+                            *p += (-step_size) * (*m / denom);
+                        }
+                    },
+                )
             },
         );
     }

@@ -4,6 +4,7 @@
 use super::{load_slots, named_slots, Optimizer};
 use crate::parallel::{map_parts, PART};
 use crate::params::{ParamGrads, ParamStore};
+use recur_tape::kernels::simd::widest;
 use recur_tape::{Element, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -90,18 +91,23 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
         map_parts(
             parts,
             |part| part.p.len(),
-            |Part { p, g, buf }| match buf {
-                None => p
-                    .iter_mut()
-                    .zip(g)
-                    .for_each(|(p, &g)| *p -= lr * (g + wd * *p)),
-                Some((b, first)) => {
-                    for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
-                        let d = g + wd * *p;
-                        *b = if first { d } else { mu * *b + damp * d };
-                        *p -= lr * if o.nesterov { d + mu * *b } else { *b };
-                    }
-                }
+            |Part { p, g, buf }| {
+                widest(
+                    #[inline(always)]
+                    || match buf {
+                        None => p
+                            .iter_mut()
+                            .zip(g)
+                            .for_each(|(p, &g)| *p -= lr * (g + wd * *p)),
+                        Some((b, first)) => {
+                            for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
+                                let d = g + wd * *p;
+                                *b = if first { d } else { mu * *b + damp * d };
+                                *p -= lr * if o.nesterov { d + mu * *b } else { *b };
+                            }
+                        }
+                    },
+                )
             },
         );
     }

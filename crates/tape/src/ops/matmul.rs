@@ -2,6 +2,7 @@
 //! and batched 3-D) and `linear` (x·Wᵀ + b, PyTorch's F.linear, with W never copied).
 
 use crate::kernels::packed::AddTo;
+use crate::kernels::simd::widest;
 use crate::kernels::{gemm, MatRef};
 use crate::shape::{numel, Shape};
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
@@ -242,9 +243,16 @@ impl<T: Element> Op<T> for Linear {
         ctx.add_transposed_product(1, ctx.grad_output(), ctx.input(0));
         if ctx.num_inputs() == 3 {
             if let Some(gb) = ctx.grad_input(2) {
-                for row in g.chunks_exact(fan_out) {
-                    gb.iter_mut().zip(row).for_each(|(b, &r)| *b += r);
-                }
+                // The output gradient's column sums, compiled for the widest vectors (a
+                // vocabulary-sized output layer makes this a large pass).
+                widest(
+                    #[inline(always)]
+                    || {
+                        for row in g.chunks_exact(fan_out) {
+                            gb.iter_mut().zip(row).for_each(|(b, &r)| *b += r);
+                        }
+                    },
+                )
             }
         }
     }

@@ -4,6 +4,8 @@ use crate::kernels::simd::widest;
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
 
 /// Folds `xs` with `f` in 8 independent lanes (which vectorize), then folds the lanes.
+/// Inlined, as `shifted_exp`, into the passes that run for the widest vectors.
+#[inline(always)]
 fn lanes<T: Element>(xs: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
     let mut acc = [init; 8];
     let chunks = xs.chunks_exact(8);
@@ -18,6 +20,7 @@ fn lanes<T: Element>(xs: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
 }
 
 /// Appends exp(row − max) to `out`; returns max and Σ exp(row − max).
+#[inline(always)]
 fn shifted_exp<T: Element>(row: &[T], out: &mut Vec<T>) -> (T, T) {
     let max = lanes(row, T::neg_infinity(), T::max);
     let start = out.len();
@@ -37,16 +40,16 @@ pub(crate) fn softmax_rows<T: Element>(x: &[T], width: usize) -> (Vec<T>, Vec<T>
         #[inline(always)]
         || {
             let mut probs = Vec::with_capacity(x.len());
-            let norms = x
-                .chunks_exact(width)
-                .map(|row| {
-                    let start = probs.len();
-                    let (max, sum) = shifted_exp(row, &mut probs);
-                    let inv = T::one() / sum;
-                    probs[start..].iter_mut().for_each(|v| *v *= inv);
-                    max + sum.ln()
-                })
-                .collect();
+            let mut norms = Vec::with_capacity(x.len() / width.max(1));
+            // A plain loop: an iterator's fold might not be inlined, and would then run
+            // compiled for the baseline target.
+            for row in x.chunks_exact(width) {
+                let start = probs.len();
+                let (max, sum) = shifted_exp(row, &mut probs);
+                let inv = T::one() / sum;
+                probs[start..].iter_mut().for_each(|v| *v *= inv);
+                norms.push(max + sum.ln());
+            }
             (probs, norms)
         },
     )
