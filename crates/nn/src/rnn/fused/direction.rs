@@ -3,7 +3,7 @@
 //! buffers (so that directions and layers can run on different threads and be summed in a
 //! fixed order). The whole-sequence `forward` and `backward` feed them every chunk in turn.
 
-use super::pointwise::{backward_row, forward_row, gate_count, saved_width, state_parts};
+use super::pointwise::{backward_row, fill, forward_row, gate_count, saved_width, state_parts};
 use super::pointwise::{RowBackward, RowForward};
 use super::recurrence::Recurrence;
 use crate::rnn::CellKind;
@@ -11,6 +11,7 @@ use recur_tape::kernels::packed::AddTo;
 use recur_tape::kernels::simd::widest;
 use recur_tape::kernels::{gemm, MatRef};
 use recur_tape::{Element, Tensor};
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Rows (steps × batch) per chunk of the sequence.
@@ -318,15 +319,24 @@ impl<'a, T: Element> ForwardRun<'a, T> {
         input_part(dims, x, rows, &self.weights, bias, &mut self.xg);
         let keep_apart = !dims.state_is_output();
         let saved = self.saved.chunk_mut(dims, chunk);
+        // The chunk's saved values are written by its steps into fresh capacity, not
+        // zero-filled first (that fill was a pass of its own over the chunk's buffers).
+        let (mut activations, mut prev) = (Vec::new(), Vec::new());
         if keep_apart {
-            saved.activations = vec![T::zero(); rows * saved_w];
-            saved.prev = vec![T::zero(); rows * width];
+            activations.reserve_exact(rows * saved_w);
+            prev.reserve_exact(rows * width);
         }
+        let (activations_slots, prev_slots) =
+            (activations.spare_capacity_mut(), prev.spare_capacity_mut());
         for t in steps_of(chunk, self.reverse) {
             let at = t * batch;
             if keep_apart {
                 let local = at - first;
-                saved.prev[local * width..(local + batch) * width].copy_from_slice(&self.state);
+                let state = &self.state;
+                fill(
+                    &mut prev_slots[local * width..(local + batch) * width],
+                    |j| state[j],
+                );
             }
             self.recurrence
                 .step(&self.state, width, batch, &mut self.hg, gates, false);
@@ -335,10 +345,14 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                 #[inline(always)]
                 || {
                     for b in 0..batch {
+                        let local = at + b - first;
+                        let saved_row = local * saved_w..(local + 1) * saved_w;
                         if !dims.active(t, b) {
+                            if keep_apart {
+                                fill(&mut activations_slots[saved_row], |_| T::zero());
+                            }
                             continue;
                         }
-                        let local = at + b - first;
                         let state_row = &mut state[b * width..(b + 1) * width];
                         let out_row = &mut out[local * hidden..(local + 1) * hidden];
                         forward_row(
@@ -350,9 +364,10 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                                 b_hh,
                                 state: state_row,
                                 saved: if keep_apart {
-                                    &mut saved.activations[local * saved_w..(local + 1) * saved_w]
+                                    &mut activations_slots[saved_row]
                                 } else {
-                                    out_row
+                                    // SAFETY: forward_row only writes values into its slots.
+                                    unsafe { as_slots(out_row) }
                                 },
                             },
                         );
@@ -363,6 +378,16 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                     }
                 },
             );
+        }
+        if keep_apart {
+            // SAFETY: each step of the chunk wrote its `batch` rows of both: the previous
+            // states above, and every row's saved values (forward_row writes all of them,
+            // rows past their length got zeros); the chunk's steps cover its `rows` rows.
+            unsafe {
+                activations.set_len(rows * saved_w);
+                prev.set_len(rows * width);
+            }
+            *saved = SavedChunk { activations, prev };
         }
     }
 
@@ -619,6 +644,16 @@ impl<'a, T: Element> BackwardRun<'a, T> {
         }
         Grads { init, ..self.grads }
     }
+}
+
+/// `values` as slots that `fill` writes.
+///
+/// # Safety
+/// Only values may be written through the result (never `MaybeUninit::uninit()`), so that
+/// `values` stays initialized.
+unsafe fn as_slots<T>(values: &mut [T]) -> &mut [MaybeUninit<T>] {
+    // SAFETY: MaybeUninit<T> has T's layout; the caller writes only values.
+    unsafe { &mut *(std::ptr::from_mut(values) as *mut [MaybeUninit<T>]) }
 }
 
 /// Adds the column sums of the rows of `matrix` (each `sums.len()` wide) to `sums`.

@@ -6,6 +6,7 @@
 
 use crate::rnn::{CellKind, Nonlinearity};
 use recur_tape::Element;
+use std::mem::MaybeUninit;
 
 /// Values saved per row and step, in units of the hidden size.
 pub(super) fn saved_width(kind: CellKind) -> usize {
@@ -38,13 +39,24 @@ pub(super) fn state_parts(kind: CellKind) -> usize {
 /// One row of one step. `xg` is the input part (with the biases the kind folds into it),
 /// `hg` the raw recurrent product W_hh·h, `b_hh` the recurrent bias when the kind keeps it
 /// apart (GRU). `state` is `[h, c]` for the row, updated in place; returns nothing, writes
-/// `saved`.
+/// every value of `saved` (which need not hold values before: its buffer is not
+/// zero-filled first).
 pub(super) struct RowForward<'a, T> {
     pub xg: &'a [T],
     pub hg: &'a [T],
     pub b_hh: Option<&'a [T]>,
     pub state: &'a mut [T],
-    pub saved: &'a mut [T],
+    pub saved: &'a mut [MaybeUninit<T>],
+}
+
+/// Writes `value(j)` into every slot `j` of `out`; returns them as the values written.
+#[inline(always)]
+pub(super) fn fill<T>(out: &mut [MaybeUninit<T>], mut value: impl FnMut(usize) -> T) -> &mut [T] {
+    for (j, slot) in out.iter_mut().enumerate() {
+        slot.write(value(j));
+    }
+    // SAFETY: every slot has just been written, and MaybeUninit<T> has T's layout.
+    unsafe { &mut *(std::ptr::from_mut(out) as *mut [T]) }
 }
 
 #[inline(always)]
@@ -59,9 +71,7 @@ pub(super) fn forward_row<T: Element>(kind: CellKind, hidden: usize, row: RowFor
     let h = hidden;
     match kind {
         CellKind::Rnn(act) => {
-            for j in 0..h {
-                saved[j] = xg[j] + hg[j];
-            }
+            let saved = fill(&mut saved[..h], |j| xg[j] + hg[j]);
             match act {
                 Nonlinearity::Tanh => T::tanh_slice(saved),
                 Nonlinearity::Relu => saved.iter_mut().for_each(|v| *v = v.max(T::zero())),
@@ -70,17 +80,17 @@ pub(super) fn forward_row<T: Element>(kind: CellKind, hidden: usize, row: RowFor
         }
         CellKind::Lstm => {
             let (gates, tanh_c) = saved[..5 * h].split_at_mut(4 * h);
-            add_into(gates, &xg[..4 * h], &hg[..4 * h]);
+            let gates = fill(gates, |j| xg[j] + hg[j]);
             T::sigmoid_slice(&mut gates[..2 * h]);
             T::tanh_slice(&mut gates[2 * h..3 * h]);
             T::sigmoid_slice(&mut gates[3 * h..]);
             let (i, f, g, o) = split4(gates, h);
             let (h_state, c_state) = state[..2 * h].split_at_mut(h);
-            for j in 0..h {
+            let tanh_c = fill(tanh_c, |j| {
                 let c = f[j] * c_state[j] + i[j] * g[j];
-                tanh_c[j] = c;
                 c_state[j] = c;
-            }
+                c
+            });
             T::tanh_slice(tanh_c);
             for ((h, &o), &tc) in h_state.iter_mut().zip(o).zip(&*tanh_c) {
                 *h = o * tc;
@@ -92,37 +102,25 @@ pub(super) fn forward_row<T: Element>(kind: CellKind, hidden: usize, row: RowFor
             // hn = W_hn·h + b_hn; r and z take their part of b_hh too.
             let (rz, n) = rzn.split_at_mut(2 * h);
             let (x_rz, h_rz, h_n) = (&xg[..2 * h], &hg[..2 * h], &hg[2 * h..]);
-            match b_hh {
+            let (rz, hn) = match b_hh {
                 Some(b) => {
                     let (b_rz, b_n) = b[..3 * h].split_at(2 * h);
-                    for (((v, &x), &hg), &b) in rz.iter_mut().zip(x_rz).zip(h_rz).zip(b_rz) {
-                        *v = x + (hg + b);
-                    }
-                    add_into(hn, h_n, b_n);
+                    (
+                        fill(rz, |j| x_rz[j] + (h_rz[j] + b_rz[j])),
+                        fill(hn, |j| h_n[j] + b_n[j]),
+                    )
                 }
-                None => {
-                    add_into(rz, x_rz, h_rz);
-                    hn.copy_from_slice(h_n);
-                }
-            }
+                None => (fill(rz, |j| x_rz[j] + h_rz[j]), fill(hn, |j| h_n[j])),
+            };
             T::sigmoid_slice(rz);
             let (r, z) = rz.split_at(h);
-            for (((n, &x), &r), &hn) in n.iter_mut().zip(&xg[2 * h..3 * h]).zip(r).zip(&*hn) {
-                *n = x + r * hn;
-            }
+            let x_n = &xg[2 * h..3 * h];
+            let n = fill(n, |j| x_n[j] + r[j] * hn[j]);
             T::tanh_slice(n);
             for ((s, &z), &n) in state[..h].iter_mut().zip(z).zip(&*n) {
                 *s = n + z * (*s - n);
             }
         }
-    }
-}
-
-/// `out` ← a + b.
-#[inline(always)]
-fn add_into<T: Element>(out: &mut [T], a: &[T], b: &[T]) {
-    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-        *o = a + b;
     }
 }
 
