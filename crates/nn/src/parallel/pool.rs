@@ -43,13 +43,13 @@ pub(crate) fn on_threads<J: Send, R: Send>(jobs: Vec<J>, run: impl Fn(J) -> R + 
         lock(&slots[k]).1 = Some(result);
     };
     let task: &(dyn Fn(usize) + Sync) = &task;
-    // SAFETY: the workers call `task` only until they mark their hand-over done, and
-    // `Handed`'s drop, which runs before this function returns or unwinds past `task`,
-    // waits for every hand-over to be done.
-    let task: &'static (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(task) };
+    // SAFETY (of the workers' use of this pointer): they call `task` only until they mark
+    // their hand-over done, and `Handed`'s drop, which runs before this function returns or
+    // unwinds past `task`, waits for every hand-over to be done.
+    let shared: *const (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(task) };
     let handovers: Vec<Handover> = (1..slots.len())
         .map(|index| Handover {
-            task,
+            task: shared,
             index,
             done: AtomicBool::new(false),
             panic: Mutex::new(None),
@@ -104,9 +104,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One job lent to a worker: `task(index)`, and how the worker reports its end.
+/// One job lent to a worker: `task(index)`, and how the worker reports its end. `task`
+/// points into the caller's frame, valid until the worker sets `done`.
 struct Handover {
-    task: &'static (dyn Fn(usize) + Sync),
+    task: *const (dyn Fn(usize) + Sync),
     index: usize,
     done: AtomicBool,
     panic: Mutex<Option<Box<dyn Any + Send>>>,
@@ -209,9 +210,10 @@ impl Worker {
     fn serve(&self) {
         loop {
             let handover = self.next();
-            // SAFETY: the caller keeps the hand-over alive until it sees `done`.
-            let handover = unsafe { &*handover };
-            let outcome = catch_unwind(AssertUnwindSafe(|| (handover.task)(handover.index)));
+            // SAFETY: the caller keeps the hand-over, and the task it points to, alive until
+            // it sees `done`.
+            let (handover, task) = unsafe { (&*handover, &*(*handover).task) };
+            let outcome = catch_unwind(AssertUnwindSafe(|| task(handover.index)));
             if let Err(payload) = outcome {
                 *lock(&handover.panic) = Some(payload);
             }

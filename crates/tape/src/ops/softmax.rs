@@ -97,29 +97,45 @@ impl<T: Element> Op<T> for LogSoftmax {
 
     /// gx = g − softmax · Σg, per row.
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
-        let width = ctx.output().shape()[ctx.output().ndim() - 1];
-        let (y, g) = (ctx.output().data(), ctx.grad_output().data());
-        let Some(gx) = ctx.grad_input(0) else { return };
-        let mut probs = Vec::with_capacity(width);
-        widest(
+        let mut probs = Vec::new();
+        backward_rows(
+            ctx,
             #[inline(always)]
-            || {
-                for ((yr, gr), xr) in y
-                    .chunks_exact(width)
-                    .zip(g.chunks_exact(width))
-                    .zip(gx.chunks_exact_mut(width))
-                {
-                    let total = gr.iter().fold(T::zero(), |s, &v| s + v);
-                    probs.clear();
-                    probs.extend_from_slice(yr);
-                    T::exp_slice(&mut probs);
-                    for ((x, &p), &gv) in xr.iter_mut().zip(&probs).zip(gr) {
-                        *x += gv - p * total;
-                    }
+            |yr, gr, xr| {
+                let total = gr.iter().fold(T::zero(), |s, &v| s + v);
+                probs.clear();
+                probs.extend_from_slice(yr);
+                T::exp_slice(&mut probs);
+                for ((x, &p), &gv) in xr.iter_mut().zip(&probs).zip(gr) {
+                    *x += gv - p * total;
                 }
             },
         )
     }
+}
+
+/// Calls `f(y, g, gx)` on each row of an op's output, its gradient and the input's gradient
+/// accumulator, compiled for the CPU's widest vectors (`f` is inlined there).
+#[inline(always)]
+fn backward_rows<T: Element>(
+    ctx: &mut BackwardCtx<'_, T>,
+    mut f: impl FnMut(&[T], &[T], &mut [T]),
+) {
+    let width = ctx.output().shape()[ctx.output().ndim() - 1];
+    let (y, g) = (ctx.output().data(), ctx.grad_output().data());
+    let Some(gx) = ctx.grad_input(0) else { return };
+    widest(
+        #[inline(always)]
+        || {
+            for ((yr, gr), xr) in y
+                .chunks_exact(width)
+                .zip(g.chunks_exact(width))
+                .zip(gx.chunks_exact_mut(width))
+            {
+                f(yr, gr, xr);
+            }
+        },
+    )
 }
 
 struct Softmax;
@@ -137,21 +153,13 @@ impl<T: Element> Op<T> for Softmax {
 
     /// gx = y · (g − Σ g·y), per row.
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
-        let width = ctx.output().shape()[ctx.output().ndim() - 1];
-        let (y, g) = (ctx.output().data(), ctx.grad_output().data());
-        let Some(gx) = ctx.grad_input(0) else { return };
-        widest(
+        backward_rows(
+            ctx,
             #[inline(always)]
-            || {
-                for ((yr, gr), xr) in y
-                    .chunks_exact(width)
-                    .zip(g.chunks_exact(width))
-                    .zip(gx.chunks_exact_mut(width))
-                {
-                    let dot = yr.iter().zip(gr).fold(T::zero(), |s, (&a, &b)| s + a * b);
-                    for ((x, &yv), &gv) in xr.iter_mut().zip(yr).zip(gr) {
-                        *x += yv * (gv - dot);
-                    }
+            |yr, gr, xr| {
+                let dot = yr.iter().zip(gr).fold(T::zero(), |s, (&a, &b)| s + a * b);
+                for ((x, &yv), &gv) in xr.iter_mut().zip(yr).zip(gr) {
+                    *x += yv * (gv - dot);
                 }
             },
         )
