@@ -13,6 +13,7 @@
 use super::gemm::MatRef;
 use crate::Element;
 use smallvec::SmallVec;
+use std::mem::MaybeUninit;
 
 /// A panel kernel (unsafe: the caller guarantees the CPU feature and the extents): C (`m`
 /// rows, first `cols` columns, row stride `ldc`) ← A·panel + what `add` says, for A `m × k`
@@ -61,13 +62,17 @@ pub enum AddTo<'a, T> {
 }
 
 impl<T: Element> AddTo<'_, T> {
-    /// `v`, column j of a product's row, plus what `self` says (`current`: C's value there).
-    fn added(self, v: T, current: T, j: usize) -> T {
-        match self {
+    /// Stores `v`, column j of a product's row, plus what `self` says at `out`, reading
+    /// `out` only for `Output` (C may be uninitialised otherwise).
+    ///
+    /// # Safety
+    /// `out` is valid for writes, and for reads if `self` is `Output`.
+    unsafe fn store(self, out: *mut T, v: T, j: usize) {
+        *out = match self {
             AddTo::Nothing => v,
-            AddTo::Output => v + current,
+            AddTo::Output => v + *out,
             AddTo::Row(row) => v + row[j],
-        }
+        };
     }
 }
 
@@ -163,6 +168,47 @@ impl<T: Element> PackedMatrix<T> {
         ldc: usize,
         add: AddTo<'_, T>,
     ) {
+        // SAFETY: `c` is valid for reads and writes of its whole length.
+        unsafe { self.product_at(blocks, c.as_mut_ptr(), c.len(), ldc, add) }
+    }
+
+    /// [`product`](Self::product) into fresh memory: C (`m × n`, contiguous) ← A·B + what
+    /// `add` says, written into the first `m·n` of `slots` and returned as values. `add`
+    /// must not read C (`Nothing` or `Row`).
+    pub fn product_into_slots<'c>(
+        &self,
+        a: MatRef<T>,
+        slots: &'c mut [MaybeUninit<T>],
+        add: AddTo<'_, T>,
+    ) -> &'c mut [T] {
+        assert!(
+            !matches!(add, AddTo::Output),
+            "packed matmul: a product into fresh memory has no output to add to"
+        );
+        let len = a.rows * self.n;
+        let c = slots[..len].as_mut_ptr().cast::<T>();
+        // SAFETY: `c` is valid for writes of `len` values; the product reads C only where it
+        // has written it (later blocks of K add to the first block's values), and it writes
+        // every value of the m × n matrix, so the `len` values are initialised after it.
+        unsafe {
+            self.product_at(&[a], c, len, self.n, add);
+            std::slice::from_raw_parts_mut(c, len)
+        }
+    }
+
+    /// The product into C at `c` (`c_len` values, row stride `ldc`).
+    ///
+    /// # Safety
+    /// `c` is valid for writes of `c_len` values, and for reads of those the product adds to:
+    /// all of C's if `add` is `Output`, otherwise only what the product wrote before.
+    unsafe fn product_at(
+        &self,
+        blocks: &[MatRef<T>],
+        c: *mut T,
+        c_len: usize,
+        ldc: usize,
+        add: AddTo<'_, T>,
+    ) {
         let (m, k, n) = (blocks.first().map_or(0, |a| a.rows), self.k, self.n);
         if let AddTo::Row(row) = add {
             assert!(
@@ -205,14 +251,14 @@ impl<T: Element> PackedMatrix<T> {
             return;
         }
         assert!(
-            ldc >= n && (m - 1) * ldc + n <= c.len(),
-            "packed matmul: output slice of {} cannot hold {m}x{n} with row stride {ldc}",
-            c.len()
+            ldc >= n && (m - 1) * ldc + n <= c_len,
+            "packed matmul: output slice of {c_len} cannot hold {m}x{n} with row stride {ldc}"
         );
         if k == 0 {
             // An empty sum: C ← 0 + what `add` says.
             for (i, j) in (0..m).flat_map(|i| (0..n).map(move |j| (i, j))) {
-                c[i * ldc + j] = add.added(T::zero(), c[i * ldc + j], j);
+                // SAFETY: inside C (checked above).
+                unsafe { add.store(c.add(i * ldc + j), T::zero(), j) };
             }
             return;
         }
@@ -258,7 +304,7 @@ impl<T: Element> PackedMatrix<T> {
                             mc,
                             pieces,
                             panel_at(panel, k0),
-                            c.as_mut_ptr().add(m0 * ldc + panel * w),
+                            c.add(m0 * ldc + panel * w),
                             ldc,
                             cols,
                             match add {
@@ -385,7 +431,7 @@ unsafe fn portable_panel<T: Element, const TRANSPOSED: bool>(
         }
         for (j, &v) in acc.iter().enumerate().take(cols) {
             let out = c.add(i * ldc + j);
-            *out = add.added(v, *out, j);
+            add.store(out, v, j);
         }
     }
 }
@@ -476,7 +522,7 @@ macro_rules! simd_panel_kernel {
                         $store(tmp.as_mut_ptr().add(L), acc[r][1]);
                         for (j, &v) in tmp.iter().enumerate().take(cols) {
                             let out = row.add(j);
-                            *out = add.added(v, *out, j);
+                            add.store(out, v, j);
                         }
                     }
                 }
@@ -770,6 +816,37 @@ mod tests {
     }
     every_kernel!(kernels_f64, f64, kernel_f64, panel_f64_avx2, 8);
     every_kernel!(kernels_f32, f32, kernel_f32, panel_f32_avx2, 16);
+
+    /// A product into fresh memory gives the bits of one into zeros, on every kernel, across
+    /// the K and M block boundaries and with a partial panel; it never reads C before writing
+    /// it (the slots start as NaN, which any such read would carry into the result).
+    #[test]
+    fn products_into_fresh_memory_equal_products_into_zeros() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for kernel in kernels_f32() {
+            for (m, k, n) in [(3, 5, 7), (200, 300, 40), (13, 0, 9), (0, 4, 4)] {
+                let a = crate::Tensor::<f32>::uniform(&[m * k], -1.0, 1.0, &mut rng);
+                let b = crate::Tensor::<f32>::uniform(&[k * n], -1.0, 1.0, &mut rng);
+                let packed =
+                    PackedMatrix::with_kernel(&[MatRef::row_major(b.data(), k, n)], kernel);
+                let a = MatRef::row_major(a.data(), m, k);
+                let row: Vec<f32> = (0..n).map(|j| j as f32 - 2.5).collect();
+                for add in [AddTo::Nothing, AddTo::Row(&row)] {
+                    let mut want = vec![0.0; m * n];
+                    packed.product(a, &mut want, n, add);
+                    let mut slots = vec![MaybeUninit::new(f32::NAN); m * n + 3];
+                    let got = packed.product_into_slots(a, &mut slots, add);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(got),
+                        bits(&want),
+                        "{m}x{k}x{n}, width {}",
+                        kernel.width
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn packed_products_match_naive_f64() {

@@ -304,8 +304,8 @@ impl<'a, T: Element> ForwardRun<'a, T> {
     }
 
     /// Runs the steps of `chunk` on its input rows `x` `[rows, input]`, writing their outputs
-    /// into `out` `[rows, hidden]` (rows past their length are left as they are).
-    pub fn chunk(&mut self, chunk: &Range<usize>, x: &[T], out: &mut [T]) {
+    /// into every slot of `out` `[rows, hidden]` (rows past their length get zeros).
+    pub fn chunk(&mut self, chunk: &Range<usize>, x: &[T], out: &mut [MaybeUninit<T>]) {
         let dims = self.dims;
         let (batch, hidden) = (dims.batch, dims.hidden);
         let (gates, width, saved_w) = (dims.gates(), dims.width(), dims.saved_width());
@@ -347,14 +347,15 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                     for b in 0..batch {
                         let local = at + b - first;
                         let saved_row = local * saved_w..(local + 1) * saved_w;
+                        let out_row = &mut out[local * hidden..(local + 1) * hidden];
                         if !dims.active(t, b) {
+                            fill(out_row, |_| T::zero());
                             if keep_apart {
                                 fill(&mut activations_slots[saved_row], |_| T::zero());
                             }
                             continue;
                         }
                         let state_row = &mut state[b * width..(b + 1) * width];
-                        let out_row = &mut out[local * hidden..(local + 1) * hidden];
                         forward_row(
                             dims.kind,
                             hidden,
@@ -366,14 +367,12 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                                 saved: if keep_apart {
                                     &mut activations_slots[saved_row]
                                 } else {
-                                    // SAFETY: forward_row only writes values into its slots.
-                                    unsafe { as_slots(out_row) }
+                                    &mut *out_row
                                 },
                             },
                         );
                         if keep_apart {
-                            out[local * hidden..(local + 1) * hidden]
-                                .copy_from_slice(&state_row[..hidden]);
+                            fill(out_row, |j| state_row[j]);
                         }
                     }
                 },
@@ -408,17 +407,20 @@ pub(super) fn forward<T: Element>(
     spare: usize,
 ) -> Forward<T> {
     let (batch, hidden, input) = (dims.batch, dims.hidden, dims.input);
-    let mut outputs = Vec::with_capacity(dims.steps * batch * hidden + spare);
-    outputs.resize(dims.steps * batch * hidden, T::zero());
+    let len = dims.steps * batch * hidden;
+    let mut outputs = Vec::with_capacity(len + spare);
+    let slots = outputs.spare_capacity_mut();
     let mut run = ForwardRun::new(dims, reverse, weights);
     for chunk in dims.chunks(reverse) {
         let rows = chunk.start * batch..chunk.end * batch;
         run.chunk(
             &chunk,
             &x[rows.start * input..rows.end * input],
-            &mut outputs[rows.start * hidden..rows.end * hidden],
+            &mut slots[rows.start * hidden..rows.end * hidden],
         );
     }
+    // SAFETY: the chunks cover every step, and a chunk writes all of its rows' outputs.
+    unsafe { outputs.set_len(len) };
     let (saved, finals) = run.finish();
     Forward {
         saved,
@@ -494,8 +496,15 @@ impl<'a, T: Element> BackwardRun<'a, T> {
     }
 
     /// Runs the steps of `chunk` backwards: `x` is the chunk's input rows `[rows, input]`,
-    /// `g_out` ∂/∂its outputs `[rows, hidden]`; writes ∂/∂x into `dx` when given.
-    pub fn chunk(&mut self, chunk: &Range<usize>, x: &[T], g_out: &[T], dx: Option<&mut [T]>) {
+    /// `g_out` ∂/∂its outputs `[rows, hidden]`; writes ∂/∂x into every slot of `dx` when
+    /// given.
+    pub fn chunk(
+        &mut self,
+        chunk: &Range<usize>,
+        x: &[T],
+        g_out: &[T],
+        dx: Option<&mut [MaybeUninit<T>]>,
+    ) {
         let dims = self.dims;
         let (batch, hidden) = (dims.batch, dims.hidden);
         let (gates, width, saved_w) = (dims.gates(), dims.width(), dims.saved_width());
@@ -576,7 +585,7 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             self.weights
                 .w_ih
                 .packed(false)
-                .mul_into(d_xg, dx, dims.input, false);
+                .product_into_slots(d_xg, dx, AddTo::Nothing);
         }
         let grads = &mut self.grads;
         gemm(
@@ -644,16 +653,6 @@ impl<'a, T: Element> BackwardRun<'a, T> {
         }
         Grads { init, ..self.grads }
     }
-}
-
-/// `values` as slots that `fill` writes.
-///
-/// # Safety
-/// Only values may be written through the result (never `MaybeUninit::uninit()`), so that
-/// `values` stays initialized.
-unsafe fn as_slots<T>(values: &mut [T]) -> &mut [MaybeUninit<T>] {
-    // SAFETY: MaybeUninit<T> has T's layout; the caller writes only values.
-    unsafe { &mut *(std::ptr::from_mut(values) as *mut [MaybeUninit<T>]) }
 }
 
 /// Adds the column sums of the rows of `matrix` (each `sums.len()` wide) to `sums`.
@@ -756,7 +755,8 @@ pub(super) fn backward<T: Element>(
     needs_x: bool,
 ) -> Grads<T> {
     let (batch, hidden, input) = (dims.batch, dims.hidden, dims.input);
-    let mut x_grad = needs_x.then(|| vec![T::zero(); dims.steps * batch * input]);
+    let len = dims.steps * batch * input;
+    let mut x_grad = needs_x.then(|| Vec::with_capacity(len));
     let mut run = BackwardRun::new(dims, reverse, saved, outputs, weights, g_final);
     for chunk in dims.chunks(reverse).into_iter().rev() {
         let rows = chunk.start * batch..chunk.end * batch;
@@ -766,8 +766,12 @@ pub(super) fn backward<T: Element>(
             &g_out[rows.start * hidden..rows.end * hidden],
             x_grad
                 .as_mut()
-                .map(|dx| &mut dx[rows.start * input..rows.end * input]),
+                .map(|dx| &mut dx.spare_capacity_mut()[rows.start * input..rows.end * input]),
         );
+    }
+    if let Some(dx) = x_grad.as_mut() {
+        // SAFETY: the chunks cover every step, and each wrote ∂/∂x of all its rows.
+        unsafe { dx.set_len(len) };
     }
     Grads {
         x: x_grad,
