@@ -37,6 +37,7 @@ pub use gradcheck::{
 pub use op::{BackwardCtx, Op};
 pub use ops::join::{concat, stack};
 pub use ops::loss::Reduction;
+pub use ops::scan::ScanOptions;
 pub use shape::Shape;
 pub use tape::{Gradients, Tape, Var};
 pub use tensor::{ShapeError, Tensor};

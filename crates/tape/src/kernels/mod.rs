@@ -7,6 +7,7 @@ pub mod activation;
 pub mod gemm;
 pub mod gemv;
 pub mod packed;
+pub mod scan;
 pub mod simd;
 
 pub use gemm::{gemm, MatRef};

@@ -10,4 +10,5 @@ pub mod loss;
 pub mod mask;
 pub mod matmul;
 pub mod reduce;
+pub mod scan;
 pub mod softmax;
