@@ -1,4 +1,4 @@
-//! Elementwise functions: exp, log, tanh, sigmoid, relu. The transcendental ones run on the
+//! Elementwise functions: exp, log, tanh, sigmoid, relu, softplus, sqrt, sin, cos. The transcendental ones run on the
 //! vectorized slice kernels; backward reuses the saved output where the derivative allows.
 
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
@@ -10,6 +10,10 @@ enum Unary {
     Tanh,
     Sigmoid,
     Relu,
+    Softplus,
+    Sqrt,
+    Sin,
+    Cos,
 }
 
 impl<T: Element> Op<T> for Unary {
@@ -20,6 +24,10 @@ impl<T: Element> Op<T> for Unary {
             Unary::Tanh => "tanh",
             Unary::Sigmoid => "sigmoid",
             Unary::Relu => "relu",
+            Unary::Softplus => "softplus",
+            Unary::Sqrt => "sqrt",
+            Unary::Sin => "sin",
+            Unary::Cos => "cos",
         }
     }
 
@@ -31,6 +39,14 @@ impl<T: Element> Op<T> for Unary {
             Unary::Tanh => T::tanh_of(x),
             Unary::Sigmoid => T::sigmoid_of(x),
             Unary::Relu => x.iter().map(|v| v.max(T::zero())).collect(),
+            // log(1 + e^x) = max(x, 0) + log(1 + e^−|x|), which cannot overflow.
+            Unary::Softplus => x
+                .iter()
+                .map(|&v| v.max(T::zero()) + (-v.abs()).exp().ln_1p())
+                .collect(),
+            Unary::Sqrt => x.iter().map(|v| v.sqrt()).collect(),
+            Unary::Sin => x.iter().map(|v| v.sin()).collect(),
+            Unary::Cos => x.iter().map(|v| v.cos()).collect(),
         };
         Tensor::from_vec(y, inputs[0].shape())
     }
@@ -54,6 +70,18 @@ impl<T: Element> Op<T> for Unary {
                     .zip(x)
                     .map(|(&g, &x)| if x > zero { g } else { zero }),
             ),
+            // d/dx softplus(x) = σ(x) = 1 − e^−softplus(x).
+            Unary::Softplus => {
+                ctx.accumulate_grad_input(0, gy.map(|(&g, &y)| g * (one - (-y).exp())))
+            }
+            Unary::Sqrt => {
+                let half = T::of(0.5);
+                ctx.accumulate_grad_input(0, gy.map(|(&g, &y)| g * half / y))
+            }
+            Unary::Sin => ctx.accumulate_grad_input(0, g.iter().zip(x).map(|(&g, &x)| g * x.cos())),
+            Unary::Cos => {
+                ctx.accumulate_grad_input(0, g.iter().zip(x).map(|(&g, &x)| -g * x.sin()))
+            }
         }
     }
 }
@@ -77,6 +105,20 @@ impl<'t, T: Element> Var<'t, T> {
     pub fn relu(self) -> Var<'t, T> {
         self.tape().apply(Unary::Relu, &[self])
     }
+    /// log(1 + eˣ), computed without overflow; its gradient is σ(x).
+    pub fn softplus(self) -> Var<'t, T> {
+        self.tape().apply(Unary::Softplus, &[self])
+    }
+    /// Square root; the gradient is 1 / (2√x), infinite at 0.
+    pub fn sqrt(self) -> Var<'t, T> {
+        self.tape().apply(Unary::Sqrt, &[self])
+    }
+    pub fn sin(self) -> Var<'t, T> {
+        self.tape().apply(Unary::Sin, &[self])
+    }
+    pub fn cos(self) -> Var<'t, T> {
+        self.tape().apply(Unary::Cos, &[self])
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +135,10 @@ mod tests {
             check_grad(&[shape], |_, v| (v[0] * 4.0).sigmoid());
             // Shift away from the kink at 0, where finite differences are meaningless.
             check_grad(&[shape], |_, v| (v[0] * 1.0 + 0.05).relu());
+            check_grad(&[shape], |_, v| (v[0] * 30.0).softplus());
+            check_grad(&[shape], |_, v| positive(v[0]).sqrt());
+            check_grad(&[shape], |_, v| (v[0] * 3.0).sin());
+            check_grad(&[shape], |_, v| (v[0] * 3.0).cos());
         }
     }
 
@@ -108,5 +154,7 @@ mod tests {
             approx::assert_relative_eq!(*a, b.tanh(), max_relative = 1e-15);
         }
         assert_eq!(x.relu().to_tensor().data(), &[0.0, 0.0, 0.0, 0.3, 5.0]);
+        let big = tape.constant(Tensor::<f64>::from_vec(vec![-800.0, 0.0, 800.0], &[3]));
+        assert_eq!(big.softplus().to_tensor().data(), &[0.0, 2f64.ln(), 800.0]);
     }
 }
