@@ -35,6 +35,23 @@ pub trait Cell<T: Element> {
         None
     }
 
+    /// The whole sequence at once, for a cell whose recurrence is a linear scan (its gates
+    /// depend on the inputs only): x `[T, B, input_size]` and the initial state parts in;
+    /// the outputs `[T, B, output_size]` (zeros past a row's length) and each row's state
+    /// after its last step out. `reverse` runs each row from its last step back to step 0.
+    /// The layer then runs such a cell this way instead of step by step. The default, `None`,
+    /// is for cells that step; it must record nothing.
+    fn sequence<'t>(
+        &self,
+        _s: &Session<'t, '_, T>,
+        _x: Var<'t, T>,
+        _state: &[Var<'t, T>],
+        _lengths: Option<&[usize]>,
+        _reverse: bool,
+    ) -> Option<(Var<'t, T>, State<'t, T>)> {
+        None
+    }
+
     /// Zeros for every state part.
     fn zero_state<'t>(&self, s: &Session<'t, '_, T>, batch: usize) -> State<'t, T> {
         self.state_sizes()

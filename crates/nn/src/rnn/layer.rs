@@ -190,7 +190,7 @@ impl<C> Recurrent<C> {
     }
 }
 
-fn suffix(layer: usize, reverse: bool) -> String {
+pub(super) fn suffix(layer: usize, reverse: bool) -> String {
     format!("_l{layer}{}", if reverse { "_reverse" } else { "" })
 }
 
@@ -337,8 +337,9 @@ impl<C> Recurrent<C> {
                 } else {
                     concat(&outputs, 2)
                 };
-                (output, finals)
+                Some((output, finals))
             })
+            .expect("the checkpointed op runs every cell")
         } else if let Some(specs) = fused {
             let dropout_between = s.is_training() && self.options.dropout > 0.0;
             if self.directions() == 1 && units > 1 && !dropout_between {
@@ -348,16 +349,24 @@ impl<C> Recurrent<C> {
                 fused_layers(&specs, Arrangement::Stack, s, x, &states, lengths)
             } else {
                 self.layers_whole(s, x, initial, batch, |units, input, states| {
-                    fused_layers(
+                    Some(fused_layers(
                         &specs[units],
                         Arrangement::Directions,
                         s,
                         input,
                         &states,
                         lengths,
-                    )
+                    ))
                 })
+                .expect("the fused kernels run every built-in cell")
             }
+        } else if let Some(whole) = self
+            .options
+            .fused
+            .then(|| self.layers_sequence(s, x, initial, lengths, batch))
+            .flatten()
+        {
+            whole
         } else {
             self.layers_plain(s, x, initial, lengths, batch)
         };
@@ -448,9 +457,41 @@ impl<C> Recurrent<C> {
         (stack(&inputs, 0), finals)
     }
 
+    /// Every layer through its cells' [`Cell::sequence`] (linear-scan cells), directions
+    /// side by side; `None` if the cells step instead.
+    fn layers_sequence<'t, T: Element>(
+        &self,
+        s: &Session<'t, '_, T>,
+        x: Var<'t, T>,
+        initial: Option<&[Var<'t, T>]>,
+        lengths: Option<&[usize]>,
+        batch: usize,
+    ) -> Option<(Var<'t, T>, Vec<State<'t, T>>)>
+    where
+        C: Cell<T>,
+    {
+        self.layers_whole(s, x, initial, batch, |units, input, states| {
+            let mut outputs = Vec::with_capacity(states.len());
+            let mut finals = Vec::with_capacity(states.len());
+            for (d, state) in states.into_iter().enumerate() {
+                let (output, last) =
+                    self.cells[units.start + d].sequence(s, input, &state, lengths, d == 1)?;
+                outputs.push(output);
+                finals.push(last);
+            }
+            let output = if outputs.len() == 1 {
+                outputs[0]
+            } else {
+                concat(&outputs, 2)
+            };
+            Some((output, finals))
+        })
+    }
+
     /// Every layer as ops over whole `[T, B, F]` sequences, `run(units, input, initial
-    /// states)` for the layer's units (its directions): the checkpointed op or the fused
-    /// kernel. Returns the layer's output `[T, B, D·H]` and each direction's final state.
+    /// states)` for the layer's units (its directions): the checkpointed op, the fused
+    /// kernel or the cells' own sequences. Returns the layer's output `[T, B, D·H]` and each
+    /// direction's final state, or `None` as soon as `run` does.
     fn layers_whole<'t, T: Element>(
         &self,
         s: &Session<'t, '_, T>,
@@ -461,8 +502,8 @@ impl<C> Recurrent<C> {
             std::ops::Range<usize>,
             Var<'t, T>,
             Vec<State<'t, T>>,
-        ) -> (Var<'t, T>, Vec<State<'t, T>>),
-    ) -> (Var<'t, T>, Vec<State<'t, T>>)
+        ) -> Option<(Var<'t, T>, Vec<State<'t, T>>)>,
+    ) -> Option<(Var<'t, T>, Vec<State<'t, T>>)>
     where
         C: Cell<T>,
     {
@@ -476,13 +517,13 @@ impl<C> Recurrent<C> {
                 .clone()
                 .map(|unit| self.initial_state(s, initial, unit, batch))
                 .collect();
-            let (output, layer_finals) = run(units, input, states);
+            let (output, layer_finals) = run(units, input, states)?;
             finals.extend(layer_finals);
             input = output;
             if layer + 1 < self.options.num_layers {
                 input = dropout.forward(s, input);
             }
         }
-        (input, finals)
+        Some((input, finals))
     }
 }

@@ -11,6 +11,7 @@ mod gru_cell;
 mod layer;
 mod lstm_cell;
 mod rnn_cell;
+mod scan;
 mod steps;
 
 pub use any_cell::{AnyCell, CellKind};
@@ -20,6 +21,10 @@ pub use gru_cell::GruCell;
 pub use layer::{Gru, Lstm, Recurrent, RecurrentOutput, Rnn, RnnOptions};
 pub use lstm_cell::LstmCell;
 pub use rnn_cell::{Nonlinearity, RnnCell};
+pub use scan::{
+    Lru, LruCell, LruOptions, MinGru, MinGruCell, MinLstm, MinLstmCell, Qrnn, QrnnCell, RgLru,
+    RgLruCell,
+};
 
 #[cfg(test)]
 mod tests;
