@@ -1,5 +1,6 @@
 //! Reductions: sum and mean of all elements, or along one axis (which is removed).
 
+use crate::kernels::simd::widest;
 use crate::shape::{split_at_axis, Shape};
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
 
@@ -40,6 +41,13 @@ impl<T: Element> Op<T> for Reduce<T> {
         };
         let mut out = Tensor::zeros(&shape);
         let (xd, o) = (x.data(), out.data_mut());
+        if inner == 1 {
+            // Contiguous runs: summed in vector lanes, not one element at a time.
+            for (d, run) in o.iter_mut().zip(xd.chunks_exact(n.max(1))) {
+                *d = sum_run(run) * self.scale;
+            }
+            return out;
+        }
         for p in 0..outer {
             let dst = &mut o[p * inner..(p + 1) * inner];
             for j in 0..n {
@@ -54,6 +62,12 @@ impl<T: Element> Op<T> for Reduce<T> {
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
         let (outer, n, inner) = self.view(ctx.input(0).shape());
         let g = ctx.grad_output().data();
+        if inner == 1 {
+            let scale = self.scale;
+            let values = g.iter().flat_map(|&g| std::iter::repeat_n(g * scale, n));
+            ctx.accumulate_grad_input(0, values);
+            return;
+        }
         let Some(gx) = ctx.grad_input(0) else { return };
         for p in 0..outer {
             let src = &g[p * inner..(p + 1) * inner];
@@ -65,6 +79,32 @@ impl<T: Element> Op<T> for Reduce<T> {
             }
         }
     }
+}
+
+/// The sum of a contiguous run, in 16 lanes (each summing every 16th element, in order)
+/// added pairwise at the end: a fixed order, whatever the machine's vector width.
+fn sum_run<T: Element>(xs: &[T]) -> T {
+    const LANES: usize = 16;
+    widest(
+        #[inline(always)]
+        || {
+            let mut lanes = [T::zero(); LANES];
+            let mut chunks = xs.chunks_exact(LANES);
+            for c in &mut chunks {
+                for (l, &v) in lanes.iter_mut().zip(c) {
+                    *l += v;
+                }
+            }
+            let mut width = LANES;
+            while width > 1 {
+                width /= 2;
+                for i in 0..width {
+                    lanes[i] += lanes[i + width];
+                }
+            }
+            chunks.remainder().iter().fold(lanes[0], |s, &v| s + v)
+        },
+    )
 }
 
 impl<'t, T: Element> Var<'t, T> {
@@ -130,6 +170,9 @@ mod tests {
     fn reductions_pass_gradcheck() {
         check_grad(&[&[3, 4]], |_, v| v[0].sum());
         check_grad(&[&[3, 4]], |_, v| v[0].mean());
+        // Runs longer than the 16 lanes, with a remainder.
+        check_grad(&[&[2, 37]], |_, v| v[0].sum());
+        check_grad(&[&[2, 37]], |_, v| v[0].mean_axis(1));
         for axis in 0..3 {
             check_grad(&[&[2, 3, 4]], move |_, v| v[0].sum_axis(axis));
             check_grad(&[&[2, 3, 4]], move |_, v| v[0].mean_axis(axis));
@@ -148,6 +191,11 @@ mod tests {
         assert_eq!(x.sum_axis(0).to_tensor().data(), &[3.0, 5.0, 7.0]);
         assert_eq!(x.mean_axis(1).to_tensor().data(), &[1.0, 4.0]);
         assert_eq!(x.sum_axis(1).shape().as_slice(), &[2]);
+        let long = tape.constant(Tensor::<f64>::from_vec(
+            (0..1003).map(f64::from).collect(),
+            &[1003],
+        ));
+        assert_eq!(long.sum().item(), 1002.0 * 1003.0 / 2.0);
     }
 
     #[test]

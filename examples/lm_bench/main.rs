@@ -6,7 +6,9 @@
 //! NAME: char-small, zaremba-small, char-large, long-unroll, gru-medium, rnn-medium (one LM
 //! training step: embedding → recurrent layers → linear → cross-entropy → backward → clip 1.0
 //! → SGD 0.1), or timeseries-rnn32-b1-t100, custom-lstm-cell-char-small,
-//! generate-lstm256x2-200chars. No NAME runs all. `benches/compare.sh` runs both sides.
+//! generate-lstm256x2-200chars; and the linear-recurrence cases of torch_scan_bench.py:
+//! scan-op-b16-t512-h1024 (the scan op alone), mingru-char-t512, minlstm-char-t512 and
+//! lstm-char-t512 (LM steps as above). No NAME runs all. `benches/compare.sh` runs both sides.
 //!
 //! An LM run cuts the batch into one data-parallel shard per thread (`--parallel batch`, the
 //! default; one thread runs the whole batch), or runs the whole batch with the threads inside
@@ -19,11 +21,13 @@ use rand::{Rng, SeedableRng};
 use recur::nn::optim::{Adam, AdamOptions, Optimizer, Sgd, SgdOptions};
 use recur::nn::parallel::{map_shards, set_threads, shard_range};
 use recur::nn::{
-    CellKind, Embedding, Linear, Lstm, Mode, Nonlinearity, ParamGrads, ParamStore, Recurrent, Rnn,
-    RnnOptions, Session,
+    CellKind, Embedding, Linear, Lstm, Mode, Nonlinearity, ParamGrads, ParamStore, Rnn, RnnOptions,
+    Session,
 };
 use recur::tape::{stack, Reduction, Tape, Tensor};
 use std::time::Instant;
+
+mod scan;
 
 /// Reuses the large buffers every training step frees (see `recur::memory`).
 #[global_allocator]
@@ -39,9 +43,19 @@ enum Parallel {
     Layers,
 }
 
+/// The recurrent layers of an LM run.
+#[derive(Clone, Copy)]
+enum Body {
+    Builtin(CellKind),
+    /// minGRU in the paper's positive form, as torch_scan_bench.py.
+    MinGru,
+    /// minLSTM in the paper's positive form.
+    MinLstm,
+}
+
 struct LmConfig {
     name: &'static str,
-    cell: CellKind,
+    cell: Body,
     vocab: usize,
     batch: usize,
     steps: usize,
@@ -49,10 +63,10 @@ struct LmConfig {
     layers: usize,
 }
 
-const CONFIGS: [LmConfig; 6] = [
+const CONFIGS: [LmConfig; 9] = [
     LmConfig {
         name: "char-small",
-        cell: CellKind::Lstm,
+        cell: Body::Builtin(CellKind::Lstm),
         vocab: 65,
         batch: 32,
         steps: 35,
@@ -61,7 +75,7 @@ const CONFIGS: [LmConfig; 6] = [
     },
     LmConfig {
         name: "zaremba-small",
-        cell: CellKind::Lstm,
+        cell: Body::Builtin(CellKind::Lstm),
         vocab: 10000,
         batch: 20,
         steps: 35,
@@ -70,7 +84,7 @@ const CONFIGS: [LmConfig; 6] = [
     },
     LmConfig {
         name: "char-large",
-        cell: CellKind::Lstm,
+        cell: Body::Builtin(CellKind::Lstm),
         vocab: 65,
         batch: 64,
         steps: 100,
@@ -79,7 +93,7 @@ const CONFIGS: [LmConfig; 6] = [
     },
     LmConfig {
         name: "long-unroll",
-        cell: CellKind::Lstm,
+        cell: Body::Builtin(CellKind::Lstm),
         vocab: 65,
         batch: 8,
         steps: 1000,
@@ -88,7 +102,7 @@ const CONFIGS: [LmConfig; 6] = [
     },
     LmConfig {
         name: "gru-medium",
-        cell: CellKind::Gru,
+        cell: Body::Builtin(CellKind::Gru),
         vocab: 65,
         batch: 32,
         steps: 100,
@@ -97,10 +111,37 @@ const CONFIGS: [LmConfig; 6] = [
     },
     LmConfig {
         name: "rnn-medium",
-        cell: CellKind::Rnn(Nonlinearity::Tanh),
+        cell: Body::Builtin(CellKind::Rnn(Nonlinearity::Tanh)),
         vocab: 65,
         batch: 32,
         steps: 100,
+        hidden: 256,
+        layers: 2,
+    },
+    LmConfig {
+        name: "mingru-char-t512",
+        cell: Body::MinGru,
+        vocab: 65,
+        batch: 16,
+        steps: 512,
+        hidden: 256,
+        layers: 2,
+    },
+    LmConfig {
+        name: "minlstm-char-t512",
+        cell: Body::MinLstm,
+        vocab: 65,
+        batch: 16,
+        steps: 512,
+        hidden: 256,
+        layers: 2,
+    },
+    LmConfig {
+        name: "lstm-char-t512",
+        cell: Body::Builtin(CellKind::Lstm),
+        vocab: 65,
+        batch: 16,
+        steps: 512,
         hidden: 256,
         layers: 2,
     },
@@ -113,7 +154,7 @@ const SMALL: [&str; 3] = [
 ];
 
 /// Seconds per call of `f` after `warmup` calls, over `reps` calls.
-fn time_per(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
+pub(crate) fn time_per(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
     for _ in 0..warmup {
         f();
     }
@@ -139,14 +180,8 @@ fn lm(c: &LmConfig, threads: usize, parallel: Parallel) {
     let mut rng = StdRng::seed_from_u64(0);
     let mut store = ParamStore::<f32>::new();
     let emb = Embedding::new(&mut store, "emb", c.vocab, c.hidden, None, &mut rng);
-    let rnn = Recurrent::of_kind(
-        &mut store,
-        "rnn",
-        c.cell,
-        RnnOptions::new(c.hidden, c.hidden).num_layers(c.layers),
-        0,
-        &mut rng,
-    );
+    let options = RnnOptions::new(c.hidden, c.hidden).num_layers(c.layers);
+    let rnn = scan::Layers::new(&mut store, c.cell, options, &mut rng);
     let out = Linear::new(&mut store, "out", c.hidden, c.vocab, true, &mut rng);
     let (x, y) = (
         random_ids(c.steps * c.batch, c.vocab, &mut rng),
@@ -164,14 +199,10 @@ fn lm(c: &LmConfig, threads: usize, parallel: Parallel) {
             let b = rows.len();
             let tape = Tape::new();
             let s = Session::new(&tape, &store, Mode::Train, 0);
-            let h = rnn
-                .forward(
-                    &s,
-                    emb.forward(&s, &pick(&x)).reshape(&[c.steps, b, c.hidden]),
-                    None,
-                    None,
-                )
-                .output;
+            let h = rnn.forward(
+                &s,
+                emb.forward(&s, &pick(&x)).reshape(&[c.steps, b, c.hidden]),
+            );
             let logits = out.forward(&s, h.reshape(&[c.steps * b, c.hidden]));
             // Each shard's share of the batch mean, so the shards add up to the full mean.
             let loss = logits.cross_entropy(&pick(&y), None, Reduction::Sum)
@@ -329,7 +360,12 @@ fn main() {
             }
         };
     }
-    let all: Vec<&str> = CONFIGS.iter().map(|c| c.name).chain(SMALL).collect();
+    let all: Vec<&str> = CONFIGS
+        .iter()
+        .map(|c| c.name)
+        .chain(SMALL)
+        .chain([scan::OP_CASE])
+        .collect();
     for n in &names {
         if !all.contains(&n.as_str()) {
             eprintln!("unknown benchmark {n:?}; known: {}", all.join(", "));
@@ -348,5 +384,8 @@ fn main() {
     }
     if wanted(SMALL[2]) {
         generate();
+    }
+    if wanted(scan::OP_CASE) {
+        scan::scan_op(threads);
     }
 }
