@@ -1,5 +1,5 @@
-//! Character-level language model on tinyshakespeare (or any UTF-8 file): an LSTM (or GRU /
-//! RNN) trained with truncated BPTT, reporting train and validation perplexity, plotting them
+//! Character-level language model on tinyshakespeare (or any UTF-8 file): an LSTM (or GRU,
+//! RNN, minGRU, minLSTM, LRU, RG-LRU, QRNN) trained with truncated BPTT, reporting train and validation perplexity, plotting them
 //! to SVG, saving a checkpoint, and generating text with temperature and top-k.
 //!
 //!     cargo run --release --example char_lm
@@ -20,7 +20,7 @@ use recur::nn::data::{read_text, sequential_batches, Vocab};
 use recur::nn::optim::{Adam, AdamOptions};
 use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{StreamModel, Tbptt, TbpttOptions};
-use recur::nn::{CellKind, Mode, ParamStore, Session};
+use recur::nn::{LayerKind, Mode, ParamStore, Session};
 use recur::tape::{Tape, Tensor, Var};
 use serde_json::json;
 use std::collections::HashMap;
@@ -35,9 +35,10 @@ static ALLOC: recur::memory::CachingAllocator = recur::memory::CachingAllocator;
 #[derive(Parser, Debug)]
 #[command(about = "Train a character language model, or generate text from a checkpoint")]
 struct Args {
-    /// lstm, gru, rnn or rnn_relu.
+    /// lstm, gru, rnn, rnn_relu, or a linear recurrence: mingru, minlstm, lru, rglru, qrnn
+    /// (mingru_g and minlstm_g: the paper's positive candidate g(·)).
     #[arg(long, default_value = "lstm")]
-    cell: CellKind,
+    cell: LayerKind,
     #[arg(long, default_value_t = 256)]
     hidden: usize,
     #[arg(long, default_value_t = 64)]

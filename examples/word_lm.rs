@@ -19,7 +19,7 @@ use recur::nn::data::{read_words, sequential_batches, Vocab};
 use recur::nn::optim::{Optimizer, Sgd, SgdOptions};
 use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{Tbptt, TbpttOptions};
-use recur::nn::{CellKind, ParamStore};
+use recur::nn::{CellKind, LayerKind, ParamStore};
 use recur::tape::Tensor;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,7 +104,7 @@ fn run(args: &Args, dir: PathBuf) -> Result<(), String> {
         vocab.len()
     );
     let config = LmConfig {
-        cell: CellKind::Lstm,
+        cell: LayerKind::Cell(CellKind::Lstm),
         vocab: vocab.len(),
         embed: HIDDEN,
         hidden: HIDDEN,

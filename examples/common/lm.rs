@@ -4,14 +4,12 @@
 use rand::Rng;
 use recur::nn::data::sequential_batches;
 use recur::nn::tbptt::StreamModel;
-use recur::nn::{
-    AnyCell, CellKind, Embedding, Linear, Mode, ParamStore, Recurrent, RnnOptions, Session,
-};
+use recur::nn::{AnyLayer, Embedding, LayerKind, Linear, Mode, ParamStore, RnnOptions, Session};
 use recur::tape::{Reduction, Tape, Tensor, Var};
 
 #[derive(Clone, Debug)]
 pub struct LmConfig {
-    pub cell: CellKind,
+    pub cell: LayerKind,
     pub vocab: usize,
     pub embed: usize,
     pub hidden: usize,
@@ -21,7 +19,7 @@ pub struct LmConfig {
 
 pub struct RnnLm {
     pub emb: Embedding,
-    pub rnn: Recurrent<AnyCell>,
+    pub rnn: AnyLayer,
     pub out: Linear,
 }
 
@@ -31,7 +29,7 @@ impl RnnLm {
         let options = RnnOptions::new(c.embed, c.hidden)
             .num_layers(c.layers)
             .dropout(c.dropout);
-        let rnn = Recurrent::of_kind(store, "rnn", c.cell, options, 0, rng);
+        let rnn = AnyLayer::new(store, "rnn", c.cell, options, rng);
         let out = Linear::new(store, "decoder", c.hidden, c.vocab, true, rng);
         RnnLm { emb, rnn, out }
     }
@@ -50,10 +48,10 @@ impl StreamModel<f32> for RnnLm {
             .emb
             .forward(s, inputs)
             .reshape(&[steps, batch, self.emb.embedding_dim]);
-        let x = recur::nn::Dropout::new(self.rnn.options.dropout).forward(s, x);
+        let x = recur::nn::Dropout::new(self.rnn.options().dropout).forward(s, x);
         let out = self.rnn.forward(s, x, state, None);
         let hidden = out.output.shape()[2];
-        let y = recur::nn::Dropout::new(self.rnn.options.dropout)
+        let y = recur::nn::Dropout::new(self.rnn.options().dropout)
             .forward(s, out.output.reshape(&[steps * batch, hidden]));
         (self.out.forward(s, y), out.final_state.to_vec())
     }

@@ -21,8 +21,8 @@ use rand::{Rng, SeedableRng};
 use recur::nn::optim::{Adam, AdamOptions, Optimizer, Sgd, SgdOptions};
 use recur::nn::parallel::{map_shards, set_threads, shard_range};
 use recur::nn::{
-    CellKind, Embedding, Linear, Lstm, Mode, Nonlinearity, ParamGrads, ParamStore, Rnn, RnnOptions,
-    Session,
+    AnyLayer, CellKind, Embedding, LayerKind, Linear, Lstm, Mode, Nonlinearity, ParamGrads,
+    ParamStore, Rnn, RnnOptions, Session,
 };
 use recur::tape::{stack, Reduction, Tape, Tensor};
 use std::time::Instant;
@@ -43,19 +43,9 @@ enum Parallel {
     Layers,
 }
 
-/// The recurrent layers of an LM run.
-#[derive(Clone, Copy)]
-enum Body {
-    Builtin(CellKind),
-    /// minGRU in the paper's positive form, as torch_scan_bench.py.
-    MinGru,
-    /// minLSTM in the paper's positive form.
-    MinLstm,
-}
-
 struct LmConfig {
     name: &'static str,
-    cell: Body,
+    cell: LayerKind,
     vocab: usize,
     batch: usize,
     steps: usize,
@@ -66,7 +56,7 @@ struct LmConfig {
 const CONFIGS: [LmConfig; 9] = [
     LmConfig {
         name: "char-small",
-        cell: Body::Builtin(CellKind::Lstm),
+        cell: LayerKind::Cell(CellKind::Lstm),
         vocab: 65,
         batch: 32,
         steps: 35,
@@ -75,7 +65,7 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "zaremba-small",
-        cell: Body::Builtin(CellKind::Lstm),
+        cell: LayerKind::Cell(CellKind::Lstm),
         vocab: 10000,
         batch: 20,
         steps: 35,
@@ -84,7 +74,7 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "char-large",
-        cell: Body::Builtin(CellKind::Lstm),
+        cell: LayerKind::Cell(CellKind::Lstm),
         vocab: 65,
         batch: 64,
         steps: 100,
@@ -93,7 +83,7 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "long-unroll",
-        cell: Body::Builtin(CellKind::Lstm),
+        cell: LayerKind::Cell(CellKind::Lstm),
         vocab: 65,
         batch: 8,
         steps: 1000,
@@ -102,7 +92,7 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "gru-medium",
-        cell: Body::Builtin(CellKind::Gru),
+        cell: LayerKind::Cell(CellKind::Gru),
         vocab: 65,
         batch: 32,
         steps: 100,
@@ -111,7 +101,7 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "rnn-medium",
-        cell: Body::Builtin(CellKind::Rnn(Nonlinearity::Tanh)),
+        cell: LayerKind::Cell(CellKind::Rnn(Nonlinearity::Tanh)),
         vocab: 65,
         batch: 32,
         steps: 100,
@@ -120,7 +110,8 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "mingru-char-t512",
-        cell: Body::MinGru,
+        // minGRU and minLSTM in the paper's positive form, as torch_scan_bench.py.
+        cell: LayerKind::MinGru { positive: true },
         vocab: 65,
         batch: 16,
         steps: 512,
@@ -129,7 +120,7 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "minlstm-char-t512",
-        cell: Body::MinLstm,
+        cell: LayerKind::MinLstm { positive: true },
         vocab: 65,
         batch: 16,
         steps: 512,
@@ -138,7 +129,7 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "lstm-char-t512",
-        cell: Body::Builtin(CellKind::Lstm),
+        cell: LayerKind::Cell(CellKind::Lstm),
         vocab: 65,
         batch: 16,
         steps: 512,
@@ -181,7 +172,7 @@ fn lm(c: &LmConfig, threads: usize, parallel: Parallel) {
     let mut store = ParamStore::<f32>::new();
     let emb = Embedding::new(&mut store, "emb", c.vocab, c.hidden, None, &mut rng);
     let options = RnnOptions::new(c.hidden, c.hidden).num_layers(c.layers);
-    let rnn = scan::Layers::new(&mut store, c.cell, options, &mut rng);
+    let rnn = AnyLayer::new(&mut store, "rnn", c.cell, options, &mut rng);
     let out = Linear::new(&mut store, "out", c.hidden, c.vocab, true, &mut rng);
     let (x, y) = (
         random_ids(c.steps * c.batch, c.vocab, &mut rng),
@@ -199,10 +190,14 @@ fn lm(c: &LmConfig, threads: usize, parallel: Parallel) {
             let b = rows.len();
             let tape = Tape::new();
             let s = Session::new(&tape, &store, Mode::Train, 0);
-            let h = rnn.forward(
-                &s,
-                emb.forward(&s, &pick(&x)).reshape(&[c.steps, b, c.hidden]),
-            );
+            let h = rnn
+                .forward(
+                    &s,
+                    emb.forward(&s, &pick(&x)).reshape(&[c.steps, b, c.hidden]),
+                    None,
+                    None,
+                )
+                .output;
             let logits = out.forward(&s, h.reshape(&[c.steps * b, c.hidden]));
             // Each shard's share of the batch mean, so the shards add up to the full mean.
             let loss = logits.cross_entropy(&pick(&y), None, Reduction::Sum)

@@ -1,45 +1,10 @@
-//! lm_bench's linear-recurrence cases (the work of torch_scan_bench.py): the recurrent
-//! layers of an LM run, built-in or scan-based, and the scan op alone against a plain copy
-//! of as many bytes in the same run.
+//! lm_bench's scan-op case (torch_scan_bench.py's scan-op-b16-t512-h1024): the linear scan
+//! alone, and against a plain copy of as many bytes in the same run.
 
-use super::{time_per, Body};
+use super::time_per;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use recur::nn::{AnyCell, MinGru, MinLstm, ParamStore, Recurrent, RnnOptions, Session};
-use recur::tape::{ScanOptions, Tape, Tensor, Var};
-
-/// The recurrent layers of an LM run.
-pub enum Layers {
-    Builtin(Recurrent<AnyCell>),
-    MinGru(MinGru),
-    MinLstm(MinLstm),
-}
-
-impl Layers {
-    pub fn new(
-        store: &mut ParamStore<f32>,
-        body: Body,
-        options: RnnOptions,
-        rng: &mut StdRng,
-    ) -> Self {
-        match body {
-            Body::Builtin(kind) => {
-                Layers::Builtin(Recurrent::of_kind(store, "rnn", kind, options, 0, rng))
-            }
-            Body::MinGru => Layers::MinGru(MinGru::new(store, "rnn", options, true, rng)),
-            Body::MinLstm => Layers::MinLstm(MinLstm::new(store, "rnn", options, true, rng)),
-        }
-    }
-
-    /// The output sequence for x `[T, B, H]`, from zero states.
-    pub fn forward<'t>(&self, s: &Session<'t, '_, f32>, x: Var<'t, f32>) -> Var<'t, f32> {
-        match self {
-            Layers::Builtin(l) => l.forward(s, x, None, None).output,
-            Layers::MinGru(l) => l.forward(s, x, None, None).output,
-            Layers::MinLstm(l) => l.forward(s, x, None, None).output,
-        }
-    }
-}
+use recur::tape::{ScanOptions, Tape, Tensor};
 
 pub const OP_CASE: &str = "scan-op-b16-t512-h1024";
 

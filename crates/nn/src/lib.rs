@@ -27,8 +27,8 @@ pub use embedding::Embedding;
 pub use linear::Linear;
 pub use params::{join_name, ParamGrads, ParamId, ParamStore};
 pub use rnn::{
-    AnyCell, Cell, CellKind, Gru, GruCell, Lru, LruCell, LruOptions, Lstm, LstmCell, MinGru,
-    MinGruCell, MinLstm, MinLstmCell, Nonlinearity, Qrnn, QrnnCell, Recurrent, RecurrentOutput,
-    RgLru, RgLruCell, Rnn, RnnCell, RnnOptions, State,
+    AnyCell, AnyLayer, Cell, CellKind, Gru, GruCell, LayerKind, Lru, LruCell, LruOptions, Lstm,
+    LstmCell, MinGru, MinGruCell, MinLstm, MinLstmCell, Nonlinearity, Qrnn, QrnnCell, Recurrent,
+    RecurrentOutput, RgLru, RgLruCell, Rnn, RnnCell, RnnOptions, State,
 };
 pub use session::{Mode, Session};

@@ -3,6 +3,7 @@
 //! sequence layer with PyTorch's names, shapes and semantics.
 
 mod any_cell;
+mod any_layer;
 mod cell;
 mod checkpoint;
 mod fused;
@@ -15,6 +16,7 @@ mod scan;
 mod steps;
 
 pub use any_cell::{AnyCell, CellKind};
+pub use any_layer::{AnyLayer, LayerKind};
 pub use cell::{Cell, State};
 pub use fused::FusedSpec;
 pub use gru_cell::GruCell;
