@@ -22,7 +22,7 @@ pub fn scan_op(threads: usize) {
     let dt = time_per(2, 10, || {
         let tape = Tape::new();
         let (va, vb) = (tape.var(a.clone()), tape.var(b.clone()));
-        let h = va.linear_scan(vb, None, &ScanOptions::default());
+        let h = va.linear_scan(vb, None, &ScanOptions::default().threads(threads));
         let g = tape.backward(h.sum());
         std::hint::black_box((g.wrt(va), g.wrt(vb)));
     });
@@ -31,7 +31,7 @@ pub fn scan_op(threads: usize) {
     let op_s = time_per(2, 10, || {
         let tape = Tape::new();
         let (va, vb) = (tape.var(a.clone()), tape.var(b.clone()));
-        let h = va.linear_scan(vb, None, &ScanOptions::default());
+        let h = va.linear_scan(vb, None, &ScanOptions::default().threads(threads));
         let g = tape.backward_seeded(vec![(h, ones.clone())]);
         std::hint::black_box((g.wrt(va), g.wrt(vb)));
     });

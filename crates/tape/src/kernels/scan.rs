@@ -66,54 +66,127 @@ impl ScanLayout<'_> {
     }
 }
 
+/// Channels a thread takes at the least: fewer are not worth starting a thread for.
+const MIN_CHANNELS_PER_THREAD: usize = 4096;
+/// Channel blocks start at multiples of this (64 bytes of f32), so no two threads write
+/// the same cache line.
+const BLOCK_ALIGN: usize = 16;
+
+/// Runs `f` on contiguous blocks of the `n` channels of a step, on up to `threads` threads
+/// (the caller runs the first block).
+fn on_channel_blocks(n: usize, threads: usize, f: impl Fn(usize, usize) + Sync) {
+    let threads = threads.min(n / MIN_CHANNELS_PER_THREAD).max(1);
+    if threads == 1 {
+        return f(0, n);
+    }
+    let per = n.div_ceil(threads).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN;
+    let f = &f;
+    std::thread::scope(|scope| {
+        for k in 1..threads {
+            let (lo, hi) = ((k * per).min(n), ((k + 1) * per).min(n));
+            scope.spawn(move || f(lo, hi));
+        }
+        f(0, per.min(n));
+    });
+}
+
+/// A buffer the threads of one scan write through at once, each in its own channels.
+struct Shared<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: `Shared` is only a pointer to a `Vec`'s values that outlives every thread of the
+// scan (`std::thread::scope`); the threads reach disjoint elements (see `Shared::slice`).
+unsafe impl<T: Send> Send for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    fn new(values: &mut [T]) -> Self {
+        Shared {
+            ptr: values.as_mut_ptr(),
+            len: values.len(),
+        }
+    }
+
+    /// Elements `start..start + len`.
+    ///
+    /// # Safety
+    /// No other live slice from this buffer, on any thread, overlaps the range: each
+    /// thread asks only for its own channels, and a thread holds two slices of it only for
+    /// different steps.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
+        assert!(start + len <= self.len, "scan: slice out of its buffer");
+        // SAFETY: in bounds (asserted), and not aliased (the caller's promise).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}
+
+impl ScanLayout<'_> {
+    /// The part of row `r` inside channels `lo..hi`, as columns of the row.
+    fn columns(&self, r: usize, lo: usize, hi: usize) -> Option<(usize, usize)> {
+        let (start, end) = (lo.max(r * self.width), hi.min((r + 1) * self.width));
+        (start < end).then(|| (start - r * self.width, end - r * self.width))
+    }
+
+    /// The rows with channels inside `lo..hi`.
+    fn rows_of(&self, lo: usize, hi: usize) -> std::ops::Range<usize> {
+        lo / self.width..hi.div_ceil(self.width)
+    }
+}
+
 /// h_t = a_t ⊙ h_{t−1} + b_t. `h0` (`[batch, width]`) is the state before each row's first
 /// step, zeros if `None`; `h` receives every step's state (zeros past a row's length).
+/// Channels are split into blocks over up to `threads` threads.
 pub fn scan_forward<T: Element>(
     lay: &ScanLayout<'_>,
     a: &[T],
     b: &[T],
     h0: Option<&[T]>,
     h: &mut [T],
+    threads: usize,
 ) {
     let (w, n) = (lay.width, lay.row());
     assert_eq!(h.len(), lay.steps * n, "scan: output size");
-    let zeros = vec![T::zero(); if h0.is_none() { w } else { 0 }];
-    widest(
-        #[inline(always)]
-        || {
-            for i in 0..lay.steps {
-                let t = lay.step(i);
-                for r in 0..lay.batch {
-                    let at = t * n + r * w;
-                    if !lay.active(r, t) {
-                        h[at..at + w].fill(T::zero());
-                        continue;
-                    }
-                    let aa = &a[lay.a_offset(r, t)..][..w];
-                    let bb = &b[at..at + w];
-                    let (out, prev): (&mut [T], &[T]) = match lay.previous(r, t) {
-                        None => (
-                            &mut h[at..at + w],
-                            h0.map_or(&zeros[..], |h0| &h0[r * w..(r + 1) * w]),
-                        ),
-                        Some(p) if p < t => {
-                            let (lo, hi) = h.split_at_mut(t * n);
-                            (&mut hi[r * w..(r + 1) * w], &lo[p * n + r * w..][..w])
+    assert!(a.len() >= if lay.shared_a { w } else { lay.steps * n } && b.len() == h.len());
+    let zeros = vec![T::zero(); w];
+    let out = Shared::new(h);
+    on_channel_blocks(n, threads, |lo, hi| {
+        widest(
+            #[inline(always)]
+            || {
+                for i in 0..lay.steps {
+                    let t = lay.step(i);
+                    for r in lay.rows_of(lo, hi) {
+                        let Some((j0, j1)) = lay.columns(r, lo, hi) else {
+                            continue;
+                        };
+                        let at = t * n + r * w;
+                        // SAFETY: this block's channels of step t; `prev` is another step.
+                        let cur = unsafe { out.slice(at + j0, j1 - j0) };
+                        if !lay.active(r, t) {
+                            cur.fill(T::zero());
+                            continue;
                         }
-                        Some(p) => {
-                            let (lo, hi) = h.split_at_mut(p * n);
-                            (&mut lo[at..at + w], &hi[r * w..(r + 1) * w])
+                        let prev: &[T] = match lay.previous(r, t) {
+                            // SAFETY: this block's channels of step p ≠ t.
+                            Some(p) => unsafe { out.slice(p * n + r * w + j0, j1 - j0) },
+                            None => &h0.map_or(&zeros[..], |h0| &h0[r * w..(r + 1) * w])[j0..j1],
+                        };
+                        let aa = &a[lay.a_offset(r, t) + j0..][..j1 - j0];
+                        let bb = &b[at + j0..at + j1];
+                        if lay.complex {
+                            complex_step(cur, aa, prev, bb);
+                        } else {
+                            real_step(cur, aa, prev, bb);
                         }
-                    };
-                    if lay.complex {
-                        complex_step(out, aa, prev, bb);
-                    } else {
-                        real_step(out, aa, prev, bb);
                     }
                 }
-            }
-        },
-    );
+            },
+        )
+    });
 }
 
 #[inline(always)]
@@ -135,67 +208,83 @@ fn complex_step<T: Element>(out: &mut [T], a: &[T], prev: &[T], b: &[T]) {
 /// The gradients of a scan from ∂loss/∂h (`dh`), in one reverse pass:
 /// g_t = ∂h_t + a_{t+1}ᴴ ⊙ g_{t+1}, ∂b_t = g_t, ∂a_t = g_t ⊙ h_{t−1}ᴴ (ᴴ conjugates complex
 /// values), ∂h0 = a_1ᴴ ⊙ g_1. `h` is the forward's output. Returns (∂a, ∂b, ∂h0); ∂a of a
-/// shared `a` is summed over steps and rows (row by row, then over rows in order).
+/// shared `a` is summed over steps and rows (row by row, then over rows in order), so the
+/// result does not depend on `threads`.
 pub fn scan_backward<T: Element>(
     lay: &ScanLayout<'_>,
     a: &[T],
     h0: Option<&[T]>,
     h: &[T],
     dh: &[T],
+    threads: usize,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let (w, n) = (lay.width, lay.row());
     let total = lay.steps * n;
+    assert!(h.len() == total && dh.len() == total, "scan: gradient size");
     let mut da = vec![T::zero(); if lay.shared_a { n } else { total }];
     let mut db = vec![T::zero(); total];
     let mut carry = vec![T::zero(); n];
     let zeros = vec![T::zero(); w];
-    widest(
-        #[inline(always)]
-        || {
-            for i in (0..lay.steps).rev() {
-                let t = lay.step(i);
-                for r in 0..lay.batch {
-                    if !lay.active(r, t) {
-                        continue;
-                    }
-                    let at = t * n + r * w;
-                    let prev = match lay.previous(r, t) {
-                        Some(p) => &h[p * n + r * w..][..w],
-                        None => h0.map_or(&zeros[..], |h0| &h0[r * w..(r + 1) * w]),
-                    };
-                    let aa = &a[lay.a_offset(r, t)..][..w];
-                    let da_row = if lay.shared_a {
-                        &mut da[r * w..(r + 1) * w]
-                    } else {
-                        &mut da[at..at + w]
-                    };
-                    let args = (&mut db[at..at + w], da_row, &mut carry[r * w..(r + 1) * w]);
-                    if lay.complex {
-                        complex_back(args, aa, prev, &dh[at..at + w]);
-                    } else {
-                        real_back(args, aa, prev, &dh[at..at + w]);
+    let (da_out, db_out, carry_out) = (
+        Shared::new(&mut da),
+        Shared::new(&mut db),
+        Shared::new(&mut carry),
+    );
+    on_channel_blocks(n, threads, |lo, hi| {
+        widest(
+            #[inline(always)]
+            || {
+                for i in (0..lay.steps).rev() {
+                    let t = lay.step(i);
+                    for r in lay.rows_of(lo, hi) {
+                        let Some((j0, j1)) = lay.columns(r, lo, hi) else {
+                            continue;
+                        };
+                        if !lay.active(r, t) {
+                            continue;
+                        }
+                        let (at, len) = (t * n + r * w + j0, j1 - j0);
+                        let prev = match lay.previous(r, t) {
+                            Some(p) => &h[p * n + r * w + j0..][..len],
+                            None => &h0.map_or(&zeros[..], |h0| &h0[r * w..(r + 1) * w])[j0..j1],
+                        };
+                        let aa = &a[lay.a_offset(r, t) + j0..][..len];
+                        let da_at = if lay.shared_a { r * w + j0 } else { at };
+                        // SAFETY: each slice is this block's channels of one step (or of the
+                        // carried gradient, or of row r's ∂a sum), in different buffers.
+                        let args = unsafe {
+                            (
+                                db_out.slice(at, len),
+                                da_out.slice(da_at, len),
+                                carry_out.slice(r * w + j0, len),
+                            )
+                        };
+                        if lay.complex {
+                            complex_back(args, aa, prev, &dh[at..at + len]);
+                        } else {
+                            real_back(args, aa, prev, &dh[at..at + len]);
+                        }
                     }
                 }
-            }
-        },
-    );
-    let dh0 = widest(
-        #[inline(always)]
-        || {
-            if lay.shared_a {
-                // The rows' sums, added over rows in order.
+            },
+        )
+    });
+    if lay.shared_a {
+        // The rows' sums, added over rows in order.
+        da = widest(
+            #[inline(always)]
+            || {
                 let mut sum = da[..w].to_vec();
                 for r in 1..lay.batch {
                     for (s, &v) in sum.iter_mut().zip(&da[r * w..(r + 1) * w]) {
                         *s += v;
                     }
                 }
-                da = sum;
-            }
-            carry
-        },
-    );
-    (da, db, dh0)
+                sum
+            },
+        );
+    }
+    (da, db, carry)
 }
 
 type BackRow<'a, T> = (&'a mut [T], &'a mut [T], &'a mut [T]);

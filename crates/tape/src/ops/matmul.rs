@@ -22,8 +22,7 @@ const PACK_MAX_ELEMENTS: usize = 1 << 18;
 /// Whether a product of `a` with `b` runs on `b`'s packed copy rather than gemm (one row
 /// takes gemm's matrix-vector path).
 fn packs<T: Element>(a: MatRef<T>, b: &Tensor<T>) -> bool {
-    let packs =
-        a.rows < PACK_BELOW_ROWS || (b.numel() <= PACK_MAX_ELEMENTS && wide_panel_kernel());
+    let packs = a.rows < PACK_BELOW_ROWS || (b.numel() <= PACK_MAX_ELEMENTS && wide_panel_kernel());
     a.rows >= 2 && a.col_stride == 1 && packs
 }
 

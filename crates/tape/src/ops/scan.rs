@@ -15,6 +15,9 @@ pub struct ScanOptions {
     /// Scan from each row's last step back to step 0 (the backward half of a bidirectional
     /// layer); `h0` is then the state before each row's last step.
     pub reverse: bool,
+    /// Threads the scan may split its channels over (results do not depend on it); 0 or 1
+    /// runs on the calling thread.
+    pub threads: usize,
 }
 
 impl ScanOptions {
@@ -26,6 +29,11 @@ impl ScanOptions {
     /// Scan backwards in time.
     pub fn reverse(mut self, reverse: bool) -> Self {
         self.reverse = reverse;
+        self
+    }
+    /// Split the channels over up to `threads` threads.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
         self
     }
 }
@@ -70,6 +78,7 @@ impl<T: Element> Op<T> for LinearScan {
             b.data(),
             inputs.get(2).map(|h0| h0.data()),
             &mut h,
+            self.options.threads,
         );
         Tensor::from_vec(h, b.shape())
     }
@@ -83,6 +92,7 @@ impl<T: Element> Op<T> for LinearScan {
             h0,
             ctx.output().data(),
             ctx.grad_output().data(),
+            self.options.threads,
         );
         ctx.add_grad_input(0, da);
         ctx.add_grad_input(1, db);
@@ -292,6 +302,55 @@ mod tests {
                     check_grad(&[a_shape, bs, &bs[1..]], move |_, v| scan(v, &o2, complex));
                     check_grad(&[a_shape, bs], move |_, v| scan(v, &o, complex));
                 }
+            }
+        }
+    }
+
+    /// Channels split over threads compute exactly what one thread does.
+    #[test]
+    fn threads_give_the_same_bits() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for complex in [false, true] {
+            for shared in [false, true] {
+                let bs: &[usize] = if complex {
+                    &[3, 2, 4100, 2]
+                } else {
+                    &[3, 4, 4100]
+                };
+                let a_shape = if shared { &bs[2..] } else { bs };
+                let a = Tensor::<f32>::uniform(a_shape, -1.0, 1.0, &mut rng);
+                let b = Tensor::<f32>::uniform(bs, -1.0, 1.0, &mut rng);
+                let h0 = Tensor::<f32>::uniform(&bs[1..], -1.0, 1.0, &mut rng);
+                let dh = Tensor::<f32>::uniform(bs, -1.0, 1.0, &mut rng);
+                let lengths = if complex {
+                    vec![3, 2]
+                } else {
+                    vec![3, 1, 2, 3]
+                };
+                let run = |threads: usize| {
+                    let o = ScanOptions::default()
+                        .reverse(true)
+                        .lengths(&lengths)
+                        .threads(threads);
+                    let tape = Tape::new();
+                    let v = [
+                        tape.var(a.clone()),
+                        tape.var(b.clone()),
+                        tape.var(h0.clone()),
+                    ];
+                    let h = if complex {
+                        v[0].linear_scan_complex(v[1], Some(v[2]), &o)
+                    } else {
+                        v[0].linear_scan(v[1], Some(v[2]), &o)
+                    };
+                    let g = tape.backward_seeded(vec![(h, dh.clone())]);
+                    let mut all = h.to_tensor().into_vec();
+                    for x in v {
+                        all.extend(g.wrt(x).into_vec());
+                    }
+                    all
+                };
+                assert_eq!(run(1), run(2));
             }
         }
     }

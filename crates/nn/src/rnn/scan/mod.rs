@@ -88,11 +88,12 @@ impl Projection {
     }
 }
 
-/// The scan's options for `lengths` and a direction.
+/// The scan's options for `lengths` and a direction, on the threads ops may use.
 pub(crate) fn scan_options(lengths: Option<&[usize]>, reverse: bool) -> ScanOptions {
     ScanOptions {
         lengths: lengths.map(<[usize]>::to_vec),
         reverse,
+        threads: crate::parallel::threads(),
     }
 }
 
