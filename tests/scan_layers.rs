@@ -233,3 +233,48 @@ fn steps_and_checkpoints_equal_the_whole_sequence() {
         }
     }
 }
+
+/// A sequence run in two pieces, the second from the first's final state (truncated BPTT,
+/// generation), gives the outputs of one run over the whole sequence, for every layer.
+#[test]
+fn final_states_continue_a_sequence() {
+    for name in ["mingru_h0", "minlstm_h0", "rglru_h0", "lru_h0", "qrnn_h0"] {
+        let (file, cfg) = fixture(name);
+        let mut store = ParamStore::new();
+        let layer = Layer::build(&cfg, &mut store, |o| o.num_layers(2));
+        let x = get(&file, "input");
+        let run = |x: &Tensor<f64>, init: Option<&[Tensor<f64>]>| {
+            let tape = Tape::new();
+            let s = Session::new(&tape, &store, Mode::Eval, 0);
+            let init: Option<Vec<Var<'_, f64>>> =
+                init.map(|i| i.iter().map(|t| tape.constant(t.clone())).collect());
+            let out = match &layer {
+                Layer::MinGru(l) => l.forward(&s, tape.constant(x.clone()), init.as_deref(), None),
+                Layer::MinLstm(l) => l.forward(&s, tape.constant(x.clone()), init.as_deref(), None),
+                Layer::RgLru(l) => l.forward(&s, tape.constant(x.clone()), init.as_deref(), None),
+                Layer::Lru(l) => l.forward(&s, tape.constant(x.clone()), init.as_deref(), None),
+                Layer::Qrnn(l) => l.forward(&s, tape.constant(x.clone()), init.as_deref(), None),
+            };
+            let finals: Vec<Tensor<f64>> = out.final_state.iter().map(|v| v.to_tensor()).collect();
+            (out.output.to_tensor(), finals)
+        };
+        let steps = x.shape()[0];
+        let piece = |range: std::ops::Range<usize>| {
+            let tape = Tape::new();
+            tape.constant(x.clone()).slice(0, range).to_tensor()
+        };
+        let (whole, _) = run(&x, None);
+        let (first, state) = run(&piece(0..2), None);
+        let (second, _) = run(&piece(2..steps), Some(&state));
+        let joined: Vec<f64> = first.data().iter().chain(second.data()).copied().collect();
+        let err = whole
+            .data()
+            .iter()
+            .zip(&joined)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            err < 1e-12,
+            "{name}: continued sequence differs by {err:.3e}"
+        );
+    }
+}
