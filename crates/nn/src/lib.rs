@@ -12,6 +12,7 @@ pub mod embedding;
 pub mod init;
 pub mod linear;
 pub mod loss;
+pub mod norm;
 pub mod optim;
 pub mod parallel;
 pub mod params;
@@ -25,6 +26,7 @@ pub use checkpoint::CheckpointError;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use linear::Linear;
+pub use norm::{LayerNorm, RmsNorm};
 pub use params::{join_name, ParamGrads, ParamId, ParamStore};
 pub use rnn::{
     AnyCell, AnyLayer, Cell, CellKind, Gru, GruCell, LayerKind, Lru, LruCell, LruOptions, Lstm,

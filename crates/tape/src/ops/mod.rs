@@ -9,6 +9,7 @@ pub mod layout;
 pub mod loss;
 pub mod mask;
 pub mod matmul;
+pub mod norm;
 pub mod reduce;
 pub mod scan;
 pub mod softmax;
