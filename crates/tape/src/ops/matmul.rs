@@ -1,7 +1,7 @@
 //! Matrix products: `matmul` (2-D, leading dimensions flattened against a 2-D right side,
 //! and batched 3-D) and `linear` (x·Wᵀ + b, PyTorch's F.linear, with W never copied).
 
-use crate::kernels::packed::AddTo;
+use crate::kernels::packed::{suits_many_rows, AddTo};
 use crate::kernels::simd::widest;
 use crate::kernels::{gemm, MatRef};
 use crate::shape::{numel, Shape};
@@ -12,30 +12,17 @@ use crate::{BackwardCtx, Element, Op, Tensor, Var};
 /// is not repacked for every product.
 const PACK_BELOW_ROWS: usize = 128;
 /// Right-hand matrices up to this size are packed and cached for products with more rows
-/// too, where the panel kernel is the AVX-512 one: it reads A in place and beats gemm there
-/// (up to 20% for an output layer's input gradient). A larger B changes every optimizer
-/// step and is used for one product per pass, so repacking it costs what gemm's own packing
-/// does. The AVX2 panel kernel loses to gemm on many rows: x·Wᵀ over 8,192 rows by a
-/// 256 × 256 weight ran at ~37 GFLOP/s against gemm's ~85 on an AVX2 Zen 3.
+/// too, where the panel kernel suits many rows (`packed::suits_many_rows`: AVX-512): it reads
+/// A in place and beats gemm there (up to 20% for an output layer's input gradient). A
+/// larger B changes every optimizer step and is used for one product per pass, so repacking
+/// it costs what gemm's own packing does.
 const PACK_MAX_ELEMENTS: usize = 1 << 18;
 
 /// Whether a product of `a` with `b` runs on `b`'s packed copy rather than gemm (one row
 /// takes gemm's matrix-vector path).
 fn packs<T: Element>(a: MatRef<T>, b: &Tensor<T>) -> bool {
-    let packs = a.rows < PACK_BELOW_ROWS || (b.numel() <= PACK_MAX_ELEMENTS && wide_panel_kernel());
+    let packs = a.rows < PACK_BELOW_ROWS || (b.numel() <= PACK_MAX_ELEMENTS && suits_many_rows());
     a.rows >= 2 && a.col_stride == 1 && packs
-}
-
-/// Whether the panel kernel runs on AVX-512 here.
-fn wide_panel_kernel() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// The matrix `b`, or its transpose, as gemm's right-hand side.

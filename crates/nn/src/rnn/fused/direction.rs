@@ -7,7 +7,7 @@ use super::pointwise::{backward_row, fill, forward_row, gate_count, saved_width,
 use super::pointwise::{RowBackward, RowForward};
 use super::recurrence::Recurrence;
 use crate::rnn::CellKind;
-use recur_tape::kernels::packed::AddTo;
+use recur_tape::kernels::packed::{suits_many_rows, AddTo};
 use recur_tape::kernels::simd::widest;
 use recur_tape::kernels::{gemm, MatRef};
 use recur_tape::{Element, Tensor};
@@ -260,13 +260,22 @@ fn input_part<T: Element>(
     xg: &mut [T],
 ) {
     let gates = dims.gates();
-    let add = bias.map_or(AddTo::Nothing, AddTo::Row);
-    weights.w_ih.packed(true).product(
-        MatRef::row_major(x, rows, dims.input),
-        &mut xg[..rows * gates],
-        gates,
-        add,
-    )
+    let x = MatRef::row_major(x, rows, dims.input);
+    let xg = &mut xg[..rows * gates];
+    if suits_many_rows() {
+        let add = bias.map_or(AddTo::Nothing, AddTo::Row);
+        return weights.w_ih.packed(true).product(x, xg, gates, add);
+    }
+    // gemm adds to C: C starts as the bias rows (or zeros).
+    match bias {
+        Some(b) => xg
+            .chunks_exact_mut(gates)
+            .for_each(|r| r.copy_from_slice(b)),
+        None => xg.fill(T::zero()),
+    }
+    let w = weights.w_ih;
+    let w_t = MatRef::row_major(w.data(), w.shape()[0], w.shape()[1]).t();
+    gemm(T::one(), x, w_t, T::one(), xg, gates);
 }
 
 /// The forward pass of one direction, fed one chunk at a time in `dims.chunks(reverse)`
