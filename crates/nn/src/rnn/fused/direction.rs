@@ -591,10 +591,14 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             gates,
         );
         if let Some(dx) = dx {
-            self.weights
-                .w_ih
-                .packed(false)
-                .product_into_slots(d_xg, dx, AddTo::Nothing);
+            let w = self.weights.w_ih;
+            if suits_many_rows() {
+                w.packed(false).product_into_slots(d_xg, dx, AddTo::Nothing);
+            } else {
+                let dx = fill(dx, |_| T::zero());
+                let w = MatRef::row_major(w.data(), gates, dims.input);
+                gemm(T::one(), d_xg, w, T::zero(), dx, dims.input);
+            }
         }
         let grads = &mut self.grads;
         gemm(
