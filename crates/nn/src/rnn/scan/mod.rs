@@ -22,6 +22,7 @@ use crate::init;
 use crate::params::{join_name, ParamId, ParamStore};
 use crate::session::Session;
 use rand::Rng;
+use recur_tape::kernels::simd::widest;
 use recur_tape::{BackwardCtx, Element, Op, ScanOptions, Tensor, Var};
 
 /// Where a scan cell's parameters go: `{prefix}.{name}{suffix}`, suffix `_l{k}[_reverse]`
@@ -149,14 +150,21 @@ impl<T: Element> Op<T> for PositiveG {
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+        let x = inputs[0].data();
+        // σ over the whole slice on the vectorized kernel, then the branch as a select.
+        let mut y = T::sigmoid_of(x);
         let half = T::of(0.5);
-        inputs[0].map(|v| {
-            if v >= T::zero() {
-                v + half
-            } else {
-                T::one() / (T::one() + (-v).exp())
-            }
-        })
+        widest(
+            #[inline(always)]
+            || {
+                for (y, &v) in y.iter_mut().zip(x) {
+                    if v >= T::zero() {
+                        *y = v + half;
+                    }
+                }
+            },
+        );
+        Tensor::from_vec(y, inputs[0].shape())
     }
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
