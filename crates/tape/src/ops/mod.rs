@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod arith;
+pub mod elementwise;
 pub mod index;
 pub mod join;
 pub mod layout;

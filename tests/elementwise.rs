@@ -1,0 +1,49 @@
+//! The elementwise ops new cells use, against PyTorch's values and gradients in f64
+//! (tests/fixtures/elementwise.safetensors, from tools/elementwise_fixtures.py), including
+//! their kinks (clamp at its bounds, abs and leaky_relu at 0).
+
+use recur::nn::checkpoint::{self, TensorFile};
+use recur::tape::{Tape, Tensor, Var};
+use std::path::PathBuf;
+
+fn get(file: &TensorFile, name: &str) -> Tensor<f64> {
+    file.get(name)
+        .unwrap_or_else(|| panic!("fixture lacks {name}"))
+        .to_float()
+        .unwrap()
+}
+
+#[test]
+fn elementwise_ops_match_pytorch() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/elementwise.safetensors");
+    let file = checkpoint::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    type Apply = for<'t> fn(Var<'t, f64>) -> Var<'t, f64>;
+    let ops: [(&str, &str, Apply); 11] = [
+        ("softplus", "input", |v| v.softplus()),
+        ("sqrt", "positive", |v| v.sqrt()),
+        ("sin", "input", |v| v.sin()),
+        ("cos", "input", |v| v.cos()),
+        ("pow", "positive", |v| v.pow(2.5)),
+        ("rsqrt", "positive", |v| v.rsqrt()),
+        ("log1p", "positive", |v| v.log1p()),
+        ("silu", "input", |v| v.silu()),
+        ("leaky_relu", "input", |v| v.leaky_relu(0.1)),
+        ("clamp", "input", |v| v.clamp(-0.5, 0.7)),
+        ("abs", "input", |v| v.abs()),
+    ];
+    for (name, input, apply) in ops {
+        let tape = Tape::new();
+        let x = tape.var(get(&file, input));
+        let y = apply(x);
+        let g = tape.backward((y * tape.constant(get(&file, "grad_output"))).sum());
+        for (what, ours, want) in [
+            ("value", y.to_tensor(), get(&file, name)),
+            ("gradient", g.wrt(x), get(&file, &format!("grad.{name}"))),
+        ] {
+            let scale = want.data().iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let err = ours.max_abs_diff(&want) / scale;
+            assert!(err <= 1e-12, "{name} {what}: relative error {err:.3e}");
+        }
+    }
+}
