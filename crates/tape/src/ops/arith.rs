@@ -1,5 +1,5 @@
-//! Elementwise add, sub, mul, div with broadcasting of a trailing block (a bias row) or a
-//! scalar; negation; ops with a scalar constant; and the `+ - * /` operators on `Var`.
+//! Elementwise add, sub, mul, div with broadcasting by PyTorch's rules (gradients summed back
+//! to each input's shape); negation; ops with a scalar constant; and the `+ - * /` operators on `Var`.
 
 use crate::kernels::simd::widest;
 use crate::shape::{numel, strip_leading_ones, Shape};
@@ -25,45 +25,97 @@ impl BinaryKind {
     }
 }
 
-/// The shape of `a ∘ b`: the larger operand's, provided the smaller one (leading 1s
-/// dropped) matches its trailing dimensions. Row-major order then makes the smaller
-/// operand's index simply `i % len`.
+/// The shape of `a ∘ b` by PyTorch's rules: dimensions aligned from the right, each pair
+/// equal or one of them 1 (which then repeats along the other's size).
 pub(crate) fn broadcast_shape(op: &str, a: &[usize], b: &[usize]) -> Shape {
     if a == b {
         return Shape::from_slice(a);
     }
-    let (big, small) = if numel(a) > numel(b) || (numel(a) == numel(b) && a.len() >= b.len()) {
-        (a, b)
-    } else {
-        (b, a)
-    };
-    let s = strip_leading_ones(small);
-    assert!(
-        s.len() <= big.len() && big.ends_with(s),
-        "{op}: shapes {a:?} and {b:?} cannot be broadcast (the smaller must match the trailing dimensions of the larger)"
-    );
-    Shape::from_slice(big)
+    let rank = a.len().max(b.len());
+    (0..rank)
+        .map(|d| {
+            let (x, y) = (aligned(a, rank, d), aligned(b, rank, d));
+            match (x, y) {
+                _ if x == y || y == 1 => x,
+                (1, _) => y,
+                _ => panic!(
+                    "{op}: shapes {a:?} and {b:?} cannot be broadcast (aligned from the right, \
+                     each pair of dimensions must be equal or 1; here {x} and {y})"
+                ),
+            }
+        })
+        .collect()
 }
 
-/// Calls `f(i, ia, ib)` for every output element `i`, with the operands' broadcast indices.
+/// Dimension `d` of `shape` aligned from the right to `rank` dimensions (1 before its own).
+fn aligned(shape: &[usize], rank: usize, d: usize) -> usize {
+    let skip = rank - shape.len();
+    if d < skip {
+        1
+    } else {
+        shape[d - skip]
+    }
+}
+
+/// Calls `f(i, ia, ib)` for every element `i` of the broadcast output `out`, with the
+/// elements of `a` and `b` (their shapes broadcast to `out`) that it reads. Same shapes, and
+/// one operand a trailing block of the other (a bias row), take direct loops.
 #[inline(always)]
 pub(crate) fn for_each_broadcast(
-    n: usize,
-    na: usize,
-    nb: usize,
+    out: &[usize],
+    a: &[usize],
+    b: &[usize],
     mut f: impl FnMut(usize, usize, usize),
 ) {
+    let (n, na, nb) = (numel(out), numel(a), numel(b));
+    let trailing = |s: &[usize]| out.ends_with(strip_leading_ones(s));
     if na == n && nb == n {
         (0..n).for_each(|i| f(i, i, i));
-    } else if na == n {
-        for c in (0..n).step_by(nb) {
+    } else if na == n && trailing(b) {
+        for c in (0..n).step_by(nb.max(1)) {
             (0..nb).for_each(|j| f(c + j, c + j, j));
         }
-    } else {
-        for c in (0..n).step_by(na) {
+    } else if nb == n && trailing(a) {
+        for c in (0..n).step_by(na.max(1)) {
             (0..na).for_each(|j| f(c + j, j, c + j));
         }
+    } else {
+        let rank = out.len();
+        let (sa, sb) = (broadcast_strides(a, out), broadcast_strides(b, out));
+        let mut index: Shape = smallvec::smallvec![0; rank];
+        let (mut ia, mut ib) = (0, 0);
+        for i in 0..n {
+            f(i, ia, ib);
+            // The next index in row-major order, moving the operands' offsets along.
+            for d in (0..rank).rev() {
+                index[d] += 1;
+                ia += sa[d];
+                ib += sb[d];
+                if index[d] < out[d] {
+                    break;
+                }
+                ia -= sa[d] * out[d];
+                ib -= sb[d] * out[d];
+                index[d] = 0;
+            }
+        }
     }
+}
+
+/// How far `shape`'s element moves per step along each dimension of `out` it is broadcast
+/// to: its row-major stride, or 0 where it repeats (a 1, or a dimension it lacks).
+fn broadcast_strides(shape: &[usize], out: &[usize]) -> Shape {
+    let rank = out.len();
+    let mut strides: Shape = smallvec::smallvec![0; rank];
+    let mut stride = 1;
+    for d in (0..rank).rev() {
+        let dim = aligned(shape, rank, d);
+        if dim == out[d] && dim != 1 {
+            strides[d] = stride;
+        }
+        stride *= dim;
+    }
+    strides
 }
 
 struct Binary {
@@ -95,19 +147,19 @@ impl<T: Element> Op<T> for Binary {
         }
         let mut out = Tensor::zeros(&shape);
         let (ad, bd, o) = (a.data(), b.data(), out.data_mut());
-        let n = o.len();
+        let (sa, sb) = (a.shape(), b.shape());
         match self.kind {
             BinaryKind::Add => {
-                for_each_broadcast(n, ad.len(), bd.len(), |i, ia, ib| o[i] = ad[ia] + bd[ib])
+                for_each_broadcast(&shape, sa, sb, |i, ia, ib| o[i] = ad[ia] + bd[ib])
             }
             BinaryKind::Sub => {
-                for_each_broadcast(n, ad.len(), bd.len(), |i, ia, ib| o[i] = ad[ia] - bd[ib])
+                for_each_broadcast(&shape, sa, sb, |i, ia, ib| o[i] = ad[ia] - bd[ib])
             }
             BinaryKind::Mul => {
-                for_each_broadcast(n, ad.len(), bd.len(), |i, ia, ib| o[i] = ad[ia] * bd[ib])
+                for_each_broadcast(&shape, sa, sb, |i, ia, ib| o[i] = ad[ia] * bd[ib])
             }
             BinaryKind::Div => {
-                for_each_broadcast(n, ad.len(), bd.len(), |i, ia, ib| o[i] = ad[ia] / bd[ib])
+                for_each_broadcast(&shape, sa, sb, |i, ia, ib| o[i] = ad[ia] / bd[ib])
             }
         }
         out
@@ -119,6 +171,11 @@ impl<T: Element> Op<T> for Binary {
             ctx.input(1).data(),
             ctx.output().data(),
             ctx.grad_output().data(),
+        );
+        let (so, sa, sb) = (
+            ctx.output().shape(),
+            ctx.input(0).shape(),
+            ctx.input(1).shape(),
         );
         let (n, na, nb) = (g.len(), a.len(), b.len());
         if na == n && nb == n {
@@ -145,28 +202,29 @@ impl<T: Element> Op<T> for Binary {
             }
             return;
         }
+        // Each input's gradient summed back over the dimensions it was broadcast along.
         if let Some(ga) = ctx.grad_input(0) {
             match self.kind {
                 BinaryKind::Add | BinaryKind::Sub => {
-                    for_each_broadcast(n, na, nb, |i, ia, _| ga[ia] += g[i])
+                    for_each_broadcast(so, sa, sb, |i, ia, _| ga[ia] += g[i])
                 }
                 BinaryKind::Mul => {
-                    for_each_broadcast(n, na, nb, |i, ia, ib| ga[ia] += g[i] * b[ib])
+                    for_each_broadcast(so, sa, sb, |i, ia, ib| ga[ia] += g[i] * b[ib])
                 }
                 BinaryKind::Div => {
-                    for_each_broadcast(n, na, nb, |i, ia, ib| ga[ia] += g[i] / b[ib])
+                    for_each_broadcast(so, sa, sb, |i, ia, ib| ga[ia] += g[i] / b[ib])
                 }
             }
         }
         if let Some(gb) = ctx.grad_input(1) {
             match self.kind {
-                BinaryKind::Add => for_each_broadcast(n, na, nb, |i, _, ib| gb[ib] += g[i]),
-                BinaryKind::Sub => for_each_broadcast(n, na, nb, |i, _, ib| gb[ib] -= g[i]),
+                BinaryKind::Add => for_each_broadcast(so, sa, sb, |i, _, ib| gb[ib] += g[i]),
+                BinaryKind::Sub => for_each_broadcast(so, sa, sb, |i, _, ib| gb[ib] -= g[i]),
                 BinaryKind::Mul => {
-                    for_each_broadcast(n, na, nb, |i, ia, ib| gb[ib] += g[i] * a[ia])
+                    for_each_broadcast(so, sa, sb, |i, ia, ib| gb[ib] += g[i] * a[ia])
                 }
                 BinaryKind::Div => {
-                    for_each_broadcast(n, na, nb, |i, _, ib| gb[ib] -= g[i] * y[i] / b[ib])
+                    for_each_broadcast(so, sa, sb, |i, _, ib| gb[ib] -= g[i] * y[i] / b[ib])
                 }
             }
         }
@@ -329,12 +387,37 @@ mod tests {
             (vec![3, 2], vec![1]),
             (vec![], vec![2, 2]),
             (vec![2, 3], vec![1, 3]),
+            // PyTorch's rules beyond a trailing block: a column, an outer product, a middle 1.
+            (vec![2, 3], vec![2, 1]),
+            (vec![2, 1], vec![1, 3]),
+            (vec![4, 1, 3], vec![2, 1]),
+            (vec![2, 1, 3], vec![2, 4, 1]),
         ] {
             check_grad(&[&sa, &sb], |_, v| v[0] + v[1]);
             check_grad(&[&sa, &sb], |_, v| v[0] - v[1]);
             check_grad(&[&sa, &sb], |_, v| v[0] * v[1]);
             check_grad(&[&sa, &sb], |_, v| v[0] / positive(v[1]));
         }
+    }
+
+    /// A per-row value against a row of columns (layer norm's `x − mean`): each row takes its
+    /// own value, also when the row count equals the width.
+    #[test]
+    fn columns_broadcast_along_rows() {
+        let tape = Tape::new();
+        let x = tape.var(Tensor::<f64>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]));
+        let m = tape.var(Tensor::<f64>::from_vec(vec![10.0, 20.0], &[2, 1]));
+        let y = x - m;
+        assert_eq!(y.to_tensor().data(), &[-9.0, -8.0, -17.0, -16.0]);
+        let outer = tape.constant(Tensor::from_vec(vec![1.0, 2.0, 3.0], &[1, 3])) * m;
+        assert_eq!(outer.shape().as_slice(), &[2, 3]);
+        assert_eq!(
+            outer.to_tensor().data(),
+            &[10.0, 20.0, 30.0, 20.0, 40.0, 60.0]
+        );
+        let g = tape.backward((y * y).sum());
+        // ∂/∂m of Σ (x − m)² is −2 Σ_j (x_ij − m_i), summed back to m's [2, 1].
+        assert_eq!(g.wrt(m).data(), &[34.0, 66.0]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Masking: multiply by a constant 0/1 mask (optionally scaled: dropout with a given mask),
-//! and `where_mask`, which picks each element from one of two variables.
+//! and `where_mask`, which picks each element from one of two variables; the mask broadcasts
+//! to the input by PyTorch's rules.
 
 use crate::ops::arith::{broadcast_shape, for_each_broadcast};
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
@@ -27,15 +28,16 @@ impl<T: Element> Op<T> for Mask<T> {
         let mut y = x.clone();
         let (m, s) = (self.mask.data(), self.scale);
         let yd = y.data_mut();
-        for_each_broadcast(yd.len(), yd.len(), m.len(), |i, _, im| yd[i] *= m[im] * s);
+        let xs = x.shape();
+        for_each_broadcast(xs, xs, self.mask.shape(), |i, _, im| yd[i] *= m[im] * s);
         y
     }
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
-        let g = ctx.grad_output().data();
+        let (g, gs) = (ctx.grad_output().data(), ctx.grad_output().shape());
         let (m, s) = (self.mask.data(), self.scale);
         if let Some(gx) = ctx.grad_input(0) {
-            for_each_broadcast(g.len(), g.len(), m.len(), |i, _, im| {
+            for_each_broadcast(gs, gs, self.mask.shape(), |i, _, im| {
                 gx[i] += g[i] * m[im] * s
             });
         }
@@ -69,7 +71,7 @@ impl<T: Element> Op<T> for Where<T> {
         );
         let mut y = a.clone();
         let (c, bd, yd) = (self.cond.data(), b.data(), y.data_mut());
-        for_each_broadcast(yd.len(), yd.len(), c.len(), |i, _, ic| {
+        for_each_broadcast(&shape, &shape, self.cond.shape(), |i, _, ic| {
             if c[ic] == T::zero() {
                 yd[i] = bd[i];
             }
@@ -79,9 +81,10 @@ impl<T: Element> Op<T> for Where<T> {
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
         let (g, c) = (ctx.grad_output().data(), self.cond.data());
+        let gs = ctx.grad_output().shape();
         for (k, pick) in [(0, true), (1, false)] {
             if let Some(gx) = ctx.grad_input(k) {
-                for_each_broadcast(g.len(), g.len(), c.len(), |i, _, ic| {
+                for_each_broadcast(gs, gs, self.cond.shape(), |i, _, ic| {
                     if (c[ic] != T::zero()) == pick {
                         gx[i] += g[i];
                     }
@@ -141,6 +144,12 @@ mod tests {
         let row = bits(&[0, 1, 1], &[3]);
         check_grad(&[&[2, 3]], move |_, v| v[0].mask(&m));
         check_grad(&[&[4, 3]], move |_, v| v[0].mask(&row));
+        let column = bits(&[1, 0], &[2, 1]);
+        check_grad(&[&[2, 3]], move |_, v| v[0].mask(&column));
+        let column = bits(&[0, 1], &[2, 1]);
+        check_grad(&[&[2, 3], &[2, 3]], move |_, v| {
+            v[0].where_mask(&column, v[1])
+        });
         let m = bits(&[1, 0, 1, 1, 0, 1], &[2, 3]);
         check_grad(&[&[2, 3]], move |_, v| v[0].dropout_with_mask(&m, 0.25));
         let c = bits(&[1, 0, 0, 1, 0, 1], &[2, 3]);
