@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch reference values and gradients (float64) for recur's elementwise ops: softplus,
-sqrt, sin, cos, pow, rsqrt, log1p, silu, leaky_relu, clamp, abs, layer-free and at their kinks.
+sqrt, sin, cos, pow, rsqrt, log1p, silu, leaky_relu, clamp, abs (also at their kinks); the
+reductions with dim/keepdim (sum, mean, max, var with a correction); and broadcasting by
+PyTorch's rules (a column against a matrix, an outer product).
 
 Usage: python tools/elementwise_fixtures.py tests/fixtures/elementwise.safetensors
 Needs: pip install torch safetensors
@@ -39,5 +41,30 @@ for name, (inp, f) in ops.items():
     (y * g).sum().backward()
     t[name] = y.detach()
     t["grad." + name] = v.grad
+# Reductions over r [3, 4, 5] and broadcasts of m [3, 4] with c [3, 1] and w [1, 4]: each
+# case's output "<name>" and, for the upstream gradient "grad_<name>" of its shape, the
+# gradients "grad.<name>.<input>".
+r = torch.randn(3, 4, 5, dtype=torch.float64)
+m, c, w = (torch.randn(*s, dtype=torch.float64) for s in ((3, 4), (3, 1), (1, 4)))
+t.update(r=r, m=m, c=c, w=w)
+cases = {
+    "sum_dim1_keep": (("r",), lambda r: r.sum(1, keepdim=True)),
+    "mean_dim2_keep": (("r",), lambda r: r.mean(2, keepdim=True)),
+    "max_dim1_keep": (("r",), lambda r: r.max(1, keepdim=True).values),
+    "var_dim2_c1_keep": (("r",), lambda r: r.var(2, correction=1, keepdim=True)),
+    "var_dim0_c0": (("r",), lambda r: r.var(0, correction=0)),
+    "sub_column": (("m", "c"), lambda m, c: m - c),
+    "div_column": (("m", "c"), lambda m, c: m / (c.abs() + 0.5)),
+    "mul_outer": (("c", "w"), lambda c, w: c * w),
+}
+for name, (args, f) in cases.items():
+    vs = [t[a].clone().requires_grad_() for a in args]
+    y = f(*vs)
+    gy = torch.randn_like(y)
+    (y * gy).sum().backward()
+    t[name] = y.detach()
+    t["grad_" + name] = gy
+    for a, v in zip(args, vs):
+        t[f"grad.{name}.{a}"] = v.grad
 save_file({k: v.contiguous() for k, v in t.items()}, sys.argv[1])
 print(sorted(ops))
