@@ -3,7 +3,8 @@
 # and prints recur ÷ PyTorch for every line (throughput ratio; for step times, torch ÷ recur):
 # `ratio` compares each tool's best round, `paired` is the median of the rounds' own ratios.
 #   benches/compare.sh [THREADS...]        (default: 1 2)
-# Needs PyTorch: PYTHON=path/to/python (default python3) with torch installed.
+# Needs PyTorch: PYTHON=path/to/python (default python3) with torch installed. The reference
+# scripts are benches/torch_lm_bench.py and benches/torch_small_bench.py (BENCH_DIR to use others).
 # ROUNDS=n (default 3) alternates the two tools n times and keeps each one's best figure, so
 # that a burst of load from elsewhere on a shared machine does not decide a ratio. Within a
 # round the two run config by config, one right after the other, so that each pair of
@@ -11,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-BENCH=${BENCH_DIR:-../shared/bench}
+BENCH=${BENCH_DIR:-benches}
 ROUNDS=${ROUNDS:-3}
 cargo build --release --example lm_bench >/dev/null 2>&1
 out=$(mktemp -d)

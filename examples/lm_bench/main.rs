@@ -1,4 +1,4 @@
-//! The same work as ../shared/bench/torch_lm_bench.py and torch_small_bench.py, printing the
+//! The same work as benches/torch_lm_bench.py and torch_small_bench.py, printing the
 //! same JSON line per run, so recur and PyTorch compare line by line:
 //!
 //!     cargo run --release --example lm_bench -- THREADS [NAME ...] [--parallel batch|layers]
