@@ -7,7 +7,7 @@
 use rand::SeedableRng;
 use recur::nn::checkpoint::{self, TensorFile};
 use recur::nn::{
-    Cell, Lru, LruOptions, MinGru, MinLstm, Mode, ParamStore, Qrnn, Recurrent, RgLru, RnnOptions,
+    Lru, LruOptions, MinGru, MinLstm, Mode, ParamStore, Qrnn, RecurrentOutput, RgLru, RnnOptions,
     Session,
 };
 use recur::tape::{Tape, Tensor, Var};
@@ -103,51 +103,52 @@ impl Layer {
         }
     }
 
-    fn run(&self, store: &ParamStore<f64>, file: &TensorFile, lengths: Option<&[usize]>) -> Run {
+    fn forward<'t>(
+        &self,
+        s: &Session<'t, '_, f64>,
+        x: Var<'t, f64>,
+        initial: Option<&[Var<'t, f64>]>,
+        lengths: Option<&[usize]>,
+    ) -> RecurrentOutput<'t, f64> {
         match self {
-            Layer::MinGru(l) => run(l, store, file, lengths),
-            Layer::MinLstm(l) => run(l, store, file, lengths),
-            Layer::RgLru(l) => run(l, store, file, lengths),
-            Layer::Lru(l) => run(l, store, file, lengths),
-            Layer::Qrnn(l) => run(l, store, file, lengths),
+            Layer::MinGru(l) => l.forward(s, x, initial, lengths),
+            Layer::MinLstm(l) => l.forward(s, x, initial, lengths),
+            Layer::RgLru(l) => l.forward(s, x, initial, lengths),
+            Layer::Lru(l) => l.forward(s, x, initial, lengths),
+            Layer::Qrnn(l) => l.forward(s, x, initial, lengths),
         }
     }
-}
 
-fn run<C: Cell<f64> + Clone + 'static>(
-    layer: &Recurrent<C>,
-    store: &ParamStore<f64>,
-    file: &TensorFile,
-    lengths: Option<&[usize]>,
-) -> Run {
-    let tape = Tape::new();
-    let s = Session::new(&tape, store, Mode::Train, 0);
-    let x = tape.var(get(file, "input"));
-    let parts = layer.cells[0].state_sizes().len();
-    let init: Vec<Var<'_, f64>> = (0..parts)
-        .map(|k| tape.var(get(file, &format!("init.{k}"))))
-        .collect();
-    let out = layer.forward(&s, x, Some(&init), lengths);
-    let mut loss = (out.output * tape.constant(get(file, "grad_output"))).sum();
-    for (k, f) in out.final_state.iter().enumerate() {
-        loss = loss + (*f * tape.constant(get(file, &format!("grad_final.{k}")))).sum();
-    }
-    let params: Vec<_> = store.ids().map(|id| s.param(id)).collect();
-    let g = tape.backward(loss);
-    let grads = [x]
-        .iter()
-        .chain(&init)
-        .chain(&params)
-        .map(|&v| {
-            g.get(v)
-                .cloned()
-                .unwrap_or_else(|| Tensor::zeros(&v.shape()))
-        })
-        .collect();
-    Run {
-        output: out.output.to_tensor(),
-        finals: out.final_state.iter().map(|v| v.to_tensor()).collect(),
-        grads,
+    fn run(&self, store: &ParamStore<f64>, file: &TensorFile, lengths: Option<&[usize]>) -> Run {
+        let tape = Tape::new();
+        let s = Session::new(&tape, store, Mode::Train, 0);
+        let x = tape.var(get(file, "input"));
+        let init: Vec<Var<'_, f64>> = (0..)
+            .map_while(|k| file.get(&format!("init.{k}")).map(|_| k))
+            .map(|k| tape.var(get(file, &format!("init.{k}"))))
+            .collect();
+        let out = self.forward(&s, x, Some(&init), lengths);
+        let mut loss = (out.output * tape.constant(get(file, "grad_output"))).sum();
+        for (k, f) in out.final_state.iter().enumerate() {
+            loss = loss + (*f * tape.constant(get(file, &format!("grad_final.{k}")))).sum();
+        }
+        let params: Vec<_> = store.ids().map(|id| s.param(id)).collect();
+        let g = tape.backward(loss);
+        let grads = [x]
+            .iter()
+            .chain(&init)
+            .chain(&params)
+            .map(|&v| {
+                g.get(v)
+                    .cloned()
+                    .unwrap_or_else(|| Tensor::zeros(&v.shape()))
+            })
+            .collect();
+        Run {
+            output: out.output.to_tensor(),
+            finals: out.final_state.iter().map(|v| v.to_tensor()).collect(),
+            grads,
+        }
     }
 }
 
@@ -248,13 +249,7 @@ fn final_states_continue_a_sequence() {
             let s = Session::new(&tape, &store, Mode::Eval, 0);
             let init: Option<Vec<Var<'_, f64>>> =
                 init.map(|i| i.iter().map(|t| tape.constant(t.clone())).collect());
-            let out = match &layer {
-                Layer::MinGru(l) => l.forward(&s, tape.constant(x.clone()), init.as_deref(), None),
-                Layer::MinLstm(l) => l.forward(&s, tape.constant(x.clone()), init.as_deref(), None),
-                Layer::RgLru(l) => l.forward(&s, tape.constant(x.clone()), init.as_deref(), None),
-                Layer::Lru(l) => l.forward(&s, tape.constant(x.clone()), init.as_deref(), None),
-                Layer::Qrnn(l) => l.forward(&s, tape.constant(x.clone()), init.as_deref(), None),
-            };
+            let out = layer.forward(&s, tape.constant(x.clone()), init.as_deref(), None);
             let finals: Vec<Tensor<f64>> = out.final_state.iter().map(|v| v.to_tensor()).collect();
             (out.output.to_tensor(), finals)
         };

@@ -190,6 +190,15 @@ impl<C> Recurrent<C> {
     }
 }
 
+/// A layer's directions' outputs `[T, B, H]` side by side along the features.
+fn side_by_side<'t, T: Element>(outputs: &[Var<'t, T>]) -> Var<'t, T> {
+    if outputs.len() == 1 {
+        outputs[0]
+    } else {
+        concat(outputs, 2)
+    }
+}
+
 pub(super) fn suffix(layer: usize, reverse: bool) -> String {
     format!("_l{layer}{}", if reverse { "_reverse" } else { "" })
 }
@@ -332,12 +341,7 @@ impl<C> Recurrent<C> {
                         )
                     })
                     .unzip();
-                let output = if outputs.len() == 1 {
-                    outputs[0]
-                } else {
-                    concat(&outputs, 2)
-                };
-                Some((output, finals))
+                Some((side_by_side(&outputs), finals))
             })
             .expect("the checkpointed op runs every cell")
         } else if let Some(specs) = fused {
@@ -479,12 +483,7 @@ impl<C> Recurrent<C> {
                 outputs.push(output);
                 finals.push(last);
             }
-            let output = if outputs.len() == 1 {
-                outputs[0]
-            } else {
-                concat(&outputs, 2)
-            };
-            Some((output, finals))
+            Some((side_by_side(&outputs), finals))
         })
     }
 

@@ -173,7 +173,7 @@ pub fn scan_forward<T: Element>(
                         let prev: &[T] = match lay.previous(r, t) {
                             // SAFETY: this block's channels of step p ≠ t.
                             Some(p) => unsafe { out.slice(p * n + r * w + j0, j1 - j0) },
-                            None => &h0.map_or(&zeros[..], |h0| &h0[r * w..(r + 1) * w])[j0..j1],
+                            None => &initial(h0, &zeros, r)[j0..j1],
                         };
                         let aa = &a[lay.a_offset(r, t) + j0..][..j1 - j0];
                         let bb = &b[at + j0..at + j1];
@@ -187,6 +187,13 @@ pub fn scan_forward<T: Element>(
             },
         )
     });
+}
+
+/// Row `r`'s state before its first step: its row of `h0`, or `zeros` (one row long).
+#[inline(always)]
+fn initial<'a, T>(h0: Option<&'a [T]>, zeros: &'a [T], r: usize) -> &'a [T] {
+    let w = zeros.len();
+    h0.map_or(zeros, |h0| &h0[r * w..(r + 1) * w])
 }
 
 #[inline(always)]
@@ -246,7 +253,7 @@ pub fn scan_backward<T: Element>(
                         let (at, len) = (t * n + r * w + j0, j1 - j0);
                         let prev = match lay.previous(r, t) {
                             Some(p) => &h[p * n + r * w + j0..][..len],
-                            None => &h0.map_or(&zeros[..], |h0| &h0[r * w..(r + 1) * w])[j0..j1],
+                            None => &initial(h0, &zeros, r)[j0..j1],
                         };
                         let aa = &a[lay.a_offset(r, t) + j0..][..len];
                         let da_at = if lay.shared_a { r * w + j0 } else { at };

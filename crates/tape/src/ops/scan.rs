@@ -59,13 +59,18 @@ impl LinearScan {
     }
 }
 
+/// The op's name in messages.
+fn op_name(complex: bool) -> &'static str {
+    if complex {
+        "linear_scan_complex"
+    } else {
+        "linear_scan"
+    }
+}
+
 impl<T: Element> Op<T> for LinearScan {
     fn name(&self) -> &'static str {
-        if self.complex {
-            "linear_scan_complex"
-        } else {
-            "linear_scan"
-        }
+        op_name(self.complex)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
@@ -146,11 +151,7 @@ fn scan<'t, T: Element>(
     complex: bool,
 ) -> Var<'t, T> {
     let (a_shape, b_shape) = (a.shape(), b.shape());
-    let name = if complex {
-        "linear_scan_complex"
-    } else {
-        "linear_scan"
-    };
+    let name = op_name(complex);
     let dims = if complex { 4 } else { 3 };
     assert!(
         b_shape.len() == dims && (!complex || b_shape[3] == 2),

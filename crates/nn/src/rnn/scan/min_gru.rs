@@ -1,7 +1,7 @@
 //! minGRU (Feng et al. 2024, "Were RNNs All We Needed?"): z = σ(W_z·x + b_z),
 //! h̃ = W_h·x + b_h (or g(h̃) in the positive form), h_t = (1 − z) ⊙ h_{t−1} + z ⊙ h̃.
 
-use super::{candidate, last_steps, scan_options, step_as_sequence, Names, Projection};
+use super::{candidate, scan_state, step_as_sequence, Names, Projection};
 use crate::params::ParamStore;
 use crate::rnn::cell::{Cell, State};
 use crate::session::Session;
@@ -68,7 +68,6 @@ impl<T: Element> Cell<T> for MinGruCell {
         let z = g[0].sigmoid();
         let a = -z + T::one();
         let b = z * candidate(g[1], self.positive);
-        let h = a.linear_scan(b, Some(state[0]), &scan_options(lengths, reverse));
-        Some((h, smallvec![last_steps(h, lengths, reverse)]))
+        Some(scan_state(a, b, state[0], lengths, reverse))
     }
 }

@@ -1,7 +1,7 @@
 //! minLSTM (Feng et al. 2024): f = σ(W_f·x + b_f), i = σ(W_i·x + b_i), h̃ = W_h·x + b_h (or
 //! g(h̃)), gates normalised to f' = f / (f + i), i' = i / (f + i); h_t = f' ⊙ h_{t−1} + i' ⊙ h̃.
 
-use super::{candidate, last_steps, scan_options, step_as_sequence, Names, Projection};
+use super::{candidate, scan_state, step_as_sequence, Names, Projection};
 use crate::params::ParamStore;
 use crate::rnn::cell::{Cell, State};
 use crate::session::Session;
@@ -69,7 +69,6 @@ impl<T: Element> Cell<T> for MinLstmCell {
         let sum = f + i;
         let a = f / sum;
         let b = i / sum * candidate(g[2], self.positive);
-        let h = a.linear_scan(b, Some(state[0]), &scan_options(lengths, reverse));
-        Some((h, smallvec![last_steps(h, lengths, reverse)]))
+        Some(scan_state(a, b, state[0], lengths, reverse))
     }
 }

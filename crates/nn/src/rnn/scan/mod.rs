@@ -125,6 +125,19 @@ pub(crate) fn last_steps<'t, T: Element>(
     seq.reshape(&flat).index_select(&ids)
 }
 
+/// h = the scan of a and b from `h0`, with each row's last h: the output and final state of a
+/// cell whose state is h alone.
+pub(crate) fn scan_state<'t, T: Element>(
+    a: Var<'t, T>,
+    b: Var<'t, T>,
+    h0: Var<'t, T>,
+    lengths: Option<&[usize]>,
+    reverse: bool,
+) -> (Var<'t, T>, State<'t, T>) {
+    let h = a.linear_scan(b, Some(h0), &scan_options(lengths, reverse));
+    (h, smallvec::smallvec![last_steps(h, lengths, reverse)])
+}
+
 /// A cell's single step as its sequence form over one step: x `[B, input]`.
 pub(crate) fn step_as_sequence<'t, T: Element, C: Cell<T>>(
     cell: &C,

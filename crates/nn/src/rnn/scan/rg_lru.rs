@@ -3,7 +3,7 @@
 //! h_t = a_t ⊙ h_{t−1} + √(1 − a_t²) ⊙ (i ⊙ v), where v = W_v·x + b_v is the input's value
 //! (Griffin feeds the block's own branch there; a projection lets input and state widths differ).
 
-use super::{last_steps, scan_options, step_as_sequence, Names, Projection};
+use super::{scan_state, step_as_sequence, Names, Projection};
 use crate::params::{ParamId, ParamStore};
 use crate::rnn::cell::{Cell, State};
 use crate::session::Session;
@@ -86,7 +86,6 @@ impl<T: Element> Cell<T> for RgLruCell {
         let a = (r * log_a).exp();
         let scale = (-(a * a) + T::one()).sqrt();
         let b = scale * (i * g[2]);
-        let h = a.linear_scan(b, Some(state[0]), &scan_options(lengths, reverse));
-        Some((h, smallvec![last_steps(h, lengths, reverse)]))
+        Some(scan_state(a, b, state[0], lengths, reverse))
     }
 }
