@@ -31,3 +31,28 @@ pub fn widest<R>(f: impl FnOnce() -> R) -> R {
     }
     f()
 }
+
+/// Σ f(aᵢ, bᵢ) over two runs of equal length, in 16 lanes (each summing every 16th term, in
+/// order) added pairwise at the end: a fixed order, whatever the machine's vector width. It
+/// vectorizes where it is inlined into a [`widest`] closure.
+#[inline(always)]
+pub fn lane_sum<T: crate::Element>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
+    const LANES: usize = 16;
+    debug_assert_eq!(a.len(), b.len());
+    let mut lanes = [T::zero(); LANES];
+    let (mut ca, mut cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (xa, xb) in (&mut ca).zip(&mut cb) {
+        for ((l, &x), &y) in lanes.iter_mut().zip(xa).zip(xb) {
+            *l += f(x, y);
+        }
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            lanes[i] += lanes[i + width];
+        }
+    }
+    let rest = ca.remainder().iter().zip(cb.remainder());
+    rest.fold(lanes[0], |s, (&x, &y)| s + f(x, y))
+}

@@ -3,6 +3,7 @@
 //! `rms_norm` (F.rms_norm: x / √(mean(x²) + ε), optional weight). Each row's statistics are
 //! kept for backward (two values per row), so backward makes one pass over x.
 
+use crate::kernels::simd::{lane_sum, widest};
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -45,76 +46,105 @@ impl<T: Element> Op<T> for Norm<T> {
         let n = T::of(d as f64);
         let rows = x.numel() / d.max(1);
         let (mut mean, mut inv) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
-        let mut y = Vec::with_capacity(x.numel());
-        for row in x.data().chunks_exact(d.max(1)) {
-            let mu = match self.kind {
-                Kind::Layer => row.iter().copied().sum::<T>() / n,
-                Kind::Rms => T::zero(),
-            };
-            let var = row.iter().map(|&v| (v - mu) * (v - mu)).sum::<T>() / n;
-            let r = T::one() / (var + self.eps).sqrt();
-            for (j, &v) in row.iter().enumerate() {
-                let mut out = (v - mu) * r;
-                if let Some(w) = weight {
-                    out *= w[j];
+        let mut y = vec![T::zero(); x.numel()];
+        let (kind, eps) = (self.kind, self.eps);
+        widest(
+            #[inline(always)]
+            || {
+                let rows = x.data().chunks_exact(d.max(1));
+                for (row, out) in rows.zip(y.chunks_exact_mut(d.max(1))) {
+                    let mu = match kind {
+                        Kind::Layer => lane_sum(row, row, |v, _| v) / n,
+                        Kind::Rms => T::zero(),
+                    };
+                    let var = lane_sum(row, row, |v, _| (v - mu) * (v - mu)) / n;
+                    let r = T::one() / (var + eps).sqrt();
+                    out.iter_mut()
+                        .zip(row)
+                        .for_each(|(o, &v)| *o = (v - mu) * r);
+                    if let Some(w) = weight {
+                        out.iter_mut().zip(w).for_each(|(o, &w)| *o *= w);
+                    }
+                    if let Some(b) = bias {
+                        out.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
+                    }
+                    mean.push(mu);
+                    inv.push(r);
                 }
-                if let Some(b) = bias {
-                    out += b[j];
-                }
-                y.push(out);
-            }
-            mean.push(mu);
-            inv.push(r);
-        }
+            },
+        );
         self.mean = mean;
         self.inv = inv;
         Tensor::from_vec(y, x.shape())
     }
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
-        let (x, g) = (ctx.input(0), ctx.grad_output().data());
-        let d = *x.shape().last().expect("checked when recorded");
+        let (x, g) = (ctx.input(0).data(), ctx.grad_output().data());
+        let d = *ctx.input(0).shape().last().expect("checked when recorded");
         let weight = self.has_weight.then(|| ctx.input(1).data());
         let n = T::of(d as f64);
-        let normalised = |r: usize, j: usize| (x.data()[r * d + j] - self.mean[r]) * self.inv[r];
-        let mut dx = Vec::with_capacity(if ctx.needs_grad(0) { x.numel() } else { 0 });
-        let mut gx_hat = vec![T::zero(); d];
-        for (r, g_row) in g.chunks_exact(d.max(1)).enumerate() {
-            if !ctx.needs_grad(0) {
-                break;
-            }
-            let (mut sum, mut dot) = (T::zero(), T::zero());
-            for j in 0..d {
-                let gh = weight.map_or(g_row[j], |w| g_row[j] * w[j]);
-                gx_hat[j] = gh;
-                sum += gh;
-                dot += gh * normalised(r, j);
-            }
-            // Layer norm: (ĝ − mean ĝ − x̂·mean(ĝ·x̂))/σ; RMS norm has no mean to remove.
-            let centre = match self.kind {
-                Kind::Layer => sum / n,
-                Kind::Rms => T::zero(),
-            };
-            for j in 0..d {
-                dx.push((gx_hat[j] - centre - normalised(r, j) * dot / n) * self.inv[r]);
-            }
-        }
-        ctx.add_grad_input(0, dx);
-        if self.has_weight {
-            if let Some(gw) = ctx.grad_input(1) {
-                for (r, g_row) in g.chunks_exact(d.max(1)).enumerate() {
-                    for j in 0..d {
-                        gw[j] += g_row[j] * normalised(r, j);
+        let (wants_x, wants_w) = (ctx.needs_grad(0), self.has_weight && ctx.needs_grad(1));
+        let mut dx = vec![T::zero(); if wants_x { x.len() } else { 0 }];
+        let mut dw = vec![T::zero(); if wants_w { d } else { 0 }];
+        // Per row: x̂ = (x − mean)/σ and ĝ = g·weight.
+        let (mut x_hat, mut g_hat) = (vec![T::zero(); d], vec![T::zero(); d]);
+        widest(
+            #[inline(always)]
+            || {
+                let rows = x.chunks_exact(d.max(1)).zip(g.chunks_exact(d.max(1)));
+                for (r, (x_row, g_row)) in rows.enumerate() {
+                    let (mu, inv) = (self.mean[r], self.inv[r]);
+                    x_hat
+                        .iter_mut()
+                        .zip(x_row)
+                        .for_each(|(h, &v)| *h = (v - mu) * inv);
+                    if wants_w {
+                        dw.iter_mut()
+                            .zip(g_row)
+                            .zip(&x_hat)
+                            .for_each(|((w, &g), &h)| *w += g * h);
+                    }
+                    if !wants_x {
+                        continue;
+                    }
+                    match weight {
+                        Some(w) => g_hat
+                            .iter_mut()
+                            .zip(g_row)
+                            .zip(w)
+                            .for_each(|((h, &g), &w)| *h = g * w),
+                        None => g_hat.copy_from_slice(g_row),
+                    }
+                    // Layer norm: (ĝ − mean ĝ − x̂·mean(ĝ·x̂))/σ; RMS norm has no mean to remove.
+                    let centre = match self.kind {
+                        Kind::Layer => lane_sum(&g_hat, &g_hat, |v, _| v) / n,
+                        Kind::Rms => T::zero(),
+                    };
+                    let dot = lane_sum(&g_hat, &x_hat, |a, b| a * b) / n;
+                    let out = &mut dx[r * d..(r + 1) * d];
+                    for ((o, &gh), &xh) in out.iter_mut().zip(&g_hat).zip(&x_hat) {
+                        *o = (gh - centre - xh * dot) * inv;
                     }
                 }
-            }
+            },
+        );
+        if wants_x {
+            ctx.add_grad_input(0, dx);
+        }
+        if wants_w {
+            ctx.add_grad_input(1, dw);
         }
         if self.has_bias {
             let k = 1 + usize::from(self.has_weight);
             if let Some(gb) = ctx.grad_input(k) {
-                for g_row in g.chunks_exact(d.max(1)) {
-                    gb.iter_mut().zip(g_row).for_each(|(b, &v)| *b += v);
-                }
+                widest(
+                    #[inline(always)]
+                    || {
+                        for g_row in g.chunks_exact(d.max(1)) {
+                            gb.iter_mut().zip(g_row).for_each(|(b, &v)| *b += v);
+                        }
+                    },
+                );
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Reductions: sum and mean of all elements, or along one axis (removed, or kept as a 1 with
 //! `keepdim`, as PyTorch's `dim`/`keepdim` arguments); max and variance along an axis.
 
-use crate::kernels::simd::widest;
+use crate::kernels::simd::{lane_sum, widest};
 use crate::shape::{split_at_axis, Shape};
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
 
@@ -82,29 +82,11 @@ impl<T: Element> Op<T> for Reduce<T> {
     }
 }
 
-/// The sum of a contiguous run, in 16 lanes (each summing every 16th element, in order)
-/// added pairwise at the end: a fixed order, whatever the machine's vector width.
+/// The sum of a contiguous run in a fixed order (see [`lane_sum`]).
 fn sum_run<T: Element>(xs: &[T]) -> T {
-    const LANES: usize = 16;
     widest(
         #[inline(always)]
-        || {
-            let mut lanes = [T::zero(); LANES];
-            let mut chunks = xs.chunks_exact(LANES);
-            for c in &mut chunks {
-                for (l, &v) in lanes.iter_mut().zip(c) {
-                    *l += v;
-                }
-            }
-            let mut width = LANES;
-            while width > 1 {
-                width /= 2;
-                for i in 0..width {
-                    lanes[i] += lanes[i + width];
-                }
-            }
-            chunks.remainder().iter().fold(lanes[0], |s, &v| s + v)
-        },
+        || lane_sum(xs, xs, |x, _| x),
     )
 }
 
