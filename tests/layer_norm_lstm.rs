@@ -1,6 +1,7 @@
 //! A layer-norm LSTM written as a user cell (PyTorch fastrnns' LayerNormLSTMCell: layer norm
 //! on each of the two gate products and on c), which the tape's `layer_norm` and broadcasting
-//! make a few lines: gradchecked as a cell and as a stacked bidirectional layer with lengths.
+//! make a few lines, its input product split off as `project_input`: gradchecked as a cell and
+//! as a stacked bidirectional layer with lengths, plain and checkpointed through time.
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -49,14 +50,18 @@ impl<T: Element> Cell<T> for LnLstm {
     fn state_sizes(&self) -> SmallVec<[usize; 2]> {
         smallvec![self.hidden, self.hidden]
     }
-    fn step<'t>(
+    /// The normalised input product depends on x only: the layer makes it for all steps at
+    /// once.
+    fn project_input<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Option<Var<'t, T>> {
+        Some(self.ln_x.forward(s, self.wx.forward(s, x)))
+    }
+    fn step_projected<'t>(
         &self,
         s: &Session<'t, '_, T>,
         x: Var<'t, T>,
         state: &[Var<'t, T>],
     ) -> State<'t, T> {
-        let gates = self.ln_x.forward(s, self.wx.forward(s, x))
-            + self.ln_h.forward(s, self.wh.forward(s, state[0]));
+        let gates = x + self.ln_h.forward(s, self.wh.forward(s, state[0]));
         let g = gates.chunk(4, 1);
         let c = self
             .ln_c
@@ -96,4 +101,10 @@ fn a_layer_norm_lstm_cell_passes_gradcheck_as_a_cell_and_a_layer() {
         layer.forward(s, v[0], None, Some(&[4, 2])).output
     });
     assert!(report.passed, "layer: {report}");
+    let mut checkpointed = layer.clone();
+    checkpointed.options.checkpoint = true;
+    let report = gradcheck_params(&store, std::slice::from_ref(&x), |s, v| {
+        checkpointed.forward(s, v[0], None, Some(&[4, 2])).output
+    });
+    assert!(report.passed, "checkpointed layer: {report}");
 }

@@ -124,16 +124,24 @@ impl<T: Element> Cell<T> for AnyCell {
         }
     }
 
-    fn step<'t>(
+    fn project_input<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Option<Var<'t, T>> {
+        match self {
+            AnyCell::Rnn(c) => c.project_input(s, x),
+            AnyCell::Lstm(c) => c.project_input(s, x),
+            AnyCell::Gru(c) => c.project_input(s, x),
+        }
+    }
+
+    fn step_projected<'t>(
         &self,
         s: &Session<'t, '_, T>,
-        x: Var<'t, T>,
+        input: Var<'t, T>,
         state: &[Var<'t, T>],
     ) -> State<'t, T> {
         match self {
-            AnyCell::Rnn(c) => c.step(s, x, state),
-            AnyCell::Lstm(c) => c.step(s, x, state),
-            AnyCell::Gru(c) => c.step(s, x, state),
+            AnyCell::Rnn(c) => c.step_projected(s, input, state),
+            AnyCell::Lstm(c) => c.step_projected(s, input, state),
+            AnyCell::Gru(c) => c.step_projected(s, input, state),
         }
     }
 }

@@ -10,18 +10,60 @@ use smallvec::SmallVec;
 /// cell's output h; an LSTM adds its cell state c as part 1.
 pub type State<'t, T> = SmallVec<[Var<'t, T>; 2]>;
 
-/// A recurrent cell: `step(x_t, state) -> state`.
+/// A recurrent cell: `step(x_t, state) -> state`, optionally split into the part that reads
+/// x_t only (`project_input`) and the rest (`step_projected`), so that layers compute the
+/// first for a whole sequence at once.
 ///
 /// Implement this for a new architecture and [`Recurrent`](super::Recurrent) gives it
-/// stacking, bidirectionality, variable lengths and dropout between layers.
+/// stacking, bidirectionality, variable lengths, dropout between layers and checkpointing
+/// through time.
 pub trait Cell<T: Element> {
     /// Width of the input x_t.
     fn input_size(&self) -> usize;
     /// Width of each state part, h first.
     fn state_sizes(&self) -> SmallVec<[usize; 2]>;
-    /// One time step for a batch: x `[batch, input_size]`, state parts `[batch, width]`.
-    fn step<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>, state: &[Var<'t, T>])
-        -> State<'t, T>;
+    /// One time step for a batch: x_t `[batch, input_size]` and the state parts
+    /// `[batch, width]` in, the new state out. Implement this, or split the step into
+    /// [`project_input`](Self::project_input) and [`step_projected`](Self::step_projected)
+    /// (then this default runs the two).
+    fn step<'t>(
+        &self,
+        s: &Session<'t, '_, T>,
+        x: Var<'t, T>,
+        state: &[Var<'t, T>],
+    ) -> State<'t, T> {
+        let projected = self.project_input(s, x).unwrap_or_else(|| {
+            panic!(
+                "{}: a Cell implements step, or project_input and step_projected",
+                std::any::type_name::<Self>()
+            )
+        });
+        self.step_projected(s, projected, state)
+    }
+
+    /// The part of a step that reads x_t only, typically its input projection W·x_t + b,
+    /// for any number of rows: `x` `[N, input_size]` in, `Some([N, width])` out. A layer
+    /// computes it once for all T·B rows of a sequence (one product instead of one per step,
+    /// and one for its weight's gradient) and hands each step its rows through
+    /// [`step_projected`](Self::step_projected). The default, `None`, is for cells that
+    /// implement [`step`](Self::step) instead.
+    fn project_input<'t>(&self, _s: &Session<'t, '_, T>, _x: Var<'t, T>) -> Option<Var<'t, T>> {
+        None
+    }
+
+    /// One time step from this step's rows of [`project_input`](Self::project_input)
+    /// `[batch, width]`; implement it with `project_input`.
+    fn step_projected<'t>(
+        &self,
+        _s: &Session<'t, '_, T>,
+        _projected: Var<'t, T>,
+        _state: &[Var<'t, T>],
+    ) -> State<'t, T> {
+        panic!(
+            "{}: project_input returns rows, so step_projected must be implemented",
+            std::any::type_name::<Self>()
+        )
+    }
 
     /// Width of the output h (state part 0).
     fn output_size(&self) -> usize {

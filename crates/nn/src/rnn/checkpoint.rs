@@ -1,14 +1,17 @@
 //! Checkpointing through time: one direction of one layer as a single op that keeps the state
 //! only at segment boundaries (~√T of them) and recomputes each segment during backward.
 //!
-//! The gradients are bit-for-bit those of the plain path. The recomputation records the same
-//! ops (`run_steps`), and every scratch tape continues the outer tape's accumulators in the
-//! order the plain tape would have used: leaves start from the outer gradient slots (and write
-//! back into them), and a segment's start state starts from the cotangent the plain tape
-//! would already have added (the boundary step's output).
+//! The cell's input projection is made a segment at a time, inside the op, so that no per-step
+//! value beyond the output is kept for the whole sequence. The outputs and final states are bit-
+//! for-bit those of the plain path, and the gradients are too up to the order in which the
+//! projection's weight gradients are summed: the recomputation records the same steps
+//! (`run_steps`), and every scratch tape continues the outer tape's accumulators in the order the
+//! plain tape would have used: leaves start from the outer gradient slots (and write back into
+//! them), and a segment's start state starts from the cotangent the plain tape would already have
+//! added (the boundary step's output).
 
 use super::cell::{Cell, State};
-use super::steps::{masked, run_steps};
+use super::steps::{masked, run_steps, StepRows};
 use crate::params::{ParamId, ParamStore};
 use crate::session::{Mode, Session};
 use recur_tape::{BackwardCtx, Element, Op, Tape, Tensor, Var};
@@ -79,8 +82,8 @@ where
 }
 
 /// Inputs: the whole input sequence `[T, B, input]`, the initial state parts, then the
-/// parameters the cell uses. Output: every step's output in time order, then the final state
-/// parts, flattened.
+/// parameters the cell uses. Output: every step's output in time
+/// order, then the final state parts, flattened.
 struct Checkpointed<C, T: Element> {
     cell: C,
     params: Vec<ParamId>,
@@ -121,13 +124,33 @@ impl<C, T: Element> Checkpointed<C, T> {
         self.batch * self.widths[0]
     }
 
-    /// Step `t` of the whole input.
-    fn step_input(&self, xs: &Tensor<T>, t: usize) -> Tensor<T> {
+    /// The first time index of segment `seg` and its steps' inputs, `[len·B, input]`.
+    fn segment_input(&self, xs: &Tensor<T>, seg: &[usize]) -> (usize, Tensor<T>) {
+        let first = seg[0].min(seg[seg.len() - 1]);
         let n = self.batch * self.input_width;
-        Tensor::from_vec(
-            xs.data()[t * n..(t + 1) * n].to_vec(),
-            &[self.batch, self.input_width],
-        )
+        let rows = &xs.data()[first * n..(first + seg.len()) * n];
+        let x = Tensor::from_vec(rows.to_vec(), &[seg.len() * self.batch, self.input_width]);
+        (first, x)
+    }
+
+    /// Runs segment `seg` from `start` on the tape of `s`, its input projection made for the
+    /// whole segment at once (`x` from [`segment_input`](Self::segment_input), whose
+    /// steps begin at time `first`).
+    fn run_segment<'t>(
+        &self,
+        s: &Session<'t, '_, T>,
+        x: Var<'t, T>,
+        first: usize,
+        seg: &[usize],
+        start: State<'t, T>,
+    ) -> (Vec<(usize, Var<'t, T>)>, State<'t, T>)
+    where
+        C: Cell<T>,
+    {
+        let rows = StepRows::new(&self.cell, s, x, self.batch);
+        let input = |t: usize| rows.at(t - first);
+        let lengths = self.lengths.as_deref();
+        run_steps(&self.cell, s, input, start, lengths, seg.iter().copied())
     }
 }
 
@@ -180,15 +203,8 @@ impl<C: Cell<T> + Clone + 'static, T: Element> Op<T> for Checkpointed<C, T> {
             let s = Session::new(&tape, &store, Mode::Eval, 0);
             tape.no_grad(|| {
                 let st: State<T> = state.iter().map(|t| tape.constant(t.clone())).collect();
-                let x = |t: usize| tape.constant(self.step_input(xs, t));
-                let (outs, fin) = run_steps(
-                    &self.cell,
-                    &s,
-                    x,
-                    st,
-                    self.lengths.as_deref(),
-                    seg.iter().copied(),
-                );
+                let (first, x) = self.segment_input(xs, seg);
+                let (outs, fin) = self.run_segment(&s, tape.constant(x), first, seg, st);
                 for (t, v) in outs {
                     out[t * out_len..(t + 1) * out_len].copy_from_slice(v.value().data());
                 }
@@ -209,7 +225,6 @@ impl<C: Cell<T> + Clone + 'static, T: Element> Op<T> for Checkpointed<C, T> {
         let (init_at, params_at) = (1, 1 + parts);
         let xs = ctx.input(0);
         let x_block = self.batch * self.input_width;
-        let x_shape = [self.batch, self.input_width];
         let param_values: Vec<&Tensor<T>> = (0..self.params.len())
             .map(|k| ctx.input(params_at + k))
             .collect();
@@ -246,10 +261,9 @@ impl<C: Cell<T> + Clone + 'static, T: Element> Op<T> for Checkpointed<C, T> {
                 .iter()
                 .map(|t| tape.var(t.clone()))
                 .collect();
-            let x_leaves: Vec<Var<T>> = seg
-                .iter()
-                .map(|&t| tape.var(self.step_input(xs, t)))
-                .collect();
+            let (first, x) = self.segment_input(xs, seg);
+            let x_shape = x.shape().to_vec();
+            let x_leaf = tape.var(x);
             let p_leaves: Vec<Var<T>> = self
                 .params
                 .iter()
@@ -260,15 +274,7 @@ impl<C: Cell<T> + Clone + 'static, T: Element> Op<T> for Checkpointed<C, T> {
                     leaf
                 })
                 .collect();
-            let position = |t: usize| if self.reverse { seg[0] - t } else { t - seg[0] };
-            let (outs, end) = run_steps(
-                &self.cell,
-                &s,
-                |t| x_leaves[position(t)],
-                start.clone(),
-                lengths,
-                seg.iter().copied(),
-            );
+            let (outs, end) = self.run_segment(&s, x_leaf, first, seg, start.clone());
 
             let last = k + 1 == segs.len();
             let seg_end = seg[seg.len() - 1];
@@ -289,9 +295,7 @@ impl<C: Cell<T> + Clone + 'static, T: Element> Op<T> for Checkpointed<C, T> {
             for (i, &leaf) in p_leaves.iter().enumerate() {
                 seeds.extend(slot_seed(ctx, params_at + i, None).map(|g| (leaf, g)));
             }
-            for (&t, &leaf) in seg.iter().zip(&x_leaves) {
-                seeds.extend(slot_seed(ctx, 0, Some((t * x_block, &x_shape))).map(|g| (leaf, g)));
-            }
+            seeds.extend(slot_seed(ctx, 0, Some((first * x_block, &x_shape))).map(|g| (x_leaf, g)));
             if k == 0 {
                 for (p, &leaf) in start.iter().enumerate() {
                     seeds.extend(slot_seed(ctx, init_at + p, None).map(|g| (leaf, g)));
@@ -312,9 +316,7 @@ impl<C: Cell<T> + Clone + 'static, T: Element> Op<T> for Checkpointed<C, T> {
                     ctx.add_transposed_product(params_at + i, &a, &b);
                 }
             }
-            for (&t, &leaf) in seg.iter().zip(&x_leaves) {
-                write_back(ctx, 0, t * x_block, grads.get(leaf));
-            }
+            write_back(ctx, 0, first * x_block, grads.get(x_leaf));
             if k == 0 {
                 for (p, &leaf) in start.iter().enumerate() {
                     write_back(ctx, init_at + p, 0, grads.get(leaf));

@@ -75,14 +75,18 @@ impl<T: Element> Cell<T> for GruCell {
         smallvec![self.hidden_size]
     }
 
-    fn step<'t>(
+    fn project_input<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Option<Var<'t, T>> {
+        Some(self.weights.input_part(s, x))
+    }
+
+    fn step_projected<'t>(
         &self,
         s: &Session<'t, '_, T>,
-        x: Var<'t, T>,
+        input: Var<'t, T>,
         state: &[Var<'t, T>],
     ) -> State<'t, T> {
         let h = state[0];
-        let gi = self.weights.input_part(s, x).chunk(3, 1);
+        let gi = input.chunk(3, 1);
         let gh = self.weights.hidden_part(s, h).chunk(3, 1);
         let r = (gi[0] + gh[0]).sigmoid();
         let z = (gi[1] + gh[1]).sigmoid();

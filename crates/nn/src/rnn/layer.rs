@@ -6,7 +6,7 @@ use super::cell::{Cell, State};
 use super::checkpoint::checkpointed;
 use super::fused::{fused_layers, Arrangement, FusedSpec};
 use super::gates::CellSpec;
-use super::steps::run_steps;
+use super::steps::stepped;
 use super::{GruCell, LstmCell, Nonlinearity, RnnCell};
 use crate::dropout::Dropout;
 use crate::params::ParamStore;
@@ -326,24 +326,7 @@ impl<C> Recurrent<C> {
             None
         };
         let (output, finals) = if self.options.checkpoint || s.checkpoint_through_time() {
-            self.layers_whole(s, x, initial, batch, |units, input, states| {
-                let (outputs, finals): (Vec<_>, Vec<_>) = states
-                    .into_iter()
-                    .enumerate()
-                    .map(|(d, state)| {
-                        checkpointed(
-                            &self.cells[units.start + d],
-                            s,
-                            input,
-                            state,
-                            lengths,
-                            d == 1,
-                        )
-                    })
-                    .unzip();
-                Some((side_by_side(&outputs), finals))
-            })
-            .expect("the checkpointed op runs every cell")
+            self.layers_stepped(s, x, initial, lengths, batch, checkpointed)
         } else if let Some(specs) = fused {
             let dropout_between = s.is_training() && self.options.dropout > 0.0;
             if self.directions() == 1 && units > 1 && !dropout_between {
@@ -372,7 +355,7 @@ impl<C> Recurrent<C> {
         {
             whole
         } else {
-            self.layers_plain(s, x, initial, lengths, batch)
+            self.layers_stepped(s, x, initial, lengths, batch, stepped)
         };
         let output = if self.options.batch_first {
             output.transpose(0, 1)
@@ -410,55 +393,45 @@ impl<C> Recurrent<C> {
         }
     }
 
-    /// Every layer as a loop over steps on the tape: output `[T, B, D·H]` and final states.
-    fn layers_plain<'t, T: Element>(
+    /// Every layer's cells stepped over the sequence by `run` ([`stepped`] on the tape, or
+    /// [`checkpointed`]), directions side by side.
+    fn layers_stepped<'t, T: Element>(
         &self,
         s: &Session<'t, '_, T>,
         x: Var<'t, T>,
         initial: Option<&[Var<'t, T>]>,
         lengths: Option<&[usize]>,
         batch: usize,
+        run: impl Fn(
+            &C,
+            &Session<'t, '_, T>,
+            Var<'t, T>,
+            State<'t, T>,
+            Option<&[usize]>,
+            bool,
+        ) -> (Var<'t, T>, State<'t, T>),
     ) -> (Var<'t, T>, Vec<State<'t, T>>)
     where
         C: Cell<T>,
     {
-        let steps = x.shape()[0];
-        let dropout = Dropout::new(self.options.dropout);
-        let mut inputs: Vec<Var<'t, T>> = (0..steps)
-            .map(|t| x.slice(0, t..t + 1).reshape(&[batch, x.shape()[2]]))
-            .collect();
-        let mut finals = Vec::with_capacity(self.cells.len());
-        let dirs = self.directions();
-        for layer in 0..self.options.num_layers {
-            let mut per_dir: Vec<Vec<Var<'t, T>>> = Vec::with_capacity(dirs);
-            for d in 0..dirs {
-                let unit = layer * dirs + d;
-                let state = self.initial_state(s, initial, unit, batch);
-                let order: Box<dyn Iterator<Item = usize>> = if d == 1 {
-                    Box::new((0..steps).rev())
-                } else {
-                    Box::new(0..steps)
-                };
-                let (mut outs, state) =
-                    run_steps(&self.cells[unit], s, |t| inputs[t], state, lengths, order);
-                outs.sort_by_key(|&(t, _)| t);
-                per_dir.push(outs.into_iter().map(|(_, v)| v).collect());
-                finals.push(state);
-            }
-            inputs = (0..steps)
-                .map(|t| {
-                    if dirs == 1 {
-                        per_dir[0][t]
-                    } else {
-                        concat(&[per_dir[0][t], per_dir[1][t]], 1)
-                    }
+        self.layers_whole(s, x, initial, batch, |units, input, states| {
+            let (outputs, finals): (Vec<_>, Vec<_>) = states
+                .into_iter()
+                .enumerate()
+                .map(|(d, state)| {
+                    run(
+                        &self.cells[units.start + d],
+                        s,
+                        input,
+                        state,
+                        lengths,
+                        d == 1,
+                    )
                 })
-                .collect();
-            if layer + 1 < self.options.num_layers {
-                inputs = inputs.into_iter().map(|v| dropout.forward(s, v)).collect();
-            }
-        }
-        (stack(&inputs, 0), finals)
+                .unzip();
+            Some((side_by_side(&outputs), finals))
+        })
+        .expect("every cell steps")
     }
 
     /// Every layer through its cells' [`Cell::sequence`] (linear-scan cells), directions

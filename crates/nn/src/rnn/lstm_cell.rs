@@ -93,13 +93,17 @@ impl<T: Element> Cell<T> for LstmCell {
         smallvec![out, self.hidden_size]
     }
 
-    fn step<'t>(
+    fn project_input<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Option<Var<'t, T>> {
+        Some(self.weights.input_part(s, x))
+    }
+
+    fn step_projected<'t>(
         &self,
         s: &Session<'t, '_, T>,
-        x: Var<'t, T>,
+        input: Var<'t, T>,
         state: &[Var<'t, T>],
     ) -> State<'t, T> {
-        let gates = self.weights.input_part(s, x) + self.weights.hidden_part(s, state[0]);
+        let gates = input + self.weights.hidden_part(s, state[0]);
         let g = gates.chunk(4, 1);
         let (i, f, cand, o) = (g[0].sigmoid(), g[1].sigmoid(), g[2].tanh(), g[3].sigmoid());
         let c = f * state[1] + i * cand;

@@ -86,13 +86,17 @@ impl<T: Element> Cell<T> for RnnCell {
         smallvec![self.hidden_size]
     }
 
-    fn step<'t>(
+    fn project_input<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Option<Var<'t, T>> {
+        Some(self.weights.input_part(s, x))
+    }
+
+    fn step_projected<'t>(
         &self,
         s: &Session<'t, '_, T>,
-        x: Var<'t, T>,
+        input: Var<'t, T>,
         state: &[Var<'t, T>],
     ) -> State<'t, T> {
-        let pre = self.weights.input_part(s, x) + self.weights.hidden_part(s, state[0]);
+        let pre = input + self.weights.hidden_part(s, state[0]);
         let h = match self.nonlinearity {
             Nonlinearity::Tanh => pre.tanh(),
             Nonlinearity::Relu => pre.relu(),
