@@ -8,7 +8,9 @@
 //! → SGD 0.1), or timeseries-rnn32-b1-t100, custom-lstm-cell-char-small,
 //! generate-lstm256x2-200chars; and the linear-recurrence cases of torch_scan_bench.py:
 //! scan-op-b16-t512-h1024 (the scan op alone), mingru-char-t512, minlstm-char-t512 and
-//! lstm-char-t512 (LM steps as above). No NAME runs all. `benches/compare.sh` runs both sides.
+//! lstm-char-t512 (LM steps as above); custom-lstm-layer-char-small, custom-lstm-layer-char-large,
+//! custom-gru-layer-gru-medium and lnlstm-char-small, user cells (custom.rs) through the generic
+//! layer, as LM steps of the built-in cases' sizes. No NAME runs all. `benches/compare.sh` runs both sides.
 //!
 //! An LM run cuts the batch into one data-parallel shard per thread (`--parallel batch`, the
 //! default; one thread runs the whole batch), or runs the whole batch with the threads inside
@@ -24,10 +26,13 @@ use recur::nn::{
     AnyLayer, CellKind, Embedding, LayerKind, Linear, Lstm, Mode, Nonlinearity, ParamGrads,
     ParamStore, Rnn, RnnOptions, Session,
 };
-use recur::tape::{stack, Reduction, Tape, Tensor};
+use recur::tape::{stack, Reduction, Tape, Tensor, Var};
 use std::time::Instant;
 
+mod custom;
 mod scan;
+
+use custom::{UserKind, UserLayer};
 
 /// Reuses the large buffers every training step frees (see `recur::memory`).
 #[global_allocator]
@@ -43,9 +48,43 @@ enum Parallel {
     Layers,
 }
 
+/// The recurrent layers of an LM case: built in, or a user's cell in `Recurrent<C>`.
+#[derive(Clone, Copy)]
+enum Model {
+    Layer(LayerKind),
+    User(UserKind),
+}
+
+/// The model's recurrent layers, built.
+enum Layers {
+    Built(AnyLayer),
+    User(UserLayer),
+}
+
+impl Layers {
+    fn new(
+        store: &mut ParamStore<f32>,
+        model: Model,
+        options: RnnOptions,
+        rng: &mut StdRng,
+    ) -> Self {
+        match model {
+            Model::Layer(kind) => Layers::Built(AnyLayer::new(store, "rnn", kind, options, rng)),
+            Model::User(kind) => Layers::User(UserLayer::new(store, kind, options, rng)),
+        }
+    }
+
+    fn forward<'t>(&self, s: &Session<'t, '_, f32>, x: Var<'t, f32>) -> Var<'t, f32> {
+        match self {
+            Layers::Built(l) => l.forward(s, x, None, None).output,
+            Layers::User(l) => l.forward(s, x),
+        }
+    }
+}
+
 struct LmConfig {
     name: &'static str,
-    cell: LayerKind,
+    cell: Model,
     vocab: usize,
     batch: usize,
     steps: usize,
@@ -53,10 +92,10 @@ struct LmConfig {
     layers: usize,
 }
 
-const CONFIGS: [LmConfig; 9] = [
+const CONFIGS: [LmConfig; 13] = [
     LmConfig {
         name: "char-small",
-        cell: LayerKind::Cell(CellKind::Lstm),
+        cell: Model::Layer(LayerKind::Cell(CellKind::Lstm)),
         vocab: 65,
         batch: 32,
         steps: 35,
@@ -65,7 +104,7 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "zaremba-small",
-        cell: LayerKind::Cell(CellKind::Lstm),
+        cell: Model::Layer(LayerKind::Cell(CellKind::Lstm)),
         vocab: 10000,
         batch: 20,
         steps: 35,
@@ -74,7 +113,7 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "char-large",
-        cell: LayerKind::Cell(CellKind::Lstm),
+        cell: Model::Layer(LayerKind::Cell(CellKind::Lstm)),
         vocab: 65,
         batch: 64,
         steps: 100,
@@ -83,7 +122,7 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "long-unroll",
-        cell: LayerKind::Cell(CellKind::Lstm),
+        cell: Model::Layer(LayerKind::Cell(CellKind::Lstm)),
         vocab: 65,
         batch: 8,
         steps: 1000,
@@ -92,7 +131,7 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "gru-medium",
-        cell: LayerKind::Cell(CellKind::Gru),
+        cell: Model::Layer(LayerKind::Cell(CellKind::Gru)),
         vocab: 65,
         batch: 32,
         steps: 100,
@@ -101,7 +140,7 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "rnn-medium",
-        cell: LayerKind::Cell(CellKind::Rnn(Nonlinearity::Tanh)),
+        cell: Model::Layer(LayerKind::Cell(CellKind::Rnn(Nonlinearity::Tanh))),
         vocab: 65,
         batch: 32,
         steps: 100,
@@ -111,7 +150,7 @@ const CONFIGS: [LmConfig; 9] = [
     LmConfig {
         name: "mingru-char-t512",
         // minGRU and minLSTM in the paper's positive form, as torch_scan_bench.py.
-        cell: LayerKind::MinGru { positive: true },
+        cell: Model::Layer(LayerKind::MinGru { positive: true }),
         vocab: 65,
         batch: 16,
         steps: 512,
@@ -120,7 +159,7 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "minlstm-char-t512",
-        cell: LayerKind::MinLstm { positive: true },
+        cell: Model::Layer(LayerKind::MinLstm { positive: true }),
         vocab: 65,
         batch: 16,
         steps: 512,
@@ -129,12 +168,49 @@ const CONFIGS: [LmConfig; 9] = [
     },
     LmConfig {
         name: "lstm-char-t512",
-        cell: LayerKind::Cell(CellKind::Lstm),
+        cell: Model::Layer(LayerKind::Cell(CellKind::Lstm)),
         vocab: 65,
         batch: 16,
         steps: 512,
         hidden: 256,
         layers: 2,
+    },
+    // A user's cells through `Recurrent<C>`, against the built-in layers of the same sizes.
+    LmConfig {
+        name: "custom-lstm-layer-char-small",
+        cell: Model::User(UserKind::Lstm),
+        vocab: 65,
+        batch: 32,
+        steps: 35,
+        hidden: 128,
+        layers: 1,
+    },
+    LmConfig {
+        name: "custom-lstm-layer-char-large",
+        cell: Model::User(UserKind::Lstm),
+        vocab: 65,
+        batch: 64,
+        steps: 100,
+        hidden: 512,
+        layers: 2,
+    },
+    LmConfig {
+        name: "custom-gru-layer-gru-medium",
+        cell: Model::User(UserKind::Gru),
+        vocab: 65,
+        batch: 32,
+        steps: 100,
+        hidden: 256,
+        layers: 2,
+    },
+    LmConfig {
+        name: "lnlstm-char-small",
+        cell: Model::User(UserKind::LayerNormLstm),
+        vocab: 65,
+        batch: 32,
+        steps: 35,
+        hidden: 128,
+        layers: 1,
     },
 ];
 
@@ -172,7 +248,7 @@ fn lm(c: &LmConfig, threads: usize, parallel: Parallel) {
     let mut store = ParamStore::<f32>::new();
     let emb = Embedding::new(&mut store, "emb", c.vocab, c.hidden, None, &mut rng);
     let options = RnnOptions::new(c.hidden, c.hidden).num_layers(c.layers);
-    let rnn = AnyLayer::new(&mut store, "rnn", c.cell, options, &mut rng);
+    let rnn = Layers::new(&mut store, c.cell, options, &mut rng);
     let out = Linear::new(&mut store, "out", c.hidden, c.vocab, true, &mut rng);
     let (x, y) = (
         random_ids(c.steps * c.batch, c.vocab, &mut rng),
@@ -190,14 +266,10 @@ fn lm(c: &LmConfig, threads: usize, parallel: Parallel) {
             let b = rows.len();
             let tape = Tape::new();
             let s = Session::new(&tape, &store, Mode::Train, 0);
-            let h = rnn
-                .forward(
-                    &s,
-                    emb.forward(&s, &pick(&x)).reshape(&[c.steps, b, c.hidden]),
-                    None,
-                    None,
-                )
-                .output;
+            let h = rnn.forward(
+                &s,
+                emb.forward(&s, &pick(&x)).reshape(&[c.steps, b, c.hidden]),
+            );
             let logits = out.forward(&s, h.reshape(&[c.steps * b, c.hidden]));
             // Each shard's share of the batch mean, so the shards add up to the full mean.
             let loss = logits.cross_entropy(&pick(&y), None, Reduction::Sum)

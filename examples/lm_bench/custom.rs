@@ -1,0 +1,180 @@
+//! Cells written as a user would write them, from `Linear`, `LayerNorm` and the tape's ops,
+//! run through the generic `Recurrent<C>` layer: the LSTM and the GRU with PyTorch's
+//! equations, and fastrnns' layer-norm LSTM. The lm_bench cases custom-lstm-layer-*,
+//! custom-gru-layer-gru-medium and lnlstm-char-small time them against the built-in layers.
+
+use rand::Rng;
+use recur::nn::{Cell, LayerNorm, Linear, ParamStore, Recurrent, RnnOptions, Session, State};
+use recur::tape::{Element, Var};
+use smallvec::{smallvec, SmallVec};
+
+/// Which user cell a case runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserKind {
+    Lstm,
+    Gru,
+    LayerNormLstm,
+}
+
+/// c' = σ(f)·c + σ(i)·tanh(g), h' = σ(o)·tanh(c'), gates i, f, g, o from W_x·x + b + W_h·h.
+#[derive(Clone)]
+pub struct UserLstm {
+    wx: Linear,
+    wh: Linear,
+    input: usize,
+    hidden: usize,
+}
+
+impl<T: Element> Cell<T> for UserLstm {
+    fn input_size(&self) -> usize {
+        self.input
+    }
+    fn state_sizes(&self) -> SmallVec<[usize; 2]> {
+        smallvec![self.hidden, self.hidden]
+    }
+    fn project_input<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Option<Var<'t, T>> {
+        Some(self.wx.forward(s, x))
+    }
+    fn step_projected<'t>(
+        &self,
+        s: &Session<'t, '_, T>,
+        x: Var<'t, T>,
+        st: &[Var<'t, T>],
+    ) -> State<'t, T> {
+        let g = (x + self.wh.forward(s, st[0])).chunk(4, 1);
+        let c = g[1].sigmoid() * st[1] + g[0].sigmoid() * g[2].tanh();
+        smallvec![g[3].sigmoid() * c.tanh(), c]
+    }
+}
+
+/// PyTorch's GRU: r, z = σ(W_x·x + b_x + W_h·h + b_h) (their thirds), n = tanh(x_n + r·h_n),
+/// h' = n + z·(h − n).
+#[derive(Clone)]
+pub struct UserGru {
+    wx: Linear,
+    wh: Linear,
+    input: usize,
+    hidden: usize,
+}
+
+impl<T: Element> Cell<T> for UserGru {
+    fn input_size(&self) -> usize {
+        self.input
+    }
+    fn state_sizes(&self) -> SmallVec<[usize; 2]> {
+        smallvec![self.hidden]
+    }
+    fn project_input<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Option<Var<'t, T>> {
+        Some(self.wx.forward(s, x))
+    }
+    fn step_projected<'t>(
+        &self,
+        s: &Session<'t, '_, T>,
+        x: Var<'t, T>,
+        st: &[Var<'t, T>],
+    ) -> State<'t, T> {
+        let (gx, gh) = (x.chunk(3, 1), self.wh.forward(s, st[0]).chunk(3, 1));
+        let r = (gx[0] + gh[0]).sigmoid();
+        let z = (gx[1] + gh[1]).sigmoid();
+        let n = (gx[2] + r * gh[2]).tanh();
+        smallvec![n + z * (st[0] - n)]
+    }
+}
+
+/// fastrnns' LayerNormLSTMCell: layer norm on each gate product and on c.
+#[derive(Clone)]
+pub struct LayerNormLstm {
+    wx: Linear,
+    wh: Linear,
+    ln_x: LayerNorm,
+    ln_h: LayerNorm,
+    ln_c: LayerNorm,
+    input: usize,
+    hidden: usize,
+}
+
+impl<T: Element> Cell<T> for LayerNormLstm {
+    fn input_size(&self) -> usize {
+        self.input
+    }
+    fn state_sizes(&self) -> SmallVec<[usize; 2]> {
+        smallvec![self.hidden, self.hidden]
+    }
+    fn project_input<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Option<Var<'t, T>> {
+        Some(self.ln_x.forward(s, self.wx.forward(s, x)))
+    }
+    fn step_projected<'t>(
+        &self,
+        s: &Session<'t, '_, T>,
+        x: Var<'t, T>,
+        st: &[Var<'t, T>],
+    ) -> State<'t, T> {
+        let g = (x + self.ln_h.forward(s, self.wh.forward(s, st[0]))).chunk(4, 1);
+        let c = g[1].sigmoid() * st[1] + g[0].sigmoid() * g[2].tanh();
+        let c = self.ln_c.forward(s, c);
+        smallvec![g[3].sigmoid() * c.tanh(), c]
+    }
+}
+
+/// A stack of one kind of user cell.
+pub enum UserLayer {
+    Lstm(Recurrent<UserLstm>),
+    Gru(Recurrent<UserGru>),
+    LayerNormLstm(Recurrent<LayerNormLstm>),
+}
+
+impl UserLayer {
+    pub fn new<T: Element>(
+        store: &mut ParamStore<T>,
+        kind: UserKind,
+        options: RnnOptions,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let h = options.hidden_size;
+        let mut linear = |store: &mut ParamStore<T>, name: String, input, gates, bias| {
+            Linear::new(store, &name, input, gates * h, bias, rng)
+        };
+        match kind {
+            UserKind::Lstm => {
+                UserLayer::Lstm(Recurrent::build(options, "LSTM", h, |l, _, input| {
+                    UserLstm {
+                        wx: linear(store, format!("l{l}.wx"), input, 4, true),
+                        wh: linear(store, format!("l{l}.wh"), h, 4, false),
+                        input,
+                        hidden: h,
+                    }
+                }))
+            }
+            UserKind::Gru => {
+                UserLayer::Gru(Recurrent::build(options, "GRU", h, |l, _, input| UserGru {
+                    wx: linear(store, format!("l{l}.wx"), input, 3, true),
+                    wh: linear(store, format!("l{l}.wh"), h, 3, true),
+                    input,
+                    hidden: h,
+                }))
+            }
+            UserKind::LayerNormLstm => {
+                UserLayer::LayerNormLstm(Recurrent::build(options, "LN-LSTM", h, |l, _, input| {
+                    LayerNormLstm {
+                        wx: linear(store, format!("l{l}.wx"), input, 4, false),
+                        wh: linear(store, format!("l{l}.wh"), h, 4, false),
+                        ln_x: LayerNorm::new(store, &format!("l{l}.ln_x"), 4 * h),
+                        ln_h: LayerNorm::new(store, &format!("l{l}.ln_h"), 4 * h),
+                        ln_c: LayerNorm::new(store, &format!("l{l}.ln_c"), h),
+                        input,
+                        hidden: h,
+                    }
+                }))
+            }
+        }
+    }
+
+    /// The outputs `[T, B, H]` of `x` `[T, B, input]`.
+    pub fn forward<'t, T: Element>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Var<'t, T> {
+        match self {
+            UserLayer::Lstm(l) => l.forward(s, x, None, None).output,
+            UserLayer::Gru(l) => l.forward(s, x, None, None).output,
+            UserLayer::LayerNormLstm(l) => l.forward(s, x, None, None).output,
+        }
+    }
+}
