@@ -1,9 +1,10 @@
-//! The decoder: a stack of cells run one step at a time. The encoder's context reaches it
+//! The decoder: a stack of cells (the built-in kinds or any [`Cell`]) run one step at a time. The encoder's context reaches it
 //! as its initial state, as an extra input at every step, or both; or through attention
 //! (Bahdanau: the context joins the input; Luong: it is combined with the output).
 
 use crate::attention::{Attention, AttentionKind, Memory};
 use crate::batch::PAD;
+use crate::encoder::CellSlot;
 use rand::Rng;
 use recur_nn::{AnyCell, Cell, CellKind, Dropout, Embedding, Linear, ParamStore, Session, State};
 use recur_tape::{concat, Element, Var};
@@ -54,9 +55,9 @@ pub struct Context<'t, T: Element> {
 }
 
 #[derive(Clone, Debug)]
-pub struct Decoder {
+pub struct Decoder<C = AnyCell> {
     embedding: Embedding,
-    cells: Vec<AnyCell>,
+    cells: Vec<C>,
     pub attention: Option<Attention>,
     /// Luong: h̃ = tanh(W_c·[context; h]).
     combine: Option<Linear>,
@@ -68,7 +69,6 @@ pub struct Decoder {
 /// Sizes and choices of a decoder.
 #[derive(Clone, Copy, Debug)]
 pub struct DecoderSpec {
-    pub cell: CellKind,
     pub vocab: usize,
     pub embed: usize,
     pub hidden: usize,
@@ -81,14 +81,40 @@ pub struct DecoderSpec {
 }
 
 impl Decoder {
+    /// A decoder over the built-in cells of `cell`'s kind.
     pub fn new<T: Element>(
         store: &mut ParamStore<T>,
         prefix: &str,
+        cell: CellKind,
         spec: DecoderSpec,
         rng: &mut impl Rng,
     ) -> Self {
+        Decoder::build(store, prefix, spec, rng, |store, slot, rng| {
+            AnyCell::new(
+                store,
+                slot.prefix,
+                slot.suffix,
+                cell,
+                slot.input,
+                slot.hidden,
+                true,
+                rng,
+            )
+        })
+    }
+}
+
+impl<C> Decoder<C> {
+    /// A decoder whose cells `make(store, slot, rng)` builds, layer by layer; the first
+    /// reads the embedding (and the context, as `spec` says), the others the layer below.
+    pub fn build<T: Element, R: Rng>(
+        store: &mut ParamStore<T>,
+        prefix: &str,
+        spec: DecoderSpec,
+        rng: &mut R,
+        mut make: impl FnMut(&mut ParamStore<T>, CellSlot<'_>, &mut R) -> C,
+    ) -> Self {
         let DecoderSpec {
-            cell,
             vocab,
             embed,
             hidden,
@@ -114,19 +140,16 @@ impl Decoder {
                 0
             }
             + if every_step { hidden } else { 0 };
+        let rnn_prefix = format!("{prefix}.rnn");
         let cells = (0..layers)
             .map(|l| {
-                let width = if l == 0 { input } else { hidden };
-                AnyCell::new(
-                    store,
-                    &format!("{prefix}.rnn"),
-                    &format!("_l{l}"),
-                    cell,
-                    width,
+                let slot = CellSlot {
+                    prefix: &rnn_prefix,
+                    suffix: &format!("_l{l}"),
+                    input: if l == 0 { input } else { hidden },
                     hidden,
-                    true,
-                    rng,
-                )
+                };
+                make(store, slot, rng)
             })
             .collect();
         let attention = attention.map(|k| {
@@ -169,6 +192,14 @@ impl Decoder {
         }
     }
 
+    /// The widths of its cells' state parts.
+    pub fn state_sizes<T: Element>(&self) -> Vec<usize>
+    where
+        C: Cell<T>,
+    {
+        self.cells[0].state_sizes().to_vec()
+    }
+
     /// Whether the decoder starts from the encoder's final state (else from zeros).
     pub fn starts_from_encoder(&self) -> bool {
         self.attention.is_some() || self.context != ContextMode::EveryStep
@@ -179,7 +210,10 @@ impl Decoder {
         &self,
         s: &Session<'t, '_, T>,
         rows: usize,
-    ) -> Vec<State<'t, T>> {
+    ) -> Vec<State<'t, T>>
+    where
+        C: Cell<T>,
+    {
         self.cells
             .iter()
             .map(|c| Cell::<T>::zero_state(c, s, rows))
@@ -193,7 +227,10 @@ impl Decoder {
         inputs: &[usize],
         state: &[State<'t, T>],
         ctx: &Context<'t, T>,
-    ) -> (Var<'t, T>, Vec<State<'t, T>>) {
+    ) -> (Var<'t, T>, Vec<State<'t, T>>)
+    where
+        C: Cell<T>,
+    {
         let embedded = self.dropout.forward(s, self.embedding.forward(s, inputs));
         let kind = self.attention.as_ref().map(|a| a.kind);
         let attend = |query: Var<'t, T>| {

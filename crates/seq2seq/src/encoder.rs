@@ -1,19 +1,31 @@
-//! The encoder: embedding, then a stacked, optionally bidirectional RNN/LSTM/GRU over the
-//! source with its lengths, so padding never reaches the states. Bidirectional final states
-//! are combined into one state per layer by a learned bridge, tanh(W·[h_fwd; h_bwd]).
+//! The encoder: embedding, then a stacked, optionally bidirectional recurrent layer over the
+//! source with its lengths, so padding never reaches the states: the built-in RNN/LSTM/GRU or
+//! any [`Cell`]. Bidirectional final states are combined into one state per layer by a
+//! learned bridge per state part, tanh(W·[h_fwd; h_bwd]).
 
 use crate::batch::{Batch, PAD};
 use rand::Rng;
 use recur_nn::{
-    AnyCell, CellKind, Dropout, Embedding, Linear, ParamStore, Recurrent, RnnOptions, Session,
-    State,
+    AnyCell, Cell, CellKind, Dropout, Embedding, Linear, ParamStore, Recurrent, RnnOptions,
+    Session, State,
 };
 use recur_tape::{concat, Element, Var};
 
+/// Where a cell of a seq2seq model goes: the prefix and suffix of its parameters' names
+/// (PyTorch's: `encoder.rnn` and `_l1_reverse` make `encoder.rnn.weight_ih_l1_reverse`), its
+/// input width and its hidden size.
+#[derive(Clone, Copy, Debug)]
+pub struct CellSlot<'a> {
+    pub prefix: &'a str,
+    pub suffix: &'a str,
+    pub input: usize,
+    pub hidden: usize,
+}
+
 #[derive(Clone, Debug)]
-pub struct Encoder {
+pub struct Encoder<C = AnyCell> {
     embedding: Embedding,
-    rnn: Recurrent<AnyCell>,
+    rnn: Recurrent<C>,
     /// One bridge per state part (h, and c for LSTM) when bidirectional.
     bridges: Vec<Linear>,
     dropout: Dropout,
@@ -31,6 +43,7 @@ pub struct Encoded<'t, T: Element> {
 }
 
 impl Encoder {
+    /// An encoder over the built-in cells of `cell`'s kind.
     #[allow(clippy::too_many_arguments)]
     pub fn new<T: Element>(
         store: &mut ParamStore<T>,
@@ -44,6 +57,66 @@ impl Encoder {
         dropout: f64,
         rng: &mut impl Rng,
     ) -> Self {
+        Encoder::build(
+            store,
+            prefix,
+            EncoderSpec {
+                vocab,
+                embed,
+                hidden,
+                layers,
+                bidirectional,
+                dropout,
+            },
+            rng,
+            |store, slot, rng| {
+                AnyCell::new(
+                    store,
+                    slot.prefix,
+                    slot.suffix,
+                    cell,
+                    slot.input,
+                    slot.hidden,
+                    true,
+                    rng,
+                )
+            },
+        )
+    }
+}
+
+/// Sizes and choices of an encoder.
+#[derive(Clone, Copy, Debug)]
+pub struct EncoderSpec {
+    pub vocab: usize,
+    pub embed: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub bidirectional: bool,
+    pub dropout: f64,
+}
+
+impl<C> Encoder<C> {
+    /// An encoder whose cells `make(store, slot, rng)` builds, one per layer and direction
+    /// in PyTorch's order; every part of their state is `hidden` wide.
+    pub fn build<T: Element, R: Rng>(
+        store: &mut ParamStore<T>,
+        prefix: &str,
+        spec: EncoderSpec,
+        rng: &mut R,
+        mut make: impl FnMut(&mut ParamStore<T>, CellSlot<'_>, &mut R) -> C,
+    ) -> Self
+    where
+        C: Cell<T>,
+    {
+        let EncoderSpec {
+            vocab,
+            embed,
+            hidden,
+            layers,
+            bidirectional,
+            dropout,
+        } = spec;
         let embedding = Embedding::new(
             store,
             &format!("{prefix}.embedding"),
@@ -56,10 +129,24 @@ impl Encoder {
             .num_layers(layers)
             .bidirectional(bidirectional)
             .dropout(dropout);
-        let rnn = Recurrent::of_kind(store, &format!("{prefix}.rnn"), cell, options, 0, rng);
-        let parts = if cell == CellKind::Lstm { 2 } else { 1 };
+        let rnn_prefix = format!("{prefix}.rnn");
+        let rnn = Recurrent::build(options, "encoder", hidden, |layer, reverse, input| {
+            let suffix = format!("_l{layer}{}", if reverse { "_reverse" } else { "" });
+            let slot = CellSlot {
+                prefix: &rnn_prefix,
+                suffix: &suffix,
+                input,
+                hidden,
+            };
+            make(store, slot, rng)
+        });
+        let sizes = rnn.cells[0].state_sizes();
+        assert!(
+            sizes.iter().all(|&w| w == hidden),
+            "encoder: every state part must be {hidden} wide (the hidden size), the cell's are {sizes:?}"
+        );
         let bridges = if bidirectional {
-            (0..parts)
+            (0..sizes.len())
                 .map(|p| {
                     Linear::new(
                         store,
@@ -84,12 +171,23 @@ impl Encoder {
         }
     }
 
+    /// The widths of its cells' state parts.
+    pub fn state_sizes<T: Element>(&self) -> Vec<usize>
+    where
+        C: Cell<T>,
+    {
+        self.rnn.cells[0].state_sizes().to_vec()
+    }
+
     /// Width of each encoder output vector.
     pub fn output_size(&self) -> usize {
         self.hidden * self.rnn.directions()
     }
 
-    pub fn forward<'t, T: Element>(&self, s: &Session<'t, '_, T>, batch: &Batch) -> Encoded<'t, T> {
+    pub fn forward<'t, T: Element>(&self, s: &Session<'t, '_, T>, batch: &Batch) -> Encoded<'t, T>
+    where
+        C: Cell<T> + Clone + 'static,
+    {
         let (steps, rows) = (batch.src_steps, batch.rows);
         let embedded = self.embedding.forward(s, &batch.src).reshape(&[
             steps,

@@ -22,7 +22,7 @@ pub use batch::{bucket_batches, Batch, BOS, EOS, PAD, SPECIALS, UNK};
 pub use bleu::{corpus_bleu, corpus_bleu_with, tokenize_13a, Bleu, Smoothing};
 pub use chrf::corpus_chrf;
 pub use decoder::{Context, ContextMode, Decoder, DecoderSpec};
-pub use encoder::{Encoded, Encoder};
+pub use encoder::{CellSlot, Encoded, Encoder, EncoderSpec};
 pub use model::{Seq2Seq, Seq2SeqConfig};
 pub use search::{beam_search, greedy, score, BeamOptions, Hypothesis};
 pub use teacher_forcing::{Decay, ForcingSampler, Granularity, TeacherForcing};

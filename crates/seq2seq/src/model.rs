@@ -4,10 +4,10 @@
 use crate::attention::AttentionKind;
 use crate::batch::{Batch, PAD};
 use crate::decoder::{Context, ContextMode, Decoder, DecoderSpec};
-use crate::encoder::Encoder;
+use crate::encoder::{CellSlot, Encoder, EncoderSpec};
 use crate::teacher_forcing::TeacherForcing;
 use rand::Rng;
-use recur_nn::{CellKind, ParamStore, Session, State};
+use recur_nn::{AnyCell, Cell, CellKind, ParamStore, Session, State};
 use recur_tape::{Element, Reduction, Var};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -24,35 +24,67 @@ pub struct Seq2SeqConfig {
     pub dropout: f64,
 }
 
+/// An encoder of `E` cells and a decoder of `D` cells: the built-in kinds (`AnyCell`, the
+/// configuration's `cell`) or a user's.
 #[derive(Clone, Debug)]
-pub struct Seq2Seq {
+pub struct Seq2Seq<E = AnyCell, D = E> {
     pub config: Seq2SeqConfig,
-    pub encoder: Encoder,
-    pub decoder: Decoder,
+    pub encoder: Encoder<E>,
+    pub decoder: Decoder<D>,
 }
 
 impl Seq2Seq {
-    /// Registers parameters under `encoder.` and `decoder.`.
+    /// Registers parameters under `encoder.` and `decoder.`, cells of the configuration's
+    /// kind.
     pub fn new<T: Element>(
         store: &mut ParamStore<T>,
         config: Seq2SeqConfig,
         rng: &mut impl Rng,
     ) -> Self {
+        let cell = config.cell;
+        let make = |store: &mut ParamStore<T>, slot: CellSlot<'_>, rng: &mut _| {
+            AnyCell::new(
+                store,
+                slot.prefix,
+                slot.suffix,
+                cell,
+                slot.input,
+                slot.hidden,
+                true,
+                rng,
+            )
+        };
+        Seq2Seq::build(store, config, rng, make, make)
+    }
+}
+
+impl<E, D> Seq2Seq<E, D> {
+    /// Registers parameters under `encoder.` and `decoder.`, the encoder's cells built by
+    /// `encoder_cell(store, slot, rng)` and the decoder's by `decoder_cell` (see
+    /// [`Encoder::build`], [`Decoder::build`]); the configuration's `cell` is not used. When
+    /// the decoder starts from the encoder's final state, their cells' states must match.
+    pub fn build<T: Element, R: Rng>(
+        store: &mut ParamStore<T>,
+        config: Seq2SeqConfig,
+        rng: &mut R,
+        encoder_cell: impl FnMut(&mut ParamStore<T>, CellSlot<'_>, &mut R) -> E,
+        decoder_cell: impl FnMut(&mut ParamStore<T>, CellSlot<'_>, &mut R) -> D,
+    ) -> Self
+    where
+        E: Cell<T>,
+        D: Cell<T>,
+    {
         let c = &config;
-        let encoder = Encoder::new(
-            store,
-            "encoder",
-            c.cell,
-            c.src_vocab,
-            c.embed,
-            c.hidden,
-            c.layers,
-            c.bidirectional,
-            c.dropout,
-            rng,
-        );
+        let encoder_spec = EncoderSpec {
+            vocab: c.src_vocab,
+            embed: c.embed,
+            hidden: c.hidden,
+            layers: c.layers,
+            bidirectional: c.bidirectional,
+            dropout: c.dropout,
+        };
+        let encoder = Encoder::build(store, "encoder", encoder_spec, rng, encoder_cell);
         let spec = DecoderSpec {
-            cell: c.cell,
             vocab: c.tgt_vocab,
             embed: c.embed,
             hidden: c.hidden,
@@ -62,7 +94,15 @@ impl Seq2Seq {
             context: c.context,
             dropout: c.dropout,
         };
-        let decoder = Decoder::new(store, "decoder", spec, rng);
+        let decoder = Decoder::build(store, "decoder", spec, rng, decoder_cell);
+        if decoder.starts_from_encoder() {
+            let (from, to) = (encoder.state_sizes::<T>(), decoder.state_sizes::<T>());
+            assert!(
+                from == to,
+                "seq2seq: the decoder starts from the encoder's final state, but the encoder's \
+                 cells have state parts {from:?} and the decoder's {to:?}"
+            );
+        }
         Seq2Seq {
             config,
             encoder,
@@ -75,7 +115,11 @@ impl Seq2Seq {
         &self,
         s: &Session<'t, '_, T>,
         batch: &Batch,
-    ) -> (Context<'t, T>, Vec<State<'t, T>>) {
+    ) -> (Context<'t, T>, Vec<State<'t, T>>)
+    where
+        E: Cell<T> + Clone + 'static,
+        D: Cell<T>,
+    {
         let enc = self.encoder.forward(s, batch);
         let memory = self
             .decoder
@@ -100,7 +144,11 @@ impl Seq2Seq {
         forcing: &TeacherForcing,
         train_step: usize,
         rng: &mut impl Rng,
-    ) -> Var<'t, T> {
+    ) -> Var<'t, T>
+    where
+        E: Cell<T> + Clone + 'static,
+        D: Cell<T>,
+    {
         let (ctx, mut state) = self.start(s, batch);
         let rows = batch.rows;
         let mut sampler = forcing.sampler(train_step, rows);

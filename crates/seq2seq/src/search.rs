@@ -5,7 +5,7 @@ use crate::attention::Attention;
 use crate::batch::{Batch, BOS, EOS};
 use crate::decoder::Context;
 use crate::model::{argmax_rows, Seq2Seq};
-use recur_nn::{Mode, ParamStore, Session, State};
+use recur_nn::{Cell, Mode, ParamStore, Session, State};
 use recur_tape::{Element, Tape, Var};
 
 /// A decoded sequence (without `<eos>`) and its total log-probability (including `<eos>`
@@ -48,8 +48,8 @@ fn source_batch(sources: &[&[usize]]) -> Batch {
 }
 
 /// Greedy decoding of a batch of sources, up to `max_len` tokens each.
-pub fn greedy<T: Element>(
-    model: &Seq2Seq,
+pub fn greedy<T: Element, E: Cell<T> + Clone + 'static, D: Cell<T>>(
+    model: &Seq2Seq<E, D>,
     store: &ParamStore<T>,
     sources: &[&[usize]],
     max_len: usize,
@@ -127,8 +127,8 @@ fn select_state<'t, T: Element>(state: &[State<'t, T>], rows: &[usize]) -> Vec<S
 
 /// Beam search for one source. Returns every hypothesis it completed (and, if the length
 /// limit was hit, the unfinished beams), best first by `score / length^alpha`.
-pub fn beam_search<T: Element>(
-    model: &Seq2Seq,
+pub fn beam_search<T: Element, E: Cell<T> + Clone + 'static, D: Cell<T>>(
+    model: &Seq2Seq<E, D>,
     store: &ParamStore<T>,
     source: &[usize],
     opts: BeamOptions,
@@ -210,8 +210,8 @@ pub fn beam_search<T: Element>(
 }
 
 /// The log-probability the model gives `target` (then `<eos>`) for `source`.
-pub fn score<T: Element>(
-    model: &Seq2Seq,
+pub fn score<T: Element, E: Cell<T> + Clone + 'static, D: Cell<T>>(
+    model: &Seq2Seq<E, D>,
     store: &ParamStore<T>,
     source: &[usize],
     target: &[usize],
