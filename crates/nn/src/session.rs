@@ -115,6 +115,11 @@ impl<'t, 's, T: Element> Session<'t, 's, T> {
         self.tape.constant(value)
     }
 
+    /// A fresh seed from the session's random generator (for draws to be repeated later).
+    pub fn seed(&self) -> u64 {
+        self.rng.borrow_mut().gen()
+    }
+
     /// A keep-mask of ones with probability 1 − p, for dropout.
     pub fn bernoulli_mask(&self, shape: &[usize], p: f64) -> Tensor<T> {
         let mut rng = self.rng.borrow_mut();

@@ -11,6 +11,7 @@
 //! added (the boundary step's output).
 
 use super::cell::{Cell, State};
+use super::noise::StateNoise;
 use super::steps::{masked, run_steps, StepRows};
 use crate::params::{ParamId, ParamStore};
 use crate::session::{Mode, Session};
@@ -26,6 +27,7 @@ pub(crate) fn checkpointed<'t, T, C>(
     state: State<'t, T>,
     lengths: Option<&[usize]>,
     reverse: bool,
+    noise: StateNoise<T>,
 ) -> (Var<'t, T>, State<'t, T>)
 where
     T: Element,
@@ -59,6 +61,7 @@ where
         widths: widths.clone(),
         lengths: lengths.map(<[usize]>::to_vec),
         reverse,
+        noise,
         segment: ((steps as f64).sqrt().ceil() as usize).max(1),
         boundaries: Vec::new(),
     };
@@ -94,6 +97,8 @@ struct Checkpointed<C, T: Element> {
     widths: SmallVec<[usize; 2]>,
     lengths: Option<Vec<usize>>,
     reverse: bool,
+    /// The steps' noise on the state, drawn once so that recomputation repeats it.
+    noise: StateNoise<T>,
     segment: usize,
     /// The state at the start of each segment, in processing order.
     boundaries: Vec<Vec<Tensor<T>>>,
@@ -150,7 +155,8 @@ impl<C, T: Element> Checkpointed<C, T> {
         let rows = StepRows::new(&self.cell, s, x, self.batch);
         let input = |t: usize| rows.at(t - first);
         let lengths = self.lengths.as_deref();
-        run_steps(&self.cell, s, input, start, lengths, seg.iter().copied())
+        let order = seg.iter().copied();
+        run_steps(&self.cell, s, input, start, lengths, order, &self.noise)
     }
 }
 

@@ -6,6 +6,7 @@ use super::cell::{Cell, State};
 use super::checkpoint::checkpointed;
 use super::fused::{fused_layers, Arrangement, FusedSpec};
 use super::gates::CellSpec;
+use super::noise::{variational_dropout, StateNoise};
 use super::steps::stepped;
 use super::{GruCell, LstmCell, Nonlinearity, RnnCell};
 use crate::dropout::Dropout;
@@ -24,6 +25,16 @@ pub struct RnnOptions {
     pub batch_first: bool,
     /// Dropout on the outputs of every layer but the last, in training mode.
     pub dropout: f64,
+    /// Variational dropout on every layer's input, in training mode: one mask per sequence
+    /// and row, the same at every step (Gal & Ghahramani 2016).
+    pub input_dropout: f64,
+    /// Variational dropout on the recurrent input h_{t−1} (state part 0 as each step reads
+    /// it), one mask per sequence and row, in training mode. Runs the layer step by step.
+    pub state_dropout: f64,
+    /// Zoneout (Krueger et al. 2016): in training each unit of every state part keeps its
+    /// previous value with this probability at each step; in evaluation the state is the
+    /// expected mix p·old + (1 − p)·new. Runs the layer step by step.
+    pub zoneout: f64,
     pub bidirectional: bool,
     /// Checkpointing through time: keep states only every ~√T steps and recompute each
     /// segment in backward (O(√T) activation memory instead of O(T), same gradients).
@@ -42,6 +53,9 @@ impl RnnOptions {
             bias: true,
             batch_first: false,
             dropout: 0.0,
+            input_dropout: 0.0,
+            state_dropout: 0.0,
+            zoneout: 0.0,
             bidirectional: false,
             checkpoint: false,
             fused: true,
@@ -61,6 +75,16 @@ impl RnnOptions {
     }
     pub fn dropout(mut self, p: f64) -> Self {
         self.dropout = p;
+        self
+    }
+    /// Variational dropout on the layers' inputs and on the recurrent input h_{t−1}.
+    pub fn variational_dropout(mut self, input: f64, state: f64) -> Self {
+        self.input_dropout = input;
+        self.state_dropout = state;
+        self
+    }
+    pub fn zoneout(mut self, p: f64) -> Self {
+        self.zoneout = p;
         self
     }
     pub fn bidirectional(mut self, bidirectional: bool) -> Self {
@@ -128,11 +152,14 @@ impl<C> Recurrent<C> {
             options.num_layers >= 1,
             "{name}: num_layers must be at least 1"
         );
-        assert!(
-            (0.0..1.0).contains(&options.dropout),
-            "{name}: dropout {} not in [0, 1)",
-            options.dropout
-        );
+        for (what, p) in [
+            ("dropout", options.dropout),
+            ("input_dropout", options.input_dropout),
+            ("state_dropout", options.state_dropout),
+            ("zoneout", options.zoneout),
+        ] {
+            assert!((0.0..1.0).contains(&p), "{name}: {what} {p} not in [0, 1)");
+        }
         let mut cells = Vec::new();
         for layer in 0..options.num_layers {
             let input = if layer == 0 {
@@ -320,7 +347,10 @@ impl<C> Recurrent<C> {
                 );
             }
         }
-        let fused: Option<Vec<FusedSpec>> = if self.options.fused {
+        // Noise on the state needs the steps.
+        let state_noise =
+            self.options.zoneout > 0.0 || (s.is_training() && self.options.state_dropout > 0.0);
+        let fused: Option<Vec<FusedSpec>> = if self.options.fused && !state_noise {
             self.cells.iter().map(|c| c.fused()).collect()
         } else {
             None
@@ -328,7 +358,8 @@ impl<C> Recurrent<C> {
         let (output, finals) = if self.options.checkpoint || s.checkpoint_through_time() {
             self.layers_stepped(s, x, initial, lengths, batch, checkpointed)
         } else if let Some(specs) = fused {
-            let dropout_between = s.is_training() && self.options.dropout > 0.0;
+            let dropout_between =
+                s.is_training() && (self.options.dropout > 0.0 || self.options.input_dropout > 0.0);
             if self.directions() == 1 && units > 1 && !dropout_between {
                 let states: Vec<_> = (0..units)
                     .map(|unit| self.initial_state(s, initial, unit, batch))
@@ -347,9 +378,7 @@ impl<C> Recurrent<C> {
                 })
                 .expect("the fused kernels run every built-in cell")
             }
-        } else if let Some(whole) = self
-            .options
-            .fused
+        } else if let Some(whole) = (self.options.fused && !state_noise)
             .then(|| self.layers_sequence(s, x, initial, lengths, batch))
             .flatten()
         {
@@ -409,6 +438,7 @@ impl<C> Recurrent<C> {
             State<'t, T>,
             Option<&[usize]>,
             bool,
+            StateNoise<T>,
         ) -> (Var<'t, T>, State<'t, T>),
     ) -> (Var<'t, T>, Vec<State<'t, T>>)
     where
@@ -419,14 +449,16 @@ impl<C> Recurrent<C> {
                 .into_iter()
                 .enumerate()
                 .map(|(d, state)| {
-                    run(
-                        &self.cells[units.start + d],
+                    let cell = &self.cells[units.start + d];
+                    let width = cell.state_sizes()[0];
+                    let noise = StateNoise::new(
                         s,
-                        input,
-                        state,
-                        lengths,
-                        d == 1,
-                    )
+                        batch,
+                        width,
+                        self.options.state_dropout,
+                        self.options.zoneout,
+                    );
+                    run(cell, s, input, state, lengths, d == 1, noise)
                 })
                 .unzip();
             Some((side_by_side(&outputs), finals))
@@ -489,7 +521,8 @@ impl<C> Recurrent<C> {
                 .clone()
                 .map(|unit| self.initial_state(s, initial, unit, batch))
                 .collect();
-            let (output, layer_finals) = run(units, input, states)?;
+            let masked = variational_dropout(s, input, self.options.input_dropout);
+            let (output, layer_finals) = run(units, masked, states)?;
             finals.extend(layer_finals);
             input = output;
             if layer + 1 < self.options.num_layers {

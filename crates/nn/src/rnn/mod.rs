@@ -11,6 +11,7 @@ mod gates;
 mod gru_cell;
 mod layer;
 mod lstm_cell;
+mod noise;
 mod rnn_cell;
 mod scan;
 mod steps;

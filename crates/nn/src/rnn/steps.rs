@@ -4,6 +4,7 @@
 //! recomputation, so both record exactly the same ops.
 
 use super::cell::{Cell, State};
+use super::noise::StateNoise;
 use crate::session::Session;
 use recur_tape::{stack, Element, Tensor, Var};
 
@@ -72,9 +73,9 @@ pub(crate) enum StepInput<'t, T: Element> {
     Projected(Var<'t, T>),
 }
 
-/// Runs `cell` over the time indices `order` from `state`, reading `x(t)`. Returns each
-/// step's output `(t, out_t)` in order, and the state after the last step. An unmasked step's
-/// output is the same variable as its new state part 0.
+/// Runs `cell` over the time indices `order` from `state`, reading `x(t)`, with `noise` on
+/// the state. Returns each step's output `(t, out_t)` in order, and the state after the last
+/// step. An unmasked step's output is the same variable as its new state part 0.
 pub(crate) fn run_steps<'t, T: Element, C: Cell<T>>(
     cell: &C,
     s: &Session<'t, '_, T>,
@@ -82,13 +83,16 @@ pub(crate) fn run_steps<'t, T: Element, C: Cell<T>>(
     mut state: State<'t, T>,
     lengths: Option<&[usize]>,
     order: impl Iterator<Item = usize>,
+    noise: &StateNoise<T>,
 ) -> (Vec<(usize, Var<'t, T>)>, State<'t, T>) {
     let mut outs = Vec::new();
     for t in order {
+        let read = noise.read(&state);
         let next = match x(t) {
-            StepInput::Raw(x) => cell.step(s, x, &state),
-            StepInput::Projected(p) => cell.step_projected(s, p, &state),
+            StepInput::Raw(x) => cell.step(s, x, &read),
+            StepInput::Projected(p) => cell.step_projected(s, p, &read),
         };
+        let next = noise.update(t, &state, next);
         match lengths {
             Some(lengths) if masked(Some(lengths), t) => {
                 state = next
@@ -113,8 +117,9 @@ pub(crate) fn run_steps<'t, T: Element, C: Cell<T>>(
 }
 
 /// One direction of one layer on the tape: `cell` over `x` `[T, B, input]` from `state`,
-/// its input projection made for all steps at once. Returns the outputs `[T, B, H]` (zero
-/// past each row's length) and the final state; `reverse` runs each row from its end.
+/// its input projection made for all steps at once, with `noise` on the state. Returns the
+/// outputs `[T, B, H]` (zero past each row's length) and the final state; `reverse` runs each
+/// row from its end.
 pub(crate) fn stepped<'t, T: Element, C: Cell<T>>(
     cell: &C,
     s: &Session<'t, '_, T>,
@@ -122,15 +127,16 @@ pub(crate) fn stepped<'t, T: Element, C: Cell<T>>(
     state: State<'t, T>,
     lengths: Option<&[usize]>,
     reverse: bool,
+    noise: StateNoise<T>,
 ) -> (Var<'t, T>, State<'t, T>) {
     let shape = x.shape();
     let (steps, batch) = (shape[0], shape[1]);
     let rows = StepRows::new(cell, s, x.reshape(&[steps * batch, shape[2]]), batch);
     let input = |t: usize| rows.at(t);
     let (mut outs, state) = if reverse {
-        run_steps(cell, s, input, state, lengths, (0..steps).rev())
+        run_steps(cell, s, input, state, lengths, (0..steps).rev(), &noise)
     } else {
-        run_steps(cell, s, input, state, lengths, 0..steps)
+        run_steps(cell, s, input, state, lengths, 0..steps, &noise)
     };
     outs.sort_by_key(|&(t, _)| t);
     let outs: Vec<Var<'t, T>> = outs.into_iter().map(|(_, v)| v).collect();
