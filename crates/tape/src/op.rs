@@ -40,6 +40,12 @@ pub trait Op<T: Element>: 'static {
     fn name(&self) -> &'static str;
     /// Computes the output. Called once, when the op is recorded.
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T>;
+    /// Computes the output when backward will never run for it (in no-grad mode, or when
+    /// no input needs a gradient), in place of [`Op::forward`]: an op that saves values
+    /// for backward can skip them here. The default is `forward`.
+    fn forward_no_grad(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+        self.forward(inputs)
+    }
     /// Adds ∂loss/∂input into `ctx.grad_input(k)` for each input `k` that needs it.
     /// Gradients must be accumulated (`+=`), never overwritten.
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>);

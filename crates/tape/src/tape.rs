@@ -79,7 +79,8 @@ impl<T: Element> Tape<T> {
 
     /// Runs `op` forward on `inputs` and records it, so it takes part in backward exactly
     /// like a built-in op. Nothing is recorded in no-grad mode or when no input needs a
-    /// gradient: the result is then a plain constant.
+    /// gradient: the op then runs [`Op::forward_no_grad`] and the result is a plain
+    /// constant.
     pub fn apply<O: Op<T>>(&self, mut op: O, inputs: &[Var<'_, T>]) -> Var<'_, T> {
         let (value, requires_grad) = {
             let nodes = self.nodes.borrow();
@@ -94,8 +95,12 @@ impl<T: Element> Tape<T> {
                     &nodes[v.id].value
                 })
                 .collect();
-            let value = op.forward(&values);
             let requires = self.recording.get() && inputs.iter().any(|v| nodes[v.id].requires_grad);
+            let value = if requires {
+                op.forward(&values)
+            } else {
+                op.forward_no_grad(&values)
+            };
             (value, requires)
         };
         if requires_grad {

@@ -294,11 +294,21 @@ pub(super) struct ForwardRun<'a, T: Element> {
     xg: Vec<T>,
     /// What the input part adds to x·W_ihᵀ (see `input_bias`).
     bias: Option<Vec<T>>,
+    /// Whether backward will run: else nothing is saved, and the gate values of one step
+    /// go to `scratch` `[B, saved width]`.
+    keep: bool,
+    scratch: Vec<MaybeUninit<T>>,
 }
 
 impl<'a, T: Element> ForwardRun<'a, T> {
-    pub fn new(dims: &'a Dims, reverse: bool, weights: Weights<'a, T>) -> Self {
+    /// `keep`: whether to save what backward reads.
+    pub fn new(dims: &'a Dims, reverse: bool, weights: Weights<'a, T>, keep: bool) -> Self {
         let state = dims.parts_to_rows(|p| weights.init[p].data());
+        let scratch_len = if keep || dims.state_is_output() {
+            0
+        } else {
+            dims.batch * dims.saved_width()
+        };
         ForwardRun {
             dims,
             reverse,
@@ -309,6 +319,10 @@ impl<'a, T: Element> ForwardRun<'a, T> {
             saved: Saved::new(dims),
             hg: vec![T::zero(); dims.batch * dims.gates()],
             xg: vec![T::zero(); dims.chunk_steps * dims.batch * dims.gates()],
+            keep,
+            scratch: std::iter::repeat_with(MaybeUninit::uninit)
+                .take(scratch_len)
+                .collect(),
         }
     }
 
@@ -327,11 +341,12 @@ impl<'a, T: Element> ForwardRun<'a, T> {
         let (rows, bias) = (chunk.len() * batch, self.bias.as_deref());
         input_part(dims, x, rows, &self.weights, bias, &mut self.xg);
         let keep_apart = !dims.state_is_output();
+        let save = keep_apart && self.keep;
         let saved = self.saved.chunk_mut(dims, chunk);
         // The chunk's saved values are written by its steps into fresh capacity, not
         // zero-filled first (that fill was a pass of its own over the chunk's buffers).
         let (mut activations, mut prev) = (Vec::new(), Vec::new());
-        if keep_apart {
+        if save {
             activations.reserve_exact(rows * saved_w);
             prev.reserve_exact(rows * width);
         }
@@ -339,7 +354,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
             (activations.spare_capacity_mut(), prev.spare_capacity_mut());
         for t in steps_of(chunk, self.reverse) {
             let at = t * batch;
-            if keep_apart {
+            if save {
                 let local = at - first;
                 let state = &self.state;
                 fill(
@@ -350,6 +365,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
             self.recurrence
                 .step(&self.state, width, batch, &mut self.hg, gates, false);
             let (state, xg, hg) = (&mut self.state, &self.xg, &self.hg);
+            let scratch = &mut self.scratch;
             widest(
                 #[inline(always)]
                 || {
@@ -359,7 +375,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                         let out_row = &mut out[local * hidden..(local + 1) * hidden];
                         if !dims.active(t, b) {
                             fill(out_row, |_| T::zero());
-                            if keep_apart {
+                            if save {
                                 fill(&mut activations_slots[saved_row], |_| T::zero());
                             }
                             continue;
@@ -373,8 +389,10 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                                 hg: &hg[b * gates..(b + 1) * gates],
                                 b_hh,
                                 state: state_row,
-                                saved: if keep_apart {
+                                saved: if save {
                                     &mut activations_slots[saved_row]
+                                } else if keep_apart {
+                                    &mut scratch[b * saved_w..(b + 1) * saved_w]
                                 } else {
                                     &mut *out_row
                                 },
@@ -387,7 +405,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                 },
             );
         }
-        if keep_apart {
+        if save {
             // SAFETY: each step of the chunk wrote its `batch` rows of both: the previous
             // states above, and every row's saved values (forward_row writes all of them,
             // rows past their length got zeros); the chunk's steps cover its `rows` rows.
@@ -407,19 +425,20 @@ impl<'a, T: Element> ForwardRun<'a, T> {
 }
 
 /// One direction over the whole sequence `x` `[T·B, input]`; the outputs have room for
-/// `spare` more values.
+/// `spare` more values. `keep`: whether to save what backward reads.
 pub(super) fn forward<T: Element>(
     dims: &Dims,
     reverse: bool,
     x: &[T],
     weights: Weights<'_, T>,
     spare: usize,
+    keep: bool,
 ) -> Forward<T> {
     let (batch, hidden, input) = (dims.batch, dims.hidden, dims.input);
     let len = dims.steps * batch * hidden;
     let mut outputs = Vec::with_capacity(len + spare);
     let slots = outputs.spare_capacity_mut();
-    let mut run = ForwardRun::new(dims, reverse, weights);
+    let mut run = ForwardRun::new(dims, reverse, weights, keep);
     for chunk in dims.chunks(reverse) {
         let rows = chunk.start * batch..chunk.end * batch;
         run.chunk(

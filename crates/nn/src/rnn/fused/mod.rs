@@ -95,6 +95,7 @@ pub(crate) fn fused_layers<'t, T: Element>(
             .collect(),
         arrangement,
         bias,
+        keep: true,
         kept: Kept::None,
     };
     // The outputs as [T, B, D·H], then the final states as a few more steps.
@@ -133,6 +134,8 @@ struct FusedRnn<T> {
     units: Vec<Dims>,
     arrangement: Arrangement,
     bias: bool,
+    /// Whether forward saves what backward reads (not when backward will not run).
+    keep: bool,
     kept: Kept<T>,
 }
 
@@ -203,7 +206,8 @@ impl<T: Element> FusedRnn<T> {
             } else {
                 0
             };
-            direction::forward(&this.units[d], d == 1, x, this.weights(inputs, d), spare)
+            let weights = this.weights(inputs, d);
+            direction::forward(&this.units[d], d == 1, x, weights, spare, this.keep)
         });
         let (hidden, dirs) = (self.units[0].hidden, self.units.len());
         let mut out = Vec::new();
@@ -291,6 +295,7 @@ impl<T: Element> Op<T> for FusedRnn<T> {
                     weights,
                     self.all_finals_len(),
                     threads(),
+                    self.keep,
                 );
                 let out = std::mem::take(&mut result.outputs);
                 let finals = std::mem::take(&mut result.finals);
@@ -302,6 +307,11 @@ impl<T: Element> Op<T> for FusedRnn<T> {
             out.extend_from_slice(f);
         }
         Tensor::from_vec(out, &self.output_shape())
+    }
+
+    fn forward_no_grad(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+        self.keep = false;
+        self.forward(inputs)
     }
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {

@@ -26,13 +26,15 @@ pub(super) struct StackForward<T> {
 type ForwardStage<'a, T> = (ForwardRun<'a, T>, Vec<Vec<T>>, Vec<T>);
 
 /// Runs the stack `layers` (`weights[l]` for layer l) forwards over `x` `[T·B, input]`; the
-/// outputs have room for `spare` more values.
+/// outputs have room for `spare` more values. `keep`: whether to save what backward reads
+/// (the layers' activations and inputs).
 pub(super) fn forward<T: Element>(
     layers: &[Dims],
     x: &[T],
     weights: Vec<Weights<'_, T>>,
     spare: usize,
     threads: usize,
+    keep: bool,
 ) -> StackForward<T> {
     let chunks = layers[0].chunks(false);
     let top = layers.len() - 1;
@@ -46,7 +48,7 @@ pub(super) fn forward<T: Element>(
                 // Written chunk by chunk below, its length set once all have run.
                 outputs.reserve_exact(dims.steps * dims.batch * dims.hidden + spare);
             }
-            (ForwardRun::new(dims, false, w), Vec::new(), outputs)
+            (ForwardRun::new(dims, false, w, keep), Vec::new(), outputs)
         })
         .collect();
     // Each layer but the last hands its chunk's outputs to the next; the last has written
@@ -73,7 +75,9 @@ pub(super) fn forward<T: Element>(
                 ),
                 Some(input) => {
                     run.chunk(chunk, &input, out);
-                    inputs.push(input);
+                    if keep {
+                        inputs.push(input);
+                    }
                 }
             }
             if l != top {
