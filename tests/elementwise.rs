@@ -20,7 +20,7 @@ fn elementwise_ops_match_pytorch() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/elementwise.safetensors");
     let file = checkpoint::read(&path).unwrap_or_else(|e| panic!("{e}"));
     type Apply = for<'t> fn(Var<'t, f64>) -> Var<'t, f64>;
-    let ops: [(&str, &str, Apply); 11] = [
+    let ops: [(&str, &str, Apply); 13] = [
         ("softplus", "input", |v| v.softplus()),
         ("sqrt", "positive", |v| v.sqrt()),
         ("sin", "input", |v| v.sin()),
@@ -29,6 +29,8 @@ fn elementwise_ops_match_pytorch() {
         ("rsqrt", "positive", |v| v.rsqrt()),
         ("log1p", "positive", |v| v.log1p()),
         ("silu", "input", |v| v.silu()),
+        ("gelu", "input", |v| v.gelu()),
+        ("gelu_tanh", "input", |v| v.gelu_tanh()),
         ("leaky_relu", "input", |v| v.leaky_relu(0.1)),
         ("clamp", "input", |v| v.clamp(-0.5, 0.7)),
         ("abs", "input", |v| v.abs()),

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch reference values and gradients (float64) for recur's elementwise ops: softplus,
-sqrt, sin, cos, pow, rsqrt, log1p, silu, leaky_relu, clamp, abs (also at their kinks); the
-reductions with dim/keepdim (sum, mean, max, var with a correction); and broadcasting by
-PyTorch's rules (a column against a matrix, an outer product).
+sqrt, sin, cos, pow, rsqrt, log1p, silu, gelu (erf and tanh forms), leaky_relu, clamp, abs
+(also at their kinks); the reductions with dim/keepdim (sum, mean, max, var with a
+correction); and broadcasting by PyTorch's rules (a column against a matrix, an outer
+product).
 
 Usage: python tools/elementwise_fixtures.py tests/fixtures/elementwise.safetensors
 Needs: pip install torch safetensors
@@ -30,6 +31,8 @@ ops = {
     "rsqrt": (pos, torch.rsqrt),
     "log1p": (pos, torch.log1p),
     "silu": (x, F.silu),
+    "gelu": (x, F.gelu),
+    "gelu_tanh": (x, lambda v: F.gelu(v, approximate="tanh")),
     "leaky_relu": (x, lambda v: F.leaky_relu(v, 0.1)),
     "clamp": (x, lambda v: v.clamp(-0.5, 0.7)),
     "abs": (x, torch.abs),

@@ -1,5 +1,6 @@
 //! More elementwise functions that new cells use, each with PyTorch's value and gradient at
-//! its kinks: pow (a constant exponent), rsqrt, log1p, silu, leaky_relu, clamp, abs.
+//! its kinks: pow (a constant exponent), rsqrt, log1p, silu, gelu (erf and tanh forms),
+//! leaky_relu, clamp, abs.
 
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
 
@@ -9,9 +10,28 @@ enum Map<T> {
     Rsqrt,
     Log1p,
     Silu,
+    /// x·Φ(x), Φ the standard normal CDF (through erf).
+    Gelu,
+    /// PyTorch's `approximate="tanh"`: ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
+    GeluTanh,
     LeakyRelu(T),
     Clamp(T, T),
     Abs,
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+const GELU_CUBIC: f64 = 0.044715;
+
+/// Φ(x) = ½(1 + erf(x/√2)), through the C library's erf (libm) in f64.
+fn normal_cdf<T: Element>(x: T) -> T {
+    let x = x.to_f64().expect("a float");
+    T::of(0.5 * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2)))
+}
+
+/// √(2/π)(x + 0.044715x³), the tanh form's argument.
+fn gelu_tanh_inner<T: Element>(x: T) -> T {
+    T::of(SQRT_2_OVER_PI) * (x + T::of(GELU_CUBIC) * x * x * x)
 }
 
 impl<T: Element> Map<T> {
@@ -21,6 +41,8 @@ impl<T: Element> Map<T> {
             Map::Rsqrt => x.sqrt().recip(),
             Map::Log1p => x.ln_1p(),
             Map::Silu => x / (T::one() + (-x).exp()),
+            Map::Gelu => x * normal_cdf(x),
+            Map::GeluTanh => T::of(0.5) * x * (T::one() + gelu_tanh_inner(x).tanh()),
             Map::LeakyRelu(slope) => {
                 if x > T::zero() {
                     x
@@ -49,6 +71,16 @@ impl<T: Element> Map<T> {
             Map::Silu => {
                 let s = one / (one + (-x).exp());
                 s * (one + x * (one - s))
+            }
+            // Φ(x) + x·φ(x).
+            Map::Gelu => {
+                let density = (-x * x * T::of(0.5)).exp() * T::of(FRAC_1_SQRT_2PI);
+                normal_cdf(x) + x * density
+            }
+            Map::GeluTanh => {
+                let t = gelu_tanh_inner(x).tanh();
+                let inner = T::of(SQRT_2_OVER_PI) * (one + T::of(3.0 * GELU_CUBIC) * x * x);
+                T::of(0.5) * (one + t) + T::of(0.5) * x * (one - t * t) * inner
             }
             Map::LeakyRelu(slope) => {
                 if x > zero {
@@ -86,6 +118,8 @@ impl<T: Element> Op<T> for Map<T> {
             Map::Rsqrt => "rsqrt",
             Map::Log1p => "log1p",
             Map::Silu => "silu",
+            Map::Gelu => "gelu",
+            Map::GeluTanh => "gelu_tanh",
             Map::LeakyRelu(_) => "leaky_relu",
             Map::Clamp(..) => "clamp",
             Map::Abs => "abs",
@@ -133,6 +167,14 @@ impl<'t, T: Element> Var<'t, T> {
     pub fn silu(self) -> Var<'t, T> {
         self.map_op(Map::Silu)
     }
+    /// GELU, x·Φ(x) with the normal CDF through erf (PyTorch's default `F.gelu`).
+    pub fn gelu(self) -> Var<'t, T> {
+        self.map_op(Map::Gelu)
+    }
+    /// GELU's tanh approximation (`F.gelu(x, approximate="tanh")`).
+    pub fn gelu_tanh(self) -> Var<'t, T> {
+        self.map_op(Map::GeluTanh)
+    }
     /// x for x > 0, slope·x otherwise.
     pub fn leaky_relu(self, slope: f64) -> Var<'t, T> {
         self.map_op(Map::LeakyRelu(T::of(slope)))
@@ -161,6 +203,8 @@ mod tests {
             check_grad(&[shape], |_, v| positive(v[0]).rsqrt());
             check_grad(&[shape], |_, v| (v[0] * 0.5).log1p());
             check_grad(&[shape], |_, v| (v[0] * 3.0).silu());
+            check_grad(&[shape], |_, v| (v[0] * 3.0).gelu());
+            check_grad(&[shape], |_, v| (v[0] * 3.0).gelu_tanh());
             // Away from the kinks, where finite differences are meaningless.
             check_grad(&[shape], |_, v| (v[0] * 1.0 + 0.05).leaky_relu(0.1));
             check_grad(&[shape], |_, v| (v[0] * 2.0).clamp(-0.5, 0.7));
