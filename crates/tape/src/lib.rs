@@ -34,7 +34,7 @@ pub use element::Element;
 pub use gradcheck::{
     assert_gradcheck, gradcheck, gradcheck_with, GradcheckOptions, GradcheckReport,
 };
-pub use op::{BackwardCtx, Op};
+pub use op::{BackwardCtx, MultiOp, Op};
 pub use ops::join::{concat, stack};
 pub use ops::loss::Reduction;
 pub use ops::scan::ScanOptions;

@@ -58,13 +58,64 @@ pub trait Op<T: Element>: 'static {
     }
 }
 
-/// What an op's backward sees: its inputs and output values, the output's gradient, and
+/// An operation with several outputs (a sequence layer's outputs and its final states):
+/// like [`Op`], but forward returns each output, and backward reads each one's gradient with
+/// [`BackwardCtx::grad_output_at`]. Record it with
+/// [`Tape::apply_multi`](crate::Tape::apply_multi), which returns one variable per output.
+///
+/// ```
+/// use recur_tape::{BackwardCtx, MultiOp, Tape, Tensor};
+///
+/// /// (x + y, x·y), elementwise.
+/// struct SumAndProduct;
+/// impl MultiOp<f64> for SumAndProduct {
+///     fn name(&self) -> &'static str { "sum_and_product" }
+///     fn forward(&mut self, inputs: &[&Tensor<f64>]) -> Vec<Tensor<f64>> {
+///         let (x, y) = (inputs[0].data(), inputs[1].data());
+///         let sum = x.iter().zip(y).map(|(a, b)| a + b).collect();
+///         let product = x.iter().zip(y).map(|(a, b)| a * b).collect();
+///         vec![Tensor::from_vec(sum, inputs[0].shape()), Tensor::from_vec(product, inputs[0].shape())]
+///     }
+///     fn backward(&self, ctx: &mut BackwardCtx<'_, f64>) {
+///         let (x, y) = (ctx.input(0).data().to_vec(), ctx.input(1).data().to_vec());
+///         let n = x.len();
+///         // An output the loss does not reach has no gradient.
+///         let gs = ctx.grad_output_at(0).map_or(vec![0.0; n], |g| g.data().to_vec());
+///         let gp = ctx.grad_output_at(1).map_or(vec![0.0; n], |g| g.data().to_vec());
+///         ctx.add_grad_input(0, (0..n).map(|i| gs[i] + gp[i] * y[i]).collect());
+///         ctx.add_grad_input(1, (0..n).map(|i| gs[i] + gp[i] * x[i]).collect());
+///     }
+/// }
+///
+/// let tape = Tape::new();
+/// let x = tape.var(Tensor::from_vec(vec![2.0], &[1]));
+/// let y = tape.var(Tensor::from_vec(vec![5.0], &[1]));
+/// let out = tape.apply_multi(SumAndProduct, &[x, y]);
+/// let grads = tape.backward((out[0] * 3.0 + out[1]).sum());
+/// assert_eq!(grads.wrt(x).data(), &[8.0]); // 3 + y
+/// ```
+pub trait MultiOp<T: Element>: 'static {
+    /// A short name used in error messages.
+    fn name(&self) -> &'static str;
+    /// Computes the outputs. Called once, when the op is recorded.
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Vec<Tensor<T>>;
+    /// The outputs when backward will never run for them (see [`Op::forward_no_grad`]).
+    fn forward_no_grad(&mut self, inputs: &[&Tensor<T>]) -> Vec<Tensor<T>> {
+        self.forward(inputs)
+    }
+    /// Adds ∂loss/∂input into the inputs' gradients, from the outputs' gradients
+    /// ([`BackwardCtx::grad_output_at`]; at least one output has one).
+    fn backward(&self, ctx: &mut BackwardCtx<'_, T>);
+}
+
+/// What an op's backward sees: its inputs and output values, the outputs' gradients, and
 /// accumulators for the inputs' gradients.
 pub struct BackwardCtx<'a, T: Element> {
     pub(crate) nodes: &'a [Node<T>],
     pub(crate) inputs: &'a [usize],
-    pub(crate) output: &'a Tensor<T>,
-    pub(crate) grad_output: &'a Tensor<T>,
+    /// The nodes holding the op's outputs (the op's own node for a one-output op).
+    pub(crate) outputs: &'a [Node<T>],
+    pub(crate) grad_outputs: &'a [Option<Tensor<T>>],
     pub(crate) grads: &'a mut [Option<Tensor<T>>],
     pub(crate) deferred: &'a mut Deferred<T>,
 }
@@ -76,14 +127,33 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
         &nodes[self.inputs[k]].value
     }
 
-    /// The op's output value.
+    /// The op's output value (the first, for an op with several).
     pub fn output(&self) -> &'a Tensor<T> {
-        self.output
+        self.output_at(0)
     }
 
-    /// ∂loss/∂output.
+    /// ∂loss/∂output of a one-output op (a [`MultiOp`] reads
+    /// [`grad_output_at`](Self::grad_output_at)).
     pub fn grad_output(&self) -> &'a Tensor<T> {
-        self.grad_output
+        self.grad_output_at(0)
+            .expect("grad_output: an op with several outputs reads grad_output_at")
+    }
+
+    /// How many outputs the op has.
+    pub fn num_outputs(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// The value of output `i`.
+    pub fn output_at(&self, i: usize) -> &'a Tensor<T> {
+        let outputs: &'a [Node<T>] = self.outputs;
+        &outputs[i].value
+    }
+
+    /// ∂loss/∂(output `i`), or `None` when the loss does not depend on that output.
+    pub fn grad_output_at(&self, i: usize) -> Option<&'a Tensor<T>> {
+        let grads: &'a [Option<Tensor<T>>] = self.grad_outputs;
+        grads[i].as_ref()
     }
 
     pub fn num_inputs(&self) -> usize {
@@ -127,14 +197,15 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
         if !node.requires_grad {
             return;
         }
+        let grad_output = self.grad_output();
         assert_eq!(
             node.value.shape(),
-            self.grad_output.shape(),
+            grad_output.shape(),
             "pass_grad_output: input {k} has shape {:?}, the output {:?}",
             node.value.shape(),
-            self.grad_output.shape()
+            grad_output.shape()
         );
-        add_to_slot(&mut self.grads[id], self.grad_output.clone());
+        add_to_slot(&mut self.grads[id], grad_output.clone());
     }
 
     /// Adds `values` (one per element of input `k`, in order) to input `k`'s gradient. When

@@ -2,10 +2,10 @@
 //! topological order, so backward is one reverse loop over the arena, with no recursion.
 
 use crate::deferred::{Deferred, Products};
-use crate::op::{BackwardCtx, Op};
+use crate::op::{BackwardCtx, MultiOp, Op};
 use crate::shape::{numel, Shape};
 use crate::{Element, Tensor};
-use smallvec::SmallVec;
+use smallvec::{smallvec, SmallVec};
 use std::cell::{Cell, Ref, RefCell};
 use std::fmt;
 
@@ -21,8 +21,28 @@ pub struct Tape<T: Element> {
 pub(crate) struct Node<T: Element> {
     pub(crate) value: Tensor<T>,
     pub(crate) inputs: SmallVec<[usize; 3]>,
-    pub(crate) op: Option<Box<dyn Op<T>>>,
+    pub(crate) op: Option<NodeOp<T>>,
     pub(crate) requires_grad: bool,
+}
+
+/// The gradients of an op's outputs, `None` for those the loss does not reach.
+type OutputGrads<T> = SmallVec<[Option<Tensor<T>>; 1]>;
+
+/// What made a recorded node.
+pub(crate) enum NodeOp<T: Element> {
+    /// An op with one output: this node's value.
+    One(Box<dyn Op<T>>),
+    /// An op with several outputs, which are the `usize` nodes right after this one (this
+    /// node's own value is empty).
+    Many(Box<dyn MultiOp<T>>, usize),
+    /// One of the outputs of the `Many` node before it: its gradient waits for that op.
+    Output,
+}
+
+impl<T: Element> NodeOp<T> {
+    fn is_view(&self) -> bool {
+        matches!(self, NodeOp::One(op) if op.is_view())
+    }
 }
 
 /// A handle to a value on a tape: small, `Copy`, and unable to outlive its tape.
@@ -82,43 +102,80 @@ impl<T: Element> Tape<T> {
     /// gradient: the op then runs [`Op::forward_no_grad`] and the result is a plain
     /// constant.
     pub fn apply<O: Op<T>>(&self, mut op: O, inputs: &[Var<'_, T>]) -> Var<'_, T> {
-        let (value, requires_grad) = {
-            let nodes = self.nodes.borrow();
-            let values: SmallVec<[&Tensor<T>; 4]> = inputs
-                .iter()
-                .map(|v| {
-                    assert!(
-                        std::ptr::eq(v.tape, self),
-                        "{}: an input belongs to a different tape",
-                        op.name()
-                    );
-                    &nodes[v.id].value
-                })
-                .collect();
-            let requires = self.recording.get() && inputs.iter().any(|v| nodes[v.id].requires_grad);
-            let value = if requires {
-                op.forward(&values)
+        let (value, requires_grad) = self.run(op.name(), inputs, |values, requires| {
+            if requires {
+                op.forward(values)
             } else {
-                op.forward_no_grad(&values)
-            };
-            (value, requires)
-        };
+                op.forward_no_grad(values)
+            }
+        });
         if requires_grad {
             let inputs = inputs.iter().map(|v| v.id).collect();
             self.push(Node {
                 value,
                 inputs,
-                op: Some(Box::new(op)),
+                op: Some(NodeOp::One(Box::new(op))),
                 requires_grad,
             })
         } else {
-            self.push(Node {
-                value,
-                inputs: SmallVec::new(),
-                op: None,
-                requires_grad,
-            })
+            self.constant(value)
         }
+    }
+
+    /// [`apply`](Self::apply) for an op with several outputs: runs it and records it,
+    /// returning one variable per output, in order.
+    pub fn apply_multi<O: MultiOp<T>>(&self, mut op: O, inputs: &[Var<'_, T>]) -> Vec<Var<'_, T>> {
+        let (values, requires_grad) = self.run(op.name(), inputs, |values, requires| {
+            if requires {
+                op.forward(values)
+            } else {
+                op.forward_no_grad(values)
+            }
+        });
+        if !requires_grad {
+            return values.into_iter().map(|v| self.constant(v)).collect();
+        }
+        let at = self.push(Node {
+            value: Tensor::zeros(&[0]),
+            inputs: inputs.iter().map(|v| v.id).collect(),
+            op: Some(NodeOp::Many(Box::new(op), values.len())),
+            requires_grad,
+        });
+        values
+            .into_iter()
+            .map(|value| {
+                self.push(Node {
+                    value,
+                    inputs: SmallVec::from_slice(&[at.id]),
+                    op: Some(NodeOp::Output),
+                    requires_grad,
+                })
+            })
+            .collect()
+    }
+
+    /// Runs `forward(input values, whether a gradient is wanted)` for the op `name`, and
+    /// says whether its result needs recording (recording is on and an input needs a
+    /// gradient).
+    fn run<R>(
+        &self,
+        name: &str,
+        inputs: &[Var<'_, T>],
+        forward: impl FnOnce(&[&Tensor<T>], bool) -> R,
+    ) -> (R, bool) {
+        let nodes = self.nodes.borrow();
+        let values: SmallVec<[&Tensor<T>; 4]> = inputs
+            .iter()
+            .map(|v| {
+                assert!(
+                    std::ptr::eq(v.tape, self),
+                    "{name}: an input belongs to a different tape"
+                );
+                &nodes[v.id].value
+            })
+            .collect();
+        let requires = self.recording.get() && inputs.iter().any(|v| nodes[v.id].requires_grad);
+        (forward(&values, requires), requires)
     }
 
     /// Runs `f` with recording off: ops compute values but keep no graph.
@@ -218,10 +275,28 @@ impl<T: Element> Tape<T> {
             let node = &nodes[i];
             let Some(op) = &node.op else { continue };
             deferred.flush(i, &mut grads);
-            let Some(grad_output) = grads[i].take() else {
-                continue;
+            let (op_outputs, grad_outputs): (&[Node<T>], OutputGrads<T>) = match op {
+                // Its gradient waits in its slot for the op before it.
+                NodeOp::Output => continue,
+                NodeOp::One(_) => (std::slice::from_ref(node), smallvec![grads[i].take()]),
+                &NodeOp::Many(_, outputs) => {
+                    let own = i + 1..i + 1 + outputs;
+                    let taken = own
+                        .clone()
+                        .map(|j| grads.get_mut(j).and_then(Option::take))
+                        .collect();
+                    (&nodes[own], taken)
+                }
             };
+            if grad_outputs.iter().all(Option::is_none) {
+                continue;
+            }
             if op.is_view() {
+                let grad_output = grad_outputs
+                    .into_iter()
+                    .next()
+                    .flatten()
+                    .expect("one output");
                 let input = &nodes[node.inputs[0]];
                 if input.requires_grad {
                     add_leading(&mut grads[node.inputs[0]], grad_output, &input.value);
@@ -231,12 +306,16 @@ impl<T: Element> Tape<T> {
             let mut ctx = BackwardCtx {
                 nodes: &nodes,
                 inputs: &node.inputs,
-                output: &node.value,
-                grad_output: &grad_output,
+                outputs: op_outputs,
+                grad_outputs: &grad_outputs,
                 grads: &mut grads[..i],
                 deferred: &mut deferred,
             };
-            op.backward(&mut ctx);
+            match op {
+                NodeOp::One(op) => op.backward(&mut ctx),
+                NodeOp::Many(op, _) => op.backward(&mut ctx),
+                NodeOp::Output => unreachable!("skipped above"),
+            }
         }
         let products = deferred.finish(&mut grads);
         Gradients { grads, products }
@@ -265,7 +344,7 @@ pub(crate) fn accumulator<'g, T: Element>(
 /// would be reallocated and copied (an RNN's output sequence sliced off its final states).
 pub(crate) fn view_room<T: Element>(nodes: &[Node<T>], mut id: usize) -> usize {
     let mut room = nodes[id].value.numel();
-    while nodes[id].op.as_ref().is_some_and(|op| op.is_view()) {
+    while nodes[id].op.as_ref().is_some_and(NodeOp::is_view) {
         id = nodes[id].inputs[0];
         room = room.max(nodes[id].value.numel());
     }
@@ -388,146 +467,5 @@ impl<T: Element> Gradients<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use crate::{Tape, Tensor};
-
-    #[test]
-    fn backward_of_a_100_000_step_recurrence_does_not_recurse() {
-        // h_t = tanh(w · h_{t-1} + x), T = 100 000: a chain of 300 000 recorded ops.
-        const STEPS: usize = 100_000;
-        let tape = Tape::<f64>::with_capacity(3 * STEPS + 4);
-        let w = tape.var(Tensor::scalar(0.9));
-        let x = tape.constant(Tensor::scalar(0.1));
-        let mut h = tape.constant(Tensor::scalar(0.0));
-        for _ in 0..STEPS {
-            h = (w * h + x).tanh();
-        }
-        let grads = tape.backward(h);
-        // At the fixed point h* = tanh(0.9 h* + 0.1) the derivative is h*(1-h*²)/(1-0.9(1-h*²)).
-        let hs = h.item();
-        let d = 1.0 - hs * hs;
-        approx::assert_relative_eq!(
-            grads.wrt(w).item(),
-            hs * d / (1.0 - 0.9 * d),
-            max_relative = 1e-9
-        );
-    }
-
-    /// A view's gradient is extended to its input's size (and on up a chain of views), so
-    /// its accumulator is made with that much room; anything else gets its own size.
-    #[test]
-    fn gradients_of_views_have_room_for_what_they_view() {
-        let tape = Tape::<f64>::new();
-        let x = tape.var(Tensor::zeros(&[10, 2]));
-        let head = x.slice(0, 0..6);
-        let rows = head.reshape(&[3, 4]);
-        let inner = x.slice(0, 2..6);
-        let activated = rows.tanh();
-        let nodes = tape.nodes.borrow();
-        assert_eq!(super::view_room(&nodes, rows.id()), 20);
-        assert_eq!(super::view_room(&nodes, head.id()), 20);
-        assert_eq!(super::view_room(&nodes, activated.id()), 12);
-        // Not a leading slice: its gradient is added at its place, not extended.
-        assert_eq!(super::view_room(&nodes, inner.id()), 8);
-        drop(nodes);
-        let grads = tape.backward(activated.sum() + inner.sum());
-        let dx = grads.wrt(x).data().to_vec();
-        let want: Vec<f64> = (0..20)
-            .map(|i| f64::from(u8::from(i < 12)) + f64::from(u8::from((4..12).contains(&i))))
-            .collect();
-        assert_eq!(dx, want);
-    }
-
-    #[test]
-    fn detach_stops_gradients() {
-        let tape = Tape::<f64>::new();
-        let x = tape.var(Tensor::scalar(3.0));
-        let y = x * x;
-        let z = y.detach() * x + y;
-        // dz/dx = y (through the second factor) + 2x (through y) = 9 + 6.
-        assert_eq!(tape.backward(z).wrt(x).item(), 15.0);
-        assert!(!y.detach().requires_grad());
-    }
-
-    #[test]
-    fn no_grad_records_no_graph() {
-        let tape = Tape::<f32>::new();
-        let w = tape.var(Tensor::ones(&[2, 2]));
-        let y = tape.no_grad(|| {
-            assert!(!tape.is_recording());
-            (w.matmul(w) + 1.0).tanh()
-        });
-        assert!(tape.is_recording());
-        assert!(!y.requires_grad());
-        let recorded = tape
-            .nodes
-            .borrow()
-            .iter()
-            .filter(|n| n.op.is_some())
-            .count();
-        assert_eq!(recorded, 0);
-    }
-
-    #[test]
-    fn constants_get_no_gradient_and_unused_vars_get_zeros() {
-        let tape = Tape::<f64>::new();
-        let a = tape.var(Tensor::scalar(2.0));
-        let c = tape.constant(Tensor::scalar(5.0));
-        let unused = tape.var(Tensor::zeros(&[3]));
-        let grads = tape.backward(a * c);
-        assert_eq!(grads.get(a).unwrap().item(), 5.0);
-        assert!(grads.get(c).is_none());
-        assert_eq!(grads.wrt(unused).data(), &[0.0; 3]);
-    }
-
-    #[test]
-    fn f32_and_f64_agree() {
-        fn run<T: crate::Element>() -> Vec<f64> {
-            let tape = Tape::<T>::new();
-            let x = tape.var(Tensor::from_f64s(
-                &[0.5, -1.0, 2.0, 0.25, 1.5, -0.75],
-                &[2, 3],
-            ));
-            let w = tape.var(Tensor::from_f64s(
-                &[0.1, 0.2, -0.3, 0.4, 0.5, -0.6],
-                &[3, 2],
-            ));
-            let loss = x.matmul(w).tanh().log_softmax().cross_entropy(
-                &[1, 0],
-                None,
-                crate::Reduction::Mean,
-            );
-            let g = tape.backward(loss).wrt(w);
-            g.data().iter().map(|v| v.to_f64().unwrap()).collect()
-        }
-        for (a, b) in run::<f32>().iter().zip(run::<f64>()) {
-            approx::assert_relative_eq!(*a, b, max_relative = 1e-5);
-        }
-    }
-
-    #[test]
-    fn clear_keeps_capacity() {
-        let mut tape = Tape::<f32>::with_capacity(16);
-        for _ in 0..10 {
-            tape.var(Tensor::scalar(1.0));
-        }
-        tape.clear();
-        assert!(tape.is_empty());
-        assert!(tape.nodes.borrow().capacity() >= 16);
-    }
-
-    #[test]
-    #[should_panic(expected = "backward: the loss must be a single value, got shape [2]")]
-    fn backward_of_a_vector_panics() {
-        let tape = Tape::<f32>::new();
-        let x = tape.var(Tensor::zeros(&[2]));
-        tape.backward(x * 2.0);
-    }
-
-    #[test]
-    #[should_panic(expected = "add: an input belongs to a different tape")]
-    fn mixing_tapes_panics() {
-        let (t1, t2) = (Tape::<f32>::new(), Tape::<f32>::new());
-        let _ = t1.var(Tensor::scalar(1.0)) + t2.var(Tensor::scalar(1.0));
-    }
-}
+#[path = "tape_tests.rs"]
+mod tests;

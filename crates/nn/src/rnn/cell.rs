@@ -70,9 +70,11 @@ pub trait Cell<T: Element> {
         self.state_sizes()[0]
     }
 
-    /// The description of this cell's fused sequence kernel, if it has one: the built-in
-    /// cells do (except an LSTM with a projection), so layers of them run fused. A new
-    /// cell keeps the default and runs step by step on the tape.
+    /// For the built-in cells only: the description of their hand-written sequence kernel
+    /// (an LSTM with a projection has none), which layers of them run. A cell of one's own
+    /// keeps the default, `None`, and gets its speed from
+    /// [`project_input`](Self::project_input): within a few percent of these kernels
+    /// (docs/benchmarks.md, "User cells").
     fn fused(&self) -> Option<FusedSpec> {
         None
     }

@@ -15,7 +15,7 @@ use super::noise::StateNoise;
 use super::steps::{masked, run_steps, StepRows};
 use crate::params::{ParamId, ParamStore};
 use crate::session::{Mode, Session};
-use recur_tape::{BackwardCtx, Element, Op, Tape, Tensor, Var};
+use recur_tape::{BackwardCtx, Element, MultiOp, Tape, Tensor, Var};
 use smallvec::SmallVec;
 
 /// Runs `cell` over every step of `x` `[T, B, input]` from `state` as one checkpointed op.
@@ -68,25 +68,13 @@ where
     let mut all: Vec<Var<'t, T>> = vec![x];
     all.extend(state.iter().copied());
     all.extend(params.iter().map(|&id| s.param(id)));
-    let y = s.tape().apply(op, &all);
-    let out_len = batch * widths[0];
-    let outs = y
-        .slice(0, 0..steps * out_len)
-        .reshape(&[steps, batch, widths[0]]);
-    let mut offset = steps * out_len;
-    let final_state = widths
-        .iter()
-        .map(|&w| {
-            offset += batch * w;
-            y.slice(0, offset - batch * w..offset).reshape(&[batch, w])
-        })
-        .collect();
-    (outs, final_state)
+    let y = s.tape().apply_multi(op, &all);
+    (y[0], State::from(&y[1..]))
 }
 
 /// Inputs: the whole input sequence `[T, B, input]`, the initial state parts, then the
-/// parameters the cell uses. Output: every step's output in time
-/// order, then the final state parts, flattened.
+/// parameters the cell uses. Outputs: every step's output `[T, B, H]`, then the final state
+/// parts `[B, width]`.
 struct Checkpointed<C, T: Element> {
     cell: C,
     params: Vec<ParamId>,
@@ -186,21 +174,17 @@ fn write_back<T: Element>(
     }
 }
 
-impl<C: Cell<T> + Clone + 'static, T: Element> Op<T> for Checkpointed<C, T> {
+impl<C: Cell<T> + Clone + 'static, T: Element> MultiOp<T> for Checkpointed<C, T> {
     fn name(&self) -> &'static str {
         "checkpointed_rnn"
     }
 
-    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Vec<Tensor<T>> {
         let xs = inputs[0];
         let (init, params) = inputs[1..].split_at(self.widths.len());
         let store = self.store(params);
         let out_len = self.out_len();
-        let mut out = vec![
-            T::zero();
-            self.steps * out_len
-                + self.widths.iter().map(|w| w * self.batch).sum::<usize>()
-        ];
+        let mut out = vec![T::zero(); self.steps * out_len];
         let mut state: Vec<Tensor<T>> = init.iter().map(|t| (*t).clone()).collect();
         self.boundaries.clear();
         for seg in self.order().chunks(self.segment) {
@@ -217,17 +201,16 @@ impl<C: Cell<T> + Clone + 'static, T: Element> Op<T> for Checkpointed<C, T> {
                 state = fin.iter().map(|v| v.to_tensor()).collect();
             });
         }
-        let mut offset = self.steps * out_len;
-        for part in &state {
-            out[offset..offset + part.numel()].copy_from_slice(part.data());
-            offset += part.numel();
-        }
-        let len = out.len();
-        Tensor::from_vec(out, &[len])
+        let mut outputs = vec![Tensor::from_vec(
+            out,
+            &[self.steps, self.batch, self.widths[0]],
+        )];
+        outputs.extend(state);
+        outputs
     }
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
-        let (steps, parts) = (self.steps, self.widths.len());
+        let parts = self.widths.len();
         let (init_at, params_at) = (1, 1 + parts);
         let xs = ctx.input(0);
         let x_block = self.batch * self.input_width;
@@ -235,24 +218,20 @@ impl<C: Cell<T> + Clone + 'static, T: Element> Op<T> for Checkpointed<C, T> {
             .map(|k| ctx.input(params_at + k))
             .collect();
         let store = self.store(&param_values);
-        let g = ctx.grad_output().data();
+        // Zeros for an output the loss does not reach.
         let out_len = self.out_len();
-        let g_out = |t: usize| {
-            Tensor::from_vec(
+        let g = ctx.grad_output_at(0).map(Tensor::data);
+        let g_out = |t: usize| match g {
+            Some(g) => Tensor::from_vec(
                 g[t * out_len..(t + 1) * out_len].to_vec(),
                 &[self.batch, self.widths[0]],
-            )
+            ),
+            None => Tensor::zeros(&[self.batch, self.widths[0]]),
         };
-        let mut offset = steps * out_len;
-        let g_final: Vec<Tensor<T>> = self
-            .widths
-            .iter()
-            .map(|&w| {
-                offset += self.batch * w;
-                Tensor::from_vec(
-                    g[offset - self.batch * w..offset].to_vec(),
-                    &[self.batch, w],
-                )
+        let g_final: Vec<Tensor<T>> = (0..parts)
+            .map(|p| match ctx.grad_output_at(1 + p) {
+                Some(g) => g.clone(),
+                None => Tensor::zeros(&[self.batch, self.widths[p]]),
             })
             .collect();
         let lengths = self.lengths.as_deref();

@@ -424,19 +424,18 @@ impl<'a, T: Element> ForwardRun<'a, T> {
     }
 }
 
-/// One direction over the whole sequence `x` `[T·B, input]`; the outputs have room for
-/// `spare` more values. `keep`: whether to save what backward reads.
+/// One direction over the whole sequence `x` `[T·B, input]`. `keep`: whether to save what
+/// backward reads.
 pub(super) fn forward<T: Element>(
     dims: &Dims,
     reverse: bool,
     x: &[T],
     weights: Weights<'_, T>,
-    spare: usize,
     keep: bool,
 ) -> Forward<T> {
     let (batch, hidden, input) = (dims.batch, dims.hidden, dims.input);
     let len = dims.steps * batch * hidden;
-    let mut outputs = Vec::with_capacity(len + spare);
+    let mut outputs = Vec::with_capacity(len);
     let slots = outputs.spare_capacity_mut();
     let mut run = ForwardRun::new(dims, reverse, weights, keep);
     for chunk in dims.chunks(reverse) {

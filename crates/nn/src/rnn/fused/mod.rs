@@ -22,7 +22,7 @@ use crate::params::ParamId;
 use crate::session::Session;
 use direction::{chunk_steps, Dims, Grads, Outputs, Weights};
 use pointwise::state_parts;
-use recur_tape::{BackwardCtx, Element, Op, Tensor, Var};
+use recur_tape::{BackwardCtx, Element, MultiOp, Tensor, Var};
 use wavefront::StackForward;
 
 /// What a built-in cell tells a layer so it can run the fused kernel: its kind, sizes and
@@ -98,26 +98,10 @@ pub(crate) fn fused_layers<'t, T: Element>(
         keep: true,
         kept: Kept::None,
     };
-    // The outputs as [T, B, D·H], then the final states as a few more steps.
-    let y = s.tape().apply(op, &inputs);
-    let outputs = y.slice(0, 0..steps);
-    let block = batch * hidden;
-    let finals_flat = y
-        .slice(0, steps..y.shape()[0])
-        .reshape(&[units * parts * block]);
-    let finals = (0..units)
-        .map(|u| {
-            (0..parts)
-                .map(|p| {
-                    let start = (u * parts + p) * block;
-                    finals_flat
-                        .slice(0, start..start + block)
-                        .reshape(&[batch, hidden])
-                })
-                .collect()
-        })
-        .collect();
-    (outputs, finals)
+    // The outputs [T, B, D·H], then each unit's final state parts [B, H].
+    let y = s.tape().apply_multi(op, &inputs);
+    let finals = y[1..].chunks(parts).map(State::from).collect();
+    (y[0], finals)
 }
 
 /// What forward kept for backward.
@@ -128,8 +112,8 @@ enum Kept<T> {
 }
 
 /// Inputs: `x`, then per unit its initial state parts, `weight_ih`, `weight_hh` and, if the
-/// cells have biases, `bias_ih`, `bias_hh`. Output (see `output_shape`): the outputs
-/// `[T, B, D·H]`, then each unit's final state parts.
+/// cells have biases, `bias_ih`, `bias_hh`. Outputs: the outputs `[T, B, D·H]`, then each
+/// unit's final state parts `[B, H]`.
 struct FusedRnn<T> {
     units: Vec<Dims>,
     arrangement: Arrangement,
@@ -174,24 +158,19 @@ impl<T: Element> FusedRnn<T> {
         dims.steps * dims.batch * self.output_width()
     }
 
-    fn finals_len(&self) -> usize {
-        let dims = &self.units[0];
-        dims.parts() * dims.batch * dims.hidden
-    }
-
-    /// `[T + extra, B, width]`: the outputs, then the final states laid out as `extra` more
-    /// steps (their values in `[B, H]` blocks per unit and part), so that the outputs come
-    /// off as a slice of whole steps.
-    fn output_shape(&self) -> [usize; 3] {
-        let dims = &self.units[0];
-        let width = self.output_width();
-        let extra = self.all_finals_len() / (dims.batch * width).max(1);
-        [dims.steps + extra, dims.batch, width]
-    }
-
-    /// The final states of all units, which follow the outputs.
-    fn all_finals_len(&self) -> usize {
-        self.units.len() * self.finals_len()
+    /// Unit u's part of the outputs' gradients: ∂/∂(its final state) `[parts, B, H]`
+    /// (zeros for parts the loss does not reach).
+    fn g_final(&self, ctx: &BackwardCtx<'_, T>, u: usize) -> Vec<T> {
+        let (dims, parts) = (&self.units[0], self.units[0].parts());
+        let block = dims.batch * dims.hidden;
+        let mut g = Vec::with_capacity(parts * block);
+        for p in 0..parts {
+            match ctx.grad_output_at(1 + u * parts + p) {
+                Some(part) => g.extend_from_slice(part.data()),
+                None => g.resize(g.len() + block, T::zero()),
+            }
+        }
+        g
     }
 
     /// Directions: each direction forward over `x` (on its own thread if allowed); the
@@ -200,14 +179,8 @@ impl<T: Element> FusedRnn<T> {
         let x = inputs[0].data();
         let this = &*self;
         let results = map_shards(self.units.len(), threads(), |d| {
-            // A lone direction's outputs become the op's: room for the final states.
-            let spare = if this.units.len() == 1 {
-                this.all_finals_len()
-            } else {
-                0
-            };
             let weights = this.weights(inputs, d);
-            direction::forward(&this.units[d], d == 1, x, weights, spare, this.keep)
+            direction::forward(&this.units[d], d == 1, x, weights, this.keep)
         });
         let (hidden, dirs) = (self.units[0].hidden, self.units.len());
         let mut out = Vec::new();
@@ -234,12 +207,12 @@ impl<T: Element> FusedRnn<T> {
         saved: &[direction::Saved<T>],
         inputs: &[&Tensor<T>],
         y: &[T],
-        g: &[T],
+        g_out: &[T],
+        g_finals: &[Vec<T>],
         needs_x: bool,
     ) -> Vec<Grads<T>> {
         let (hidden, dirs) = (self.units[0].hidden, self.units.len());
         let x = inputs[0].data();
-        let g_out = &g[..self.outputs_len()];
         map_shards(dirs, threads(), |d| {
             // This direction's share of the output gradient (all of it when alone).
             let own: Vec<T> = if dirs == 1 {
@@ -265,25 +238,20 @@ impl<T: Element> FusedRnn<T> {
                 x,
                 self.weights(inputs, d),
                 if dirs == 1 { g_out } else { &own },
-                self.g_final(g, d),
+                &g_finals[d],
                 needs_x,
             )
         })
     }
-
-    /// ∂/∂(unit u's final state) within the output gradient `g`.
-    fn g_final<'g>(&self, g: &'g [T], u: usize) -> &'g [T] {
-        &g[self.outputs_len() + u * self.finals_len()..][..self.finals_len()]
-    }
 }
 
-impl<T: Element> Op<T> for FusedRnn<T> {
+impl<T: Element> MultiOp<T> for FusedRnn<T> {
     fn name(&self) -> &'static str {
         "fused_rnn"
     }
 
-    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
-        let (mut out, finals) = match self.arrangement {
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Vec<Tensor<T>> {
+        let (out, finals) = match self.arrangement {
             Arrangement::Directions => self.forward_directions(inputs),
             Arrangement::Stack => {
                 let weights = (0..self.units.len())
@@ -293,7 +261,6 @@ impl<T: Element> Op<T> for FusedRnn<T> {
                     &self.units,
                     inputs[0].data(),
                     weights,
-                    self.all_finals_len(),
                     threads(),
                     self.keep,
                 );
@@ -303,37 +270,56 @@ impl<T: Element> Op<T> for FusedRnn<T> {
                 (out, finals)
             }
         };
-        for f in &finals {
-            out.extend_from_slice(f);
+        let dims = &self.units[0];
+        let (steps, batch, hidden) = (dims.steps, dims.batch, dims.hidden);
+        let mut outputs = vec![Tensor::from_vec(out, &[steps, batch, self.output_width()])];
+        for unit in finals {
+            let block = batch * hidden;
+            outputs.extend((0..dims.parts()).map(|p| {
+                Tensor::from_vec(unit[p * block..(p + 1) * block].to_vec(), &[batch, hidden])
+            }));
         }
-        Tensor::from_vec(out, &self.output_shape())
+        outputs
     }
 
-    fn forward_no_grad(&mut self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+    fn forward_no_grad(&mut self, inputs: &[&Tensor<T>]) -> Vec<Tensor<T>> {
         self.keep = false;
         self.forward(inputs)
     }
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
-        let (y, g) = (ctx.output().data(), ctx.grad_output().data());
+        let y = ctx.output_at(0).data();
+        // The outputs' gradient (zeros when only final states reach the loss).
+        let zeros: Vec<T>;
+        let g_out = match ctx.grad_output_at(0) {
+            Some(g) => g.data(),
+            None => {
+                zeros = vec![T::zero(); self.outputs_len()];
+                &zeros
+            }
+        };
+        let g_finals: Vec<Vec<T>> = (0..self.units.len())
+            .map(|u| self.g_final(ctx, u))
+            .collect();
         let inputs: Vec<&Tensor<T>> = (0..ctx.num_inputs()).map(|k| ctx.input(k)).collect();
         let needs_x = ctx.needs_grad(0);
         let results = match &self.kept {
             Kept::None => unreachable!("backward runs after forward"),
-            Kept::Directions(saved) => self.backward_directions(saved, &inputs, y, g, needs_x),
+            Kept::Directions(saved) => {
+                self.backward_directions(saved, &inputs, y, g_out, &g_finals, needs_x)
+            }
             Kept::Stack(forward) => {
                 let weights = (0..self.units.len())
                     .map(|l| self.weights(&inputs, l))
                     .collect();
-                let g_finals: Vec<&[T]> =
-                    (0..self.units.len()).map(|l| self.g_final(g, l)).collect();
+                let g_finals: Vec<&[T]> = g_finals.iter().map(Vec::as_slice).collect();
                 wavefront::backward(
                     &self.units,
                     forward,
                     y,
                     inputs[0].data(),
                     weights,
-                    &g[..self.outputs_len()],
+                    g_out,
                     &g_finals,
                     needs_x,
                     threads(),

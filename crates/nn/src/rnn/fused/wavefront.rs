@@ -25,14 +25,12 @@ pub(super) struct StackForward<T> {
 /// the last layer the stack's outputs, which it writes in place.
 type ForwardStage<'a, T> = (ForwardRun<'a, T>, Vec<Vec<T>>, Vec<T>);
 
-/// Runs the stack `layers` (`weights[l]` for layer l) forwards over `x` `[T·B, input]`; the
-/// outputs have room for `spare` more values. `keep`: whether to save what backward reads
-/// (the layers' activations and inputs).
+/// Runs the stack `layers` (`weights[l]` for layer l) forwards over `x` `[T·B, input]`.
+/// `keep`: whether to save what backward reads (the layers' activations and inputs).
 pub(super) fn forward<T: Element>(
     layers: &[Dims],
     x: &[T],
     weights: Vec<Weights<'_, T>>,
-    spare: usize,
     threads: usize,
     keep: bool,
 ) -> StackForward<T> {
@@ -46,7 +44,7 @@ pub(super) fn forward<T: Element>(
             let mut outputs = Vec::new();
             if l == top {
                 // Written chunk by chunk below, its length set once all have run.
-                outputs.reserve_exact(dims.steps * dims.batch * dims.hidden + spare);
+                outputs.reserve_exact(dims.steps * dims.batch * dims.hidden);
             }
             (ForwardRun::new(dims, false, w, keep), Vec::new(), outputs)
         })
