@@ -1,7 +1,7 @@
 //! The scalar types a tensor can hold (f32 and f64), with the kernels each one dispatches to.
 
 use crate::kernels::activation as act;
-use crate::kernels::packed::{self, PanelKernel};
+use crate::kernels::panel::{self, PanelKernel};
 use num_traits::{Float, FromPrimitive, NumAssign};
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
@@ -118,7 +118,7 @@ element!(
     f32,
     "F32",
     matrixmultiply::sgemm,
-    packed::kernel_f32,
+    panel::kernel_f32,
     [
         act::exp_slice_f32,
         act::tanh_slice_f32,
@@ -130,7 +130,7 @@ element!(
     f64,
     "F64",
     matrixmultiply::dgemm,
-    packed::kernel_f64,
+    panel::kernel_f64,
     [
         act::exp_slice_f64,
         act::tanh_slice_f64,

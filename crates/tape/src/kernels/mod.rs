@@ -7,6 +7,7 @@ pub mod activation;
 pub mod gemm;
 pub mod gemv;
 pub mod packed;
+pub(crate) mod panel;
 pub mod scan;
 pub mod simd;
 
