@@ -5,11 +5,14 @@
 //!     cargo run --release --example char_lm
 //!     cargo run --release --example char_lm -- --generate --checkpoint runs/char_lm/char_lm.safetensors --prefix "ROMEO:"
 
+#[path = "common/bundled.rs"]
+mod bundled;
 #[path = "common/lm.rs"]
 mod lm;
 #[path = "common/plot.rs"]
 mod plot;
 
+use bundled::bundled;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use lm::{evaluate, say, LmConfig, RnnLm};
@@ -239,9 +242,10 @@ fn generate_only(args: &Args) -> Result<(), String> {
 fn train(args: &Args) -> Result<(), String> {
     let started = Instant::now();
     let threads = use_threads(args.threads);
-    let path = args.data.clone().unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tinyshakespeare/input.txt")
-    });
+    let path = match &args.data {
+        Some(path) => path.clone(),
+        None => bundled("tinyshakespeare/input.txt")?,
+    };
     let text = read_text(&path).map_err(|e| e.to_string())?;
     let vocab = Vocab::of_chars(&text);
     let ids = vocab.encode_chars(&text);

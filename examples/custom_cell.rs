@@ -5,6 +5,10 @@
 //!
 //!     cargo run --release --example custom_cell
 
+#[path = "common/bundled.rs"]
+mod bundled;
+
+use bundled::bundled;
 use clap::Parser;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -18,7 +22,7 @@ use recur::nn::{
 };
 use recur::tape::{concat, Element, Tape, Tensor, Var};
 use smallvec::{smallvec, SmallVec};
-use std::path::Path;
+use std::path::PathBuf;
 
 /// Reuses the large buffers every training step frees (see `recur::memory`).
 #[global_allocator]
@@ -143,6 +147,9 @@ struct Args {
     seed: u64,
     #[arg(long)]
     threads: Option<usize>,
+    /// Text to train on (default: the bundled tinyshakespeare).
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 fn main() {
@@ -182,8 +189,11 @@ fn main() {
 
     // 3. Train it as a character language model (forward direction: a bidirectional LM would
     //    read the characters it has to predict).
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tinyshakespeare/input.txt");
-    let text = read_text(&path).unwrap_or_else(|e| panic!("{e}"));
+    let path = match args.data.clone() {
+        Some(path) => path,
+        None => bundled("tinyshakespeare/input.txt").unwrap_or_else(|e| exit_with(&e)),
+    };
+    let text = read_text(&path).unwrap_or_else(|e| exit_with(&e.to_string()));
     let vocab = Vocab::of_chars(&text);
     let ids = vocab.encode_chars(&text);
     let (train, valid) = ids.split_at(ids.len() * 9 / 10);
@@ -249,4 +259,10 @@ fn main() {
             nll.exp()
         );
     }
+}
+
+/// Prints `message` and exits with status 1.
+fn exit_with(message: &str) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1)
 }

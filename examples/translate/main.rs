@@ -7,10 +7,13 @@
 //!
 //! Data: Sentence pairs from Tatoeba (tatoeba.org), via www.manythings.org/anki, CC BY 2.0 FR.
 
+#[path = "../common/bundled.rs"]
+mod bundled;
 mod data;
 #[path = "../common/plot.rs"]
 mod plot;
 
+use bundled::bundled;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -102,6 +105,10 @@ struct Args {
     /// Train on a Multi30k directory (train/val/test_2016_flickr files) instead of eng-fra.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The eng-fra pairs file (gzip, tab-separated; default: the bundled
+    /// data/eng-fra/eng-fra.txt.gz).
+    #[arg(long)]
+    data: Option<PathBuf>,
     #[arg(long, default_value = "de")]
     src: String,
     #[arg(long, default_value = "en")]
@@ -282,7 +289,10 @@ fn train(args: &Args) -> Result<(), String> {
     let (corpus, normalization) = match &args.data_dir {
         Some(dir) => (data::multi30k(dir, &args.src, &args.tgt)?, "plain"),
         None => {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/eng-fra/eng-fra.txt.gz");
+            let path = match &args.data {
+                Some(path) => path.clone(),
+                None => bundled("eng-fra/eng-fra.txt.gz")?,
+            };
             (data::split(data::eng_fra(&path, args.full)?), "tutorial")
         }
     };
