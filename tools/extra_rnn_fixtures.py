@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""More sequence-layer fixtures in the exact format of ../shared/tools/torch_fixtures.py
-(it is imported and its `make` is called), for option combinations the shared set lacks.
+"""More sequence-layer fixtures in the exact format of tools/torch_fixtures.py (it is
+imported and its `make` is called), for option combinations its own set lacks.
 
-Usage: python tools/extra_rnn_fixtures.py ../shared/tools tests/fixtures/rnn
+Usage: python tools/extra_rnn_fixtures.py tests/fixtures/rnn
 """
 import json, os, sys
 
-sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_fixtures as tf
 from safetensors.torch import save_file
 
@@ -18,7 +18,7 @@ EXTRA = {
     "gru_bidir_bf_varlen_2layer": ("GRU", 3, 4, 2, True, True, True, None, 5, 4, [5, 1, 3, 2], 0),
     "lstm_nobias_3layer_bidir": ("LSTM", 2, 3, 3, True, False, False, None, 3, 2, None, 0),
 }
-out = sys.argv[2]
+out = sys.argv[1]
 for i, (name, spec) in enumerate(EXTRA.items()):
     tensors, cfg = tf.make(name, spec, 100 + i)
     save_file(tensors, os.path.join(out, name + ".safetensors"), metadata={"config": json.dumps(cfg)})

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch reference fixtures for recur's nn pieces beyond the sequence layers (those come
-from ../shared/tools/torch_fixtures.py): single cells, Linear, optimizer steps, and a plain
+from tools/torch_fixtures.py): single cells, Linear, optimizer steps, and a plain
 model state_dict saved by safetensors.torch.save_file.
 
 Usage: python tools/torch_nn_fixtures.py tests/fixtures/nn
