@@ -537,7 +537,7 @@ fn the_input_projection_is_made_once_per_layer_and_direction() {
     assert_eq!(calls.get(), 4, "one projection per layer and direction");
 
     // The same cells projecting inside each step instead.
-    let by_hand = lstm.map_cells(|lstm| ByHand(lstm));
+    let by_hand = lstm.map_cells(ByHand);
     let stepped = run_values(&by_hand, &store, &x, lengths.as_deref(), true);
     for (i, (a, b)) in projected.iter().zip(&stepped).enumerate() {
         assert!(
