@@ -4,6 +4,8 @@
 //! [`tape`] (tensors and reverse-mode autodiff), [`nn`] (layers, losses, optimizers)
 //! and [`seq2seq`] (encoder-decoder models, decoding, BLEU).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod memory;
 pub use recur_nn as nn;
 pub use recur_seq2seq as seq2seq;

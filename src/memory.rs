@@ -55,12 +55,14 @@ fn count_dealloc(size: usize) {
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count_alloc(layout.size());
-        System.alloc(layout)
+        // SAFETY: forwarded with the caller's layout (GlobalAlloc's contract).
+        unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         count_dealloc(layout.size());
-        System.dealloc(ptr, layout)
+        // SAFETY: `ptr` came from `alloc` above, i.e. from `System`, with this layout.
+        unsafe { System.dealloc(ptr, layout) }
     }
 }
 
@@ -132,24 +134,29 @@ unsafe impl GlobalAlloc for CachingAllocator {
                 return ptr;
             }
         }
-        System.alloc(layout)
+        // SAFETY: forwarded with the caller's layout (GlobalAlloc's contract).
+        unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         count_alloc(layout.size());
         if layout.size() >= CACHED_MIN {
             if let Some(ptr) = cache().take(layout) {
-                ptr.write_bytes(0, layout.size());
+                // SAFETY: a cached block of exactly this size, owned by no one else.
+                unsafe { ptr.write_bytes(0, layout.size()) };
                 return ptr;
             }
         }
-        System.alloc_zeroed(layout)
+        // SAFETY: forwarded with the caller's layout (GlobalAlloc's contract).
+        unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         count_dealloc(layout.size());
         if layout.size() < CACHED_MIN {
-            return System.dealloc(ptr, layout);
+            // SAFETY: blocks this small are never cached: `ptr` came from `System` with
+            // this layout.
+            return unsafe { System.dealloc(ptr, layout) };
         }
         let block = Block {
             ptr: ptr as usize,
@@ -159,10 +166,12 @@ unsafe impl GlobalAlloc for CachingAllocator {
         let spill = cache().put(block);
         if let Some(b) = spill {
             // SAFETY: the block came from `System` with this size and alignment.
-            System.dealloc(
-                b.ptr as *mut u8,
-                Layout::from_size_align_unchecked(b.size, b.align),
-            )
+            unsafe {
+                System.dealloc(
+                    b.ptr as *mut u8,
+                    Layout::from_size_align_unchecked(b.size, b.align),
+                )
+            }
         }
     }
 }

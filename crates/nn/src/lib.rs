@@ -4,6 +4,8 @@
 //! tape through a [`Session`], runs forward and backward, and hands [`ParamGrads`] to an
 //! optimizer.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod check;
 pub mod checkpoint;
 pub mod data;

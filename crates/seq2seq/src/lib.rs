@@ -7,6 +7,8 @@
 //! through [`Attention`]. Training consults a [`TeacherForcing`] policy at every step;
 //! decoding ([`greedy`], [`beam_search`]) records no graph.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod attention;
 pub mod batch;
 pub mod bleu;

@@ -85,7 +85,9 @@ macro_rules! element {
                 rsc: isize,
                 csc: isize,
             ) {
-                $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+                // SAFETY: the caller keeps every addressed element inside its allocation
+                // (this function's contract is matrixmultiply's).
+                unsafe { $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
             }
 
             fn panel_kernel() -> PanelKernel<Self> {

@@ -16,6 +16,8 @@
 //! assert_eq!(grads.wrt(w).shape(), &[2, 1]);
 //! ```
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 mod deferred;
 mod element;
 pub mod gradcheck;

@@ -50,11 +50,14 @@ impl<T: Element> AddTo<'_, T> {
     /// # Safety
     /// `out` is valid for writes, and for reads if `self` is `Output`.
     pub(super) unsafe fn store(self, out: *mut T, v: T, j: usize) {
-        *out = match self {
+        let value = match self {
             AddTo::Nothing => v,
-            AddTo::Output => v + *out,
+            // SAFETY: `out` is valid for reads when `self` is `Output` (the contract).
+            AddTo::Output => v + unsafe { *out },
             AddTo::Row(row) => v + row[j],
         };
+        // SAFETY: `out` is valid for writes (the contract).
+        unsafe { *out = value };
     }
 }
 

@@ -73,24 +73,28 @@ unsafe fn portable_panel<T: Element, const TRANSPOSED: bool>(
     add: AddTo<'_, T>,
     _prefetch: *const T,
 ) {
-    const W: usize = PORTABLE_WIDTH;
-    for i in 0..m {
-        let mut acc = [T::zero(); W];
-        let mut panel = panel;
-        for piece in a {
-            let row = piece.at_row(i, TRANSPOSED);
-            let step = if TRANSPOSED { piece.ld } else { 1 };
-            for p in 0..piece.k {
-                let av = *row.add(p * step);
-                for (j, acc) in acc.iter_mut().enumerate() {
-                    *acc += av * *panel.add(j);
+    // SAFETY: the caller's contract (see `PanelFn`): A's `m` rows of each piece, the panel's
+    // k × W values and C's `m` rows of `cols` columns are inside their allocations.
+    unsafe {
+        const W: usize = PORTABLE_WIDTH;
+        for i in 0..m {
+            let mut acc = [T::zero(); W];
+            let mut panel = panel;
+            for piece in a {
+                let row = piece.at_row(i, TRANSPOSED);
+                let step = if TRANSPOSED { piece.ld } else { 1 };
+                for p in 0..piece.k {
+                    let av = *row.add(p * step);
+                    for (j, acc) in acc.iter_mut().enumerate() {
+                        *acc += av * *panel.add(j);
+                    }
+                    panel = panel.add(W);
                 }
-                panel = panel.add(W);
             }
-        }
-        for (j, &v) in acc.iter().enumerate().take(cols) {
-            let out = c.add(i * ldc + j);
-            add.store(out, v, j);
+            for (j, &v) in acc.iter().enumerate().take(cols) {
+                let out = c.add(i * ldc + j);
+                add.store(out, v, j);
+            }
         }
     }
 }
@@ -129,83 +133,93 @@ macro_rules! simd_panel_kernel {
                 add: AddTo<'_, $t>,
                 prefetch: *const $t,
             ) {
-                let mut acc = [[$zero(); 2]; R];
-                let mut done = 0;
-                for piece in a {
-                    let (a, lda, k) = (piece.at_row(row, TR), piece.ld, piece.k);
-                    let panel = panel.add(done * 2 * L);
-                    let prefetch = if prefetch.is_null() {
-                        prefetch
-                    } else {
-                        prefetch.add(done * 2 * L)
-                    };
-                    done += k;
-                    for p in 0..k {
-                        if !prefetch.is_null() {
-                            _mm_prefetch::<_MM_HINT_T1>(prefetch.add(p * 2 * L) as *const i8);
-                            _mm_prefetch::<_MM_HINT_T1>(prefetch.add(p * 2 * L + L) as *const i8);
-                        }
-                        let b0 = $load(panel.add(p * 2 * L));
-                        let b1 = $load(panel.add(p * 2 * L + L));
-                        for r in 0..R {
-                            let av = $splat(if TR {
-                                *a.add(r + p * lda)
-                            } else {
-                                *a.add(r * lda + p)
-                            });
-                            acc[r][0] = $fma(av, b0, acc[r][0]);
-                            acc[r][1] = $fma(av, b1, acc[r][1]);
+                // SAFETY: the caller's contract: the CPU has $feature; rows `row..row + R` of
+                // A's pieces, the panel's k × 2L values (and the next panel's, when
+                // prefetched) and C's R rows of `cols` columns are inside their allocations.
+                unsafe {
+                    let mut acc = [[$zero(); 2]; R];
+                    let mut done = 0;
+                    for piece in a {
+                        let (a, lda, k) = (piece.at_row(row, TR), piece.ld, piece.k);
+                        let panel = panel.add(done * 2 * L);
+                        let prefetch = if prefetch.is_null() {
+                            prefetch
+                        } else {
+                            prefetch.add(done * 2 * L)
+                        };
+                        done += k;
+                        for p in 0..k {
+                            if !prefetch.is_null() {
+                                _mm_prefetch::<_MM_HINT_T1>(prefetch.add(p * 2 * L) as *const i8);
+                                _mm_prefetch::<_MM_HINT_T1>(
+                                    prefetch.add(p * 2 * L + L) as *const i8
+                                );
+                            }
+                            let b0 = $load(panel.add(p * 2 * L));
+                            let b1 = $load(panel.add(p * 2 * L + L));
+                            for r in 0..R {
+                                let av = $splat(if TR {
+                                    *a.add(r + p * lda)
+                                } else {
+                                    *a.add(r * lda + p)
+                                });
+                                acc[r][0] = $fma(av, b0, acc[r][0]);
+                                acc[r][1] = $fma(av, b1, acc[r][1]);
+                            }
                         }
                     }
-                }
-                for r in 0..R {
-                    let row = c.add(r * ldc);
-                    if cols == 2 * L {
-                        let (mut v0, mut v1) = (acc[r][0], acc[r][1]);
-                        match add {
-                            AddTo::Nothing => {}
-                            AddTo::Output => {
-                                v0 = $add(v0, $load(row));
-                                v1 = $add(v1, $load(row.add(L)));
+                    for r in 0..R {
+                        let row = c.add(r * ldc);
+                        if cols == 2 * L {
+                            let (mut v0, mut v1) = (acc[r][0], acc[r][1]);
+                            match add {
+                                AddTo::Nothing => {}
+                                AddTo::Output => {
+                                    v0 = $add(v0, $load(row));
+                                    v1 = $add(v1, $load(row.add(L)));
+                                }
+                                AddTo::Row(to) => {
+                                    v0 = $add(v0, $load(to.as_ptr()));
+                                    v1 = $add(v1, $load(to[L..2 * L].as_ptr()));
+                                }
                             }
-                            AddTo::Row(to) => {
-                                v0 = $add(v0, $load(to.as_ptr()));
-                                v1 = $add(v1, $load(to[L..2 * L].as_ptr()));
+                            $store(row, v0);
+                            $store(row.add(L), v1);
+                        } else {
+                            let mut tmp = [0.0 as $t; 2 * L];
+                            $store(tmp.as_mut_ptr(), acc[r][0]);
+                            $store(tmp.as_mut_ptr().add(L), acc[r][1]);
+                            for (j, &v) in tmp.iter().enumerate().take(cols) {
+                                let out = row.add(j);
+                                add.store(out, v, j);
                             }
-                        }
-                        $store(row, v0);
-                        $store(row.add(L), v1);
-                    } else {
-                        let mut tmp = [0.0 as $t; 2 * L];
-                        $store(tmp.as_mut_ptr(), acc[r][0]);
-                        $store(tmp.as_mut_ptr().add(L), acc[r][1]);
-                        for (j, &v) in tmp.iter().enumerate().take(cols) {
-                            let out = row.add(j);
-                            add.store(out, v, j);
                         }
                     }
                 }
             }
-            let (mut i, mut prefetch) = (0, prefetch);
-            while i + $block <= m {
-                rows::<$block, TR>(a, i, panel, c.add(i * ldc), ldc, cols, add, prefetch);
-                prefetch = std::ptr::null();
-                i += $block;
-            }
-            let c = c.add(i * ldc);
-            match m - i {
-                1 => rows::<1, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                2 => rows::<2, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                3 => rows::<3, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                4 => rows::<4, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                5 => rows::<5, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                6 => rows::<6, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                7 => rows::<7, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                8 => rows::<8, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                9 => rows::<9, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                10 => rows::<10, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                11 => rows::<11, TR>(a, i, panel, c, ldc, cols, add, prefetch),
-                _ => {}
+            // SAFETY: this function's contract covers `rows`' for every block of rows.
+            unsafe {
+                let (mut i, mut prefetch) = (0, prefetch);
+                while i + $block <= m {
+                    rows::<$block, TR>(a, i, panel, c.add(i * ldc), ldc, cols, add, prefetch);
+                    prefetch = std::ptr::null();
+                    i += $block;
+                }
+                let c = c.add(i * ldc);
+                match m - i {
+                    1 => rows::<1, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    2 => rows::<2, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    3 => rows::<3, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    4 => rows::<4, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    5 => rows::<5, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    6 => rows::<6, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    7 => rows::<7, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    8 => rows::<8, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    9 => rows::<9, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    10 => rows::<10, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    11 => rows::<11, TR>(a, i, panel, c, ldc, cols, add, prefetch),
+                    _ => {}
+                }
             }
         }
     };
