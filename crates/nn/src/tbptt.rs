@@ -26,20 +26,45 @@ pub trait StreamModel<T: Element>: Sync {
     ) -> (Var<'t, T>, Vec<Var<'t, T>>);
 }
 
+/// How the truncated-BPTT driver trains. `TbpttOptions::default()` is PyTorch's
+/// word_language_model example (35 tokens per update, clipping at 0.25) on one thread:
+///
+/// ```
+/// use recur_nn::tbptt::TbpttOptions;
+///
+/// let options = TbpttOptions { k1: 64, k2: 64, clip: Some(1.0), ..TbpttOptions::default() };
+/// assert_eq!((options.shards, options.threads), (1, 1));
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct TbpttOptions {
     /// Tokens per row between parameter updates.
     pub k1: usize,
     /// Tokens per row that gradients flow through; a multiple of k1.
     pub k2: usize,
-    /// Global gradient-norm clipping threshold.
+    /// Global gradient-norm clipping threshold (`None`: no clipping).
     pub clip: Option<f64>,
     /// Data-parallel shards of the batch rows (fixed: results do not depend on `threads`).
     pub shards: usize,
+    /// Threads the shards run on.
     pub threads: usize,
+    /// Seed of the dropout masks (each update's sessions derive theirs from it).
     pub seed: u64,
     /// Checkpoint through time in every sequence layer (O(√k2) memory, same gradients).
     pub checkpoint: bool,
+}
+
+impl Default for TbpttOptions {
+    fn default() -> Self {
+        TbpttOptions {
+            k1: 35,
+            k2: 35,
+            clip: Some(0.25),
+            shards: 1,
+            threads: 1,
+            seed: 0,
+            checkpoint: false,
+        }
+    }
 }
 
 /// What one update did.
