@@ -90,16 +90,7 @@ impl Decoder {
         rng: &mut impl Rng,
     ) -> Self {
         Decoder::build(store, prefix, spec, rng, |store, slot, rng| {
-            AnyCell::new(
-                store,
-                slot.prefix,
-                slot.suffix,
-                cell,
-                slot.input,
-                slot.hidden,
-                true,
-                rng,
-            )
+            slot.built_in(store, cell, rng)
         })
     }
 }

@@ -22,6 +22,28 @@ pub struct CellSlot<'a> {
     pub hidden: usize,
 }
 
+impl CellSlot<'_> {
+    /// The built-in cell of `kind` for this slot, with biases, under PyTorch's names.
+    pub fn built_in<T: Element>(
+        self,
+        store: &mut ParamStore<T>,
+        kind: CellKind,
+        rng: &mut impl Rng,
+    ) -> AnyCell {
+        let (input, hidden) = (self.input, self.hidden);
+        AnyCell::new(
+            store,
+            self.prefix,
+            self.suffix,
+            kind,
+            input,
+            hidden,
+            true,
+            rng,
+        )
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Encoder<C = AnyCell> {
     embedding: Embedding,
@@ -69,18 +91,7 @@ impl Encoder {
                 dropout,
             },
             rng,
-            |store, slot, rng| {
-                AnyCell::new(
-                    store,
-                    slot.prefix,
-                    slot.suffix,
-                    cell,
-                    slot.input,
-                    slot.hidden,
-                    true,
-                    rng,
-                )
-            },
+            |store, slot, rng| slot.built_in(store, cell, rng),
         )
     }
 }

@@ -43,16 +43,7 @@ impl Seq2Seq {
     ) -> Self {
         let cell = config.cell;
         let make = |store: &mut ParamStore<T>, slot: CellSlot<'_>, rng: &mut _| {
-            AnyCell::new(
-                store,
-                slot.prefix,
-                slot.suffix,
-                cell,
-                slot.input,
-                slot.hidden,
-                true,
-                rng,
-            )
+            slot.built_in(store, cell, rng)
         };
         Seq2Seq::build(store, config, rng, make, make)
     }
