@@ -5,13 +5,17 @@
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use recur::nn::optim::{Adam, AdamOptions, Optimizer};
-use recur::nn::{gradcheck_params, Cell, CellKind, Linear, Mode, ParamStore, Session, State};
+#[path = "../tutorial/src/cells.rs"]
+#[allow(dead_code)] // the tutorial's other cells
+mod cells;
+
+use cells::Mgu;
+use recur::nn::{gradcheck_params, Cell, CellKind, Mode, ParamStore, Session};
 use recur::seq2seq::{
     beam_search, greedy, score, AttentionKind, Batch, BeamOptions, CellSlot, ContextMode, Seq2Seq,
     Seq2SeqConfig, TeacherForcing, EOS,
 };
-use recur::tape::{Element, Tape, Var};
-use smallvec::{smallvec, SmallVec};
+use recur::tape::{Element, Tape};
 
 fn config(
     cell: CellKind,
@@ -314,53 +318,11 @@ fn learns_to_reverse_short_sequences() {
     assert!(correct >= 24, "only {correct}/32 reversed exactly");
 }
 
-/// The minimal gated unit (Zhou et al. 2016) as a user's cell, its input products split off:
-/// f = σ(x_f + U_f·h), h̃ = tanh(x_h + U_h·(f·h)), h' = (1 − f)·h + f·h̃, where [x_f, x_h] =
-/// W·x + b.
-#[derive(Clone)]
-struct Mgu {
-    w: Linear,
-    u_f: Linear,
-    u_h: Linear,
-    input: usize,
-    hidden: usize,
-}
-
-impl Mgu {
-    fn new<T: Element>(store: &mut ParamStore<T>, slot: CellSlot<'_>, rng: &mut StdRng) -> Self {
-        let name = |n: &str| format!("{}.{n}{}", slot.prefix, slot.suffix);
-        let h = slot.hidden;
-        Mgu {
-            w: Linear::new(store, &name("w"), slot.input, 2 * h, true, rng),
-            u_f: Linear::new(store, &name("u_f"), h, h, false, rng),
-            u_h: Linear::new(store, &name("u_h"), h, h, false, rng),
-            input: slot.input,
-            hidden: h,
-        }
-    }
-}
-
-impl<T: Element> Cell<T> for Mgu {
-    fn input_size(&self) -> usize {
-        self.input
-    }
-    fn state_sizes(&self) -> SmallVec<[usize; 2]> {
-        smallvec![self.hidden]
-    }
-    fn project_input<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Option<Var<'t, T>> {
-        Some(self.w.forward(s, x))
-    }
-    fn step_projected<'t>(
-        &self,
-        s: &Session<'t, '_, T>,
-        x: Var<'t, T>,
-        state: &[Var<'t, T>],
-    ) -> State<'t, T> {
-        let (x, h) = (x.chunk(2, 1), state[0]);
-        let f = (x[0] + self.u_f.forward(s, h)).sigmoid();
-        let candidate = (x[1] + self.u_h.forward(s, f * h)).tanh();
-        smallvec![h + f * (candidate - h)]
-    }
+/// The tutorial's minimal gated unit (docs/custom-cell.md) in a seq2seq slot: its parameters
+/// under the slot's prefix and suffix, `encoder.rnn_l0_reverse.u_h.weight`.
+fn mgu<T: Element>(store: &mut ParamStore<T>, slot: CellSlot<'_>, rng: &mut StdRng) -> Mgu {
+    let prefix = format!("{}{}", slot.prefix, slot.suffix);
+    Mgu::new(store, &prefix, (slot.input, slot.hidden), rng)
 }
 
 /// A user's cell as the encoder (bidirectional, through the generic layer and its input
@@ -368,16 +330,13 @@ impl<T: Element> Cell<T> for Mgu {
 /// reversal task as well as the built-in GRU.
 #[test]
 fn a_user_cell_encodes_and_decodes() {
-    let make = |store: &mut ParamStore<f64>, slot: CellSlot<'_>, rng: &mut StdRng| {
-        Mgu::new(store, slot, rng)
-    };
     for (attention, context) in [
         (Some(AttentionKind::Bahdanau), ContextMode::InitialState),
         (None, ContextMode::Both),
     ] {
         let mut store = ParamStore::<f64>::new();
         let cfg = config(CellKind::Gru, attention, context, true);
-        let model = Seq2Seq::build(&mut store, cfg, &mut StdRng::seed_from_u64(1), make, make);
+        let model = Seq2Seq::build(&mut store, cfg, &mut StdRng::seed_from_u64(1), mgu, mgu);
         let b = batch(&pairs());
         let report = gradcheck_params(&store, &[], |s, _| {
             model.loss(
@@ -389,21 +348,18 @@ fn a_user_cell_encodes_and_decodes() {
             )
         });
         assert!(report.passed, "{attention:?} {context}: {report}");
-        assert!(store.find("encoder.rnn.u_h_l0_reverse.weight").is_some());
+        assert!(store.find("encoder.rnn_l0_reverse.u_h.weight").is_some());
     }
 
     let mut rng = StdRng::seed_from_u64(5);
     let data = reversal_data(&mut rng);
     let mut store = ParamStore::<f32>::new();
-    let make = |store: &mut ParamStore<f32>, slot: CellSlot<'_>, rng: &mut StdRng| {
-        Mgu::new(store, slot, rng)
-    };
     let model = Seq2Seq::build(
         &mut store,
         reversal_config(),
         &mut StdRng::seed_from_u64(0),
-        make,
-        make,
+        mgu,
+        mgu,
     );
     let correct = reversed_after_training(&model, &mut store, data, &mut rng);
     assert!(correct >= 24, "only {correct}/32 reversed exactly");

@@ -105,12 +105,23 @@ fn matches_pytorch<C: Cell<f64> + Clone + 'static>(name: &str, make: Make<C>) {
     }
 }
 
+/// Every parameter drawn from U(−0.8, 0.8), so that gradients are checked away from the
+/// initial values (a layer norm's weights of 1 and biases of 0).
+fn randomize(store: &mut ParamStore<f64>, rng: &mut StdRng) {
+    for id in store.ids().collect::<Vec<_>>() {
+        let shape = store.get(id).shape().to_vec();
+        *store.get_mut(id) = Tensor::uniform(&shape, -0.8, 0.8, rng);
+    }
+}
+
 /// Cell `make` gradchecked as one step (through `step`, which projects) and as a stacked
-/// bidirectional layer with lengths (through the layer's projection of the whole sequence).
+/// bidirectional layer with lengths (through the layer's projection of the whole sequence),
+/// plain and checkpointed through time (a segment's projection at a time).
 fn passes_gradcheck<C: Cell<f64> + Clone + 'static>(name: &str, make: Make<C>) {
     let rng = &mut StdRng::seed_from_u64(1);
     let mut store = ParamStore::new();
     let cell = make(&mut store, name, (3, 4), rng);
+    randomize(&mut store, rng);
     let mut inputs = vec![Tensor::uniform(&[2, 3], -1.0, 1.0, rng)];
     inputs.extend(
         cell.state_sizes()
@@ -129,11 +140,16 @@ fn passes_gradcheck<C: Cell<f64> + Clone + 'static>(name: &str, make: Make<C>) {
     let layer = Recurrent::build(options, "tutorial", 4, |l, r, input| {
         make(&mut store, &format!("{name}{l}{r}"), (input, 4), rng)
     });
+    randomize(&mut store, rng);
     let x = Tensor::uniform(&[4, 2, 3], -1.0, 1.0, rng);
-    let report = gradcheck_params(&store, std::slice::from_ref(&x), |s, v| {
-        layer.forward(s, v[0], None, Some(&[4, 3])).output
-    });
-    assert!(report.passed, "{name} layer: {report}");
+    let mut checkpointed = layer.clone();
+    checkpointed.options.checkpoint = true;
+    for (how, layer) in [("layer", &layer), ("checkpointed layer", &checkpointed)] {
+        let report = gradcheck_params(&store, std::slice::from_ref(&x), |s, v| {
+            layer.forward(s, v[0], None, Some(&[4, 3])).output
+        });
+        assert!(report.passed, "{name} {how}: {report}");
+    }
 }
 
 #[test]

@@ -1,10 +1,16 @@
-//! Cells written as a user would write them, from `Linear`, `LayerNorm` and the tape's ops,
-//! run through the generic `Recurrent<C>` layer: the LSTM and the GRU with PyTorch's
-//! equations, and fastrnns' layer-norm LSTM. The lm_bench cases custom-lstm-layer-*,
-//! custom-gru-layer-gru-medium and lnlstm-char-small time them against the built-in layers.
+//! Cells written as a user would write them, from `Linear` and the tape's ops, run through
+//! the generic `Recurrent<C>` layer: the LSTM and the GRU with PyTorch's equations, and the
+//! tutorial's layer-norm LSTM (fastrnns', `tutorial/src/cells.rs`). The lm_bench cases
+//! custom-lstm-layer-*, custom-gru-layer-gru-medium and lnlstm-char-small time them against
+//! the built-in layers.
 
+#[path = "../../tutorial/src/cells.rs"]
+#[allow(dead_code)] // the tutorial's other cells
+mod cells;
+
+use cells::LayerNormLstm;
 use rand::Rng;
-use recur::nn::{Cell, LayerNorm, Linear, ParamStore, Recurrent, RnnOptions, Session, State};
+use recur::nn::{Cell, Linear, ParamStore, Recurrent, RnnOptions, Session, State};
 use recur::tape::{Element, Var};
 use smallvec::{smallvec, SmallVec};
 
@@ -81,41 +87,6 @@ impl<T: Element> Cell<T> for UserGru {
     }
 }
 
-/// fastrnns' LayerNormLSTMCell: layer norm on each gate product and on c.
-#[derive(Clone)]
-pub struct LayerNormLstm {
-    wx: Linear,
-    wh: Linear,
-    ln_x: LayerNorm,
-    ln_h: LayerNorm,
-    ln_c: LayerNorm,
-    input: usize,
-    hidden: usize,
-}
-
-impl<T: Element> Cell<T> for LayerNormLstm {
-    fn input_size(&self) -> usize {
-        self.input
-    }
-    fn state_sizes(&self) -> SmallVec<[usize; 2]> {
-        smallvec![self.hidden, self.hidden]
-    }
-    fn project_input<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Option<Var<'t, T>> {
-        Some(self.ln_x.forward(s, self.wx.forward(s, x)))
-    }
-    fn step_projected<'t>(
-        &self,
-        s: &Session<'t, '_, T>,
-        x: Var<'t, T>,
-        st: &[Var<'t, T>],
-    ) -> State<'t, T> {
-        let g = (x + self.ln_h.forward(s, self.wh.forward(s, st[0]))).chunk(4, 1);
-        let c = g[1].sigmoid() * st[1] + g[0].sigmoid() * g[2].tanh();
-        let c = self.ln_c.forward(s, c);
-        smallvec![g[3].sigmoid() * c.tanh(), c]
-    }
-}
-
 /// A stack of one kind of user cell.
 pub enum UserLayer {
     Lstm(Recurrent<UserLstm>),
@@ -155,15 +126,7 @@ impl UserLayer {
             }
             UserKind::LayerNormLstm => {
                 UserLayer::LayerNormLstm(Recurrent::build(options, "LN-LSTM", h, |l, _, input| {
-                    LayerNormLstm {
-                        wx: linear(store, format!("l{l}.wx"), input, 4, false),
-                        wh: linear(store, format!("l{l}.wh"), h, 4, false),
-                        ln_x: LayerNorm::new(store, &format!("l{l}.ln_x"), 4 * h),
-                        ln_h: LayerNorm::new(store, &format!("l{l}.ln_h"), 4 * h),
-                        ln_c: LayerNorm::new(store, &format!("l{l}.ln_c"), h),
-                        input,
-                        hidden: h,
-                    }
+                    LayerNormLstm::new(store, &format!("l{l}"), (input, h), rng)
                 }))
             }
         }
