@@ -122,18 +122,7 @@ impl<'t, 's, T: Element> Session<'t, 's, T> {
 
     /// A keep-mask of ones with probability 1 − p, for dropout.
     pub fn bernoulli_mask(&self, shape: &[usize], p: f64) -> Tensor<T> {
-        let mut rng = self.rng.borrow_mut();
-        let n = shape.iter().product();
-        let data = (0..n)
-            .map(|_| {
-                if rng.gen::<f64>() < p {
-                    T::zero()
-                } else {
-                    T::one()
-                }
-            })
-            .collect();
-        Tensor::from_vec(data, shape)
+        keep_mask(&mut *self.rng.borrow_mut(), shape, p)
     }
 
     /// Runs backward from `loss` and collects the gradient of every bound parameter.
@@ -147,6 +136,21 @@ impl<'t, 's, T: Element> Session<'t, 's, T> {
         }
         out
     }
+}
+
+/// A mask of `shape` drawn from `rng`: each element 0 with probability p, else 1.
+pub(crate) fn keep_mask<T: Element>(rng: &mut impl Rng, shape: &[usize], p: f64) -> Tensor<T> {
+    let n = shape.iter().product();
+    let data = (0..n)
+        .map(|_| {
+            if rng.gen::<f64>() < p {
+                T::zero()
+            } else {
+                T::one()
+            }
+        })
+        .collect();
+    Tensor::from_vec(data, shape)
 }
 
 #[cfg(test)]

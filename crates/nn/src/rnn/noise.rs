@@ -5,9 +5,9 @@
 //! checkpointed op's recomputation draws the same masks again.
 
 use super::cell::State;
-use crate::session::Session;
+use crate::session::{keep_mask, Session};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use recur_tape::{Element, Tensor, Var};
 
 /// What one direction's steps apply to the state; nothing by default.
@@ -69,17 +69,9 @@ impl<T: Element> StateNoise<T> {
             .map(|(part, (&new, &old))| match seed {
                 Some(seed) => {
                     let mut rng = StdRng::seed_from_u64(step_seed(seed, t, part));
-                    let shape = new.shape();
-                    let take_new = (0..shape.iter().product::<usize>())
-                        .map(|_| {
-                            if rng.gen::<f64>() < p {
-                                T::zero()
-                            } else {
-                                T::one()
-                            }
-                        })
-                        .collect();
-                    new.where_mask(&Tensor::from_vec(take_new, &shape), old)
+                    // 1: take the new value; 0 (probability p): keep the old one.
+                    let take_new = keep_mask(&mut rng, &new.shape(), p);
+                    new.where_mask(&take_new, old)
                 }
                 None => old * T::of(p) + new * T::of(1.0 - p),
             })
