@@ -1,7 +1,16 @@
 //! Tests of the tape: deep chains, views' gradient room, detach, no-grad, ops with several
 //! outputs.
 
-use crate::{Tape, Tensor};
+use crate::{Element, Tape, Tensor};
+
+/// How many ops the tape recorded.
+fn recorded_ops<T: Element>(tape: &Tape<T>) -> usize {
+    tape.nodes
+        .borrow()
+        .iter()
+        .filter(|n| n.op.is_some())
+        .count()
+}
 
 #[test]
 fn backward_of_a_100_000_step_recurrence_does_not_recurse() {
@@ -71,13 +80,7 @@ fn no_grad_records_no_graph() {
     });
     assert!(tape.is_recording());
     assert!(!y.requires_grad());
-    let recorded = tape
-        .nodes
-        .borrow()
-        .iter()
-        .filter(|n| n.op.is_some())
-        .count();
-    assert_eq!(recorded, 0);
+    assert_eq!(recorded_ops(&tape), 0);
 }
 
 #[test]
@@ -196,13 +199,7 @@ fn an_op_with_several_outputs_records_nothing_without_gradients() {
         out.iter().map(|v| v.item()).collect::<Vec<_>>(),
         [7.0, 10.0, -3.0]
     );
-    let recorded = tape
-        .nodes
-        .borrow()
-        .iter()
-        .filter(|n| n.op.is_some())
-        .count();
-    assert_eq!(recorded, 0);
+    assert_eq!(recorded_ops(&tape), 0);
     // Recorded, the loss reaching one output: gradients through it alone.
     let out = tape.apply_multi(ThreeWays, &[x, y]);
     let grads = tape.backward(out[1]);
