@@ -4,10 +4,10 @@
 //! collects such terms per node and sums a block of them as one product over all their rows
 //! (read where they lie, nothing copied), before anything reads the node's gradient.
 
+use crate::grad_slots::accumulator;
 use crate::kernels::packed::{suits_many_rows, AddTo, PackedMatrix};
 use crate::kernels::{gemm, MatRef};
 use crate::shape::Shape;
-use crate::tape::accumulator;
 use crate::{Element, Tensor};
 
 /// A node's terms are summed once they have this many rows in all, and a term this tall is

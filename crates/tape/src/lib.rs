@@ -20,6 +20,7 @@
 
 mod deferred;
 mod element;
+mod grad_slots;
 pub mod gradcheck;
 pub mod kernels;
 mod op;

@@ -1,9 +1,9 @@
 //! The op trait every recorded operation implements, built-in or written by a user, and the
 //! context its backward receives.
 
-use crate::deferred::Deferred;
+use crate::grad_slots::GradSlots;
 use crate::kernels::simd::widest;
-use crate::tape::{accumulator, add_to_slot, view_room, Node};
+use crate::tape::{Node, NodeOp};
 use crate::{Element, Tensor};
 
 /// An operation the tape can record: a forward that computes the output from the inputs'
@@ -111,16 +111,36 @@ pub trait MultiOp<T: Element>: 'static {
 /// What an op's backward sees: its inputs and output values, the outputs' gradients, and
 /// accumulators for the inputs' gradients.
 pub struct BackwardCtx<'a, T: Element> {
-    pub(crate) nodes: &'a [Node<T>],
-    pub(crate) inputs: &'a [usize],
+    nodes: &'a [Node<T>],
+    inputs: &'a [usize],
     /// The nodes holding the op's outputs (the op's own node for a one-output op).
-    pub(crate) outputs: &'a [Node<T>],
-    pub(crate) grad_outputs: &'a [Option<Tensor<T>>],
-    pub(crate) grads: &'a mut [Option<Tensor<T>>],
-    pub(crate) deferred: &'a mut Deferred<T>,
+    outputs: &'a [Node<T>],
+    grad_outputs: &'a [Option<Tensor<T>>],
+    /// The inputs' gradients (the slots of nodes before the op's).
+    slots: &'a mut GradSlots<T>,
 }
 
 impl<'a, T: Element> BackwardCtx<'a, T> {
+    /// The context of node `id`'s op, with its outputs' gradients.
+    pub(crate) fn new(
+        nodes: &'a [Node<T>],
+        id: usize,
+        grad_outputs: &'a [Option<Tensor<T>>],
+        slots: &'a mut GradSlots<T>,
+    ) -> Self {
+        let outputs = match nodes[id].op {
+            Some(NodeOp::Many(_, n)) => &nodes[id + 1..id + 1 + n],
+            _ => std::slice::from_ref(&nodes[id]),
+        };
+        BackwardCtx {
+            nodes,
+            inputs: &nodes[id].inputs,
+            outputs,
+            grad_outputs,
+            slots,
+        }
+    }
+
     /// The value of input `k`.
     pub fn input(&self, k: usize) -> &'a Tensor<T> {
         let nodes: &'a [Node<T>] = self.nodes;
@@ -182,10 +202,8 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
             node.value.shape(),
             node.value.numel()
         );
-        add_to_slot(
-            &mut self.grads[id],
-            Tensor::from_vec(grad, node.value.shape()),
-        );
+        self.slots
+            .add(id, Tensor::from_vec(grad, node.value.shape()));
     }
 
     /// Adds ∂loss/∂output unchanged to input `k`'s gradient (the input has the output's
@@ -205,7 +223,7 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
             node.value.shape(),
             grad_output.shape()
         );
-        add_to_slot(&mut self.grads[id], grad_output.clone());
+        self.slots.add(id, grad_output.clone());
     }
 
     /// Adds `values` (one per element of input `k`, in order) to input `k`'s gradient. When
@@ -218,7 +236,8 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
             return;
         }
         // The values' arithmetic is inlined here, so it runs for the CPU's widest vectors.
-        let slot = &mut self.grads[id];
+        let room = GradSlots::room(self.nodes, id);
+        let slot = self.slots.slot(id);
         let grad = widest(
             #[inline(always)]
             || match slot {
@@ -230,8 +249,8 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
                     None
                 }
                 None => {
-                    // Room for a view's extension, as `grad_input` makes it (see `view_room`).
-                    let mut grad = Vec::with_capacity(view_room(self.nodes, id));
+                    // Room for a view's extension, as `grad_input` makes it.
+                    let mut grad = Vec::with_capacity(room);
                     grad.extend(values);
                     Some(grad)
                 }
@@ -258,8 +277,7 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
         let id = self.inputs[k];
         let node = &self.nodes[id];
         if node.requires_grad {
-            self.deferred
-                .add(id, node.value.shape(), &mut self.grads[id], a, b);
+            self.slots.add_product(self.nodes, id, a, b);
         }
     }
 
@@ -271,7 +289,6 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
         if !node.requires_grad {
             return None;
         }
-        let room = view_room(self.nodes, id);
-        Some(accumulator(&mut self.grads[id], node.value.shape(), room))
+        Some(self.slots.accumulator(self.nodes, id))
     }
 }

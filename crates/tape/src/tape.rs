@@ -1,11 +1,12 @@
 //! The tape: an arena of recorded ops addressed by `Copy` handles (`Var`). Append order is a
 //! topological order, so backward is one reverse loop over the arena, with no recursion.
 
-use crate::deferred::{Deferred, Products};
+use crate::deferred::Products;
+use crate::grad_slots::GradSlots;
 use crate::op::{BackwardCtx, MultiOp, Op};
-use crate::shape::{numel, Shape};
+use crate::shape::Shape;
 use crate::{Element, Tensor};
-use smallvec::{smallvec, SmallVec};
+use smallvec::SmallVec;
 use std::cell::{Cell, Ref, RefCell};
 use std::fmt;
 
@@ -14,7 +15,7 @@ use std::fmt;
 /// Build a fresh tape per training step (or [`Tape::clear`] one to keep its capacity);
 /// parameters live outside it and come in as leaves through [`Tape::var`].
 pub struct Tape<T: Element> {
-    nodes: RefCell<Vec<Node<T>>>,
+    pub(crate) nodes: RefCell<Vec<Node<T>>>,
     recording: Cell<bool>,
 }
 
@@ -26,7 +27,7 @@ pub(crate) struct Node<T: Element> {
 }
 
 /// The gradients of an op's outputs, `None` for those the loss does not reach.
-type OutputGrads<T> = SmallVec<[Option<Tensor<T>>; 1]>;
+pub(crate) type OutputGrads<T> = SmallVec<[Option<Tensor<T>>; 1]>;
 
 /// What made a recorded node.
 pub(crate) enum NodeOp<T: Element> {
@@ -40,7 +41,7 @@ pub(crate) enum NodeOp<T: Element> {
 }
 
 impl<T: Element> NodeOp<T> {
-    fn is_view(&self) -> bool {
+    pub(crate) fn is_view(&self) -> bool {
         matches!(self, NodeOp::One(op) if op.is_view())
     }
 }
@@ -257,128 +258,41 @@ impl<T: Element> Tape<T> {
     ) -> Gradients<T> {
         let nodes = self.nodes.borrow();
         let top = seeds.iter().map(|(v, _)| v.id).max().map_or(0, |m| m + 1);
-        let mut grads: Vec<Option<Tensor<T>>> = Vec::with_capacity(top);
-        grads.resize_with(top, || None);
+        let mut slots = GradSlots::new(top, leaves.iter().map(|v| v.id).collect());
         for (v, g) in seeds {
-            let node = &nodes[v.id];
-            assert_eq!(
-                g.shape(),
-                node.value.shape(),
-                "backward_seeded: seed of shape {:?} for a value of shape {:?}",
-                g.shape(),
-                node.value.shape()
-            );
-            add_to_slot(&mut grads[v.id], g);
+            slots.seed(&nodes, v.id, g);
         }
-        let mut deferred = Deferred::new(leaves.iter().map(|v| v.id).collect());
         for i in (0..top).rev() {
-            let node = &nodes[i];
-            let Some(op) = &node.op else { continue };
-            deferred.flush(i, &mut grads);
-            let (op_outputs, grad_outputs): (&[Node<T>], OutputGrads<T>) = match op {
+            let Some(op) = &nodes[i].op else { continue };
+            slots.flush(i);
+            let outputs = match op {
                 // Its gradient waits in its slot for the op before it.
                 NodeOp::Output => continue,
-                NodeOp::One(_) => (std::slice::from_ref(node), smallvec![grads[i].take()]),
-                &NodeOp::Many(_, outputs) => {
-                    let own = i + 1..i + 1 + outputs;
-                    let taken = own
-                        .clone()
-                        .map(|j| grads.get_mut(j).and_then(Option::take))
-                        .collect();
-                    (&nodes[own], taken)
-                }
+                NodeOp::One(_) => i..i + 1,
+                &NodeOp::Many(_, outputs) => i + 1..i + 1 + outputs,
             };
+            let grad_outputs: OutputGrads<T> = slots.take(outputs);
             if grad_outputs.iter().all(Option::is_none) {
                 continue;
             }
             if op.is_view() {
-                let grad_output = grad_outputs
-                    .into_iter()
-                    .next()
-                    .flatten()
-                    .expect("one output");
-                let input = &nodes[node.inputs[0]];
-                if input.requires_grad {
-                    add_leading(&mut grads[node.inputs[0]], grad_output, &input.value);
+                let Ok([Some(grad_output)]) = grad_outputs.into_inner() else {
+                    unreachable!("a view has one output, and it has a gradient")
+                };
+                let input = nodes[i].inputs[0];
+                if nodes[input].requires_grad {
+                    slots.add_leading(&nodes, input, grad_output);
                 }
                 continue;
             }
-            let mut ctx = BackwardCtx {
-                nodes: &nodes,
-                inputs: &node.inputs,
-                outputs: op_outputs,
-                grad_outputs: &grad_outputs,
-                grads: &mut grads[..i],
-                deferred: &mut deferred,
-            };
+            let mut ctx = BackwardCtx::new(&nodes, i, &grad_outputs, &mut slots);
             match op {
                 NodeOp::One(op) => op.backward(&mut ctx),
                 NodeOp::Many(op, _) => op.backward(&mut ctx),
                 NodeOp::Output => unreachable!("skipped above"),
             }
         }
-        let products = deferred.finish(&mut grads);
-        Gradients { grads, products }
-    }
-}
-
-/// A gradient slot's values to add into, zeros of `shape` first if it has none yet, made
-/// with capacity for `room` values (see [`view_room`]).
-pub(crate) fn accumulator<'g, T: Element>(
-    slot: &'g mut Option<Tensor<T>>,
-    shape: &[usize],
-    room: usize,
-) -> &'g mut [T] {
-    slot.get_or_insert_with(|| {
-        let n = numel(shape);
-        let mut zeros = Vec::with_capacity(room.max(n));
-        zeros.resize(n, T::zero());
-        Tensor::from_vec(zeros, shape)
-    })
-    .data_mut()
-}
-
-/// How many values node `id`'s gradient may grow to: a view's gradient (`Op::is_view`) is
-/// extended with zeros to its input's size, and that input may be a view in turn, so a
-/// gradient made with this capacity takes every extension in place, where a fuller vector
-/// would be reallocated and copied (an RNN's output sequence sliced off its final states).
-pub(crate) fn view_room<T: Element>(nodes: &[Node<T>], mut id: usize) -> usize {
-    let mut room = nodes[id].value.numel();
-    while nodes[id].op.as_ref().is_some_and(NodeOp::is_view) {
-        id = nodes[id].inputs[0];
-        room = room.max(nodes[id].value.numel());
-    }
-    room
-}
-
-/// Adds a view's gradient `grad` to the leading values of its input's gradient slot. An
-/// empty slot takes `grad` itself extended with zeros to the input's size (in place when
-/// it was made with room, see [`view_room`]); a full one only has its leading values added
-/// to.
-fn add_leading<T: Element>(slot: &mut Option<Tensor<T>>, grad: Tensor<T>, input: &Tensor<T>) {
-    match slot {
-        Some(acc) => acc
-            .data_mut()
-            .iter_mut()
-            .zip(grad.data())
-            .for_each(|(a, &b)| *a += b),
-        empty => {
-            let mut g = grad.into_vec();
-            g.resize(input.numel(), T::zero());
-            *empty = Some(Tensor::from_vec(g, input.shape()));
-        }
-    }
-}
-
-/// Adds `grad` to a gradient slot; an empty slot takes `grad` itself, without a copy.
-pub(crate) fn add_to_slot<T: Element>(slot: &mut Option<Tensor<T>>, grad: Tensor<T>) {
-    match slot {
-        Some(acc) => acc
-            .data_mut()
-            .iter_mut()
-            .zip(grad.data())
-            .for_each(|(a, &b)| *a += b),
-        empty => *empty = Some(grad),
+        slots.finish()
     }
 }
 
@@ -438,6 +352,10 @@ pub struct Gradients<T: Element> {
 }
 
 impl<T: Element> Gradients<T> {
+    pub(crate) fn new(grads: Vec<Option<Tensor<T>>>, products: Vec<(usize, Products<T>)>) -> Self {
+        Gradients { grads, products }
+    }
+
     /// The gradient of `v`, or `None` if the loss does not depend on it.
     pub fn get(&self, v: Var<'_, T>) -> Option<&Tensor<T>> {
         self.grads.get(v.id).and_then(Option::as_ref)
