@@ -14,7 +14,6 @@ use super::gemm::MatRef;
 use super::panel::{APiece, PanelKernel};
 use crate::Element;
 use smallvec::SmallVec;
-use std::mem::MaybeUninit;
 
 /// Whether the panel kernel beats gemm on products of many rows (hundreds or more) on this
 /// CPU: with AVX-512 it does (it reads A in place), with AVX2 it does not (x·Wᵀ over 8,192
@@ -44,20 +43,13 @@ pub enum AddTo<'a, T> {
 }
 
 impl<T: Element> AddTo<'_, T> {
-    /// Stores `v`, column j of a product's row, plus what `self` says at `out`, reading
-    /// `out` only for `Output` (C may be uninitialised otherwise).
-    ///
-    /// # Safety
-    /// `out` is valid for writes, and for reads if `self` is `Output`.
-    pub(super) unsafe fn store(self, out: *mut T, v: T, j: usize) {
-        let value = match self {
+    /// `v`, column j of a product's row, plus what `self` says (`current`: C's value there).
+    pub(super) fn added(self, v: T, current: T, j: usize) -> T {
+        match self {
             AddTo::Nothing => v,
-            // SAFETY: `out` is valid for reads when `self` is `Output` (the contract).
-            AddTo::Output => v + unsafe { *out },
+            AddTo::Output => v + current,
             AddTo::Row(row) => v + row[j],
-        };
-        // SAFETY: `out` is valid for writes (the contract).
-        unsafe { *out = value };
+        }
     }
 }
 
@@ -144,47 +136,6 @@ impl<T: Element> PackedMatrix<T> {
         ldc: usize,
         add: AddTo<'_, T>,
     ) {
-        // SAFETY: `c` is valid for reads and writes of its whole length.
-        unsafe { self.product_at(blocks, c.as_mut_ptr(), c.len(), ldc, add) }
-    }
-
-    /// [`product`](Self::product) into fresh memory: C (`m × n`, contiguous) ← A·B + what
-    /// `add` says, written into the first `m·n` of `slots` and returned as values. `add`
-    /// must not read C (`Nothing` or `Row`).
-    pub fn product_into_slots<'c>(
-        &self,
-        a: MatRef<T>,
-        slots: &'c mut [MaybeUninit<T>],
-        add: AddTo<'_, T>,
-    ) -> &'c mut [T] {
-        assert!(
-            !matches!(add, AddTo::Output),
-            "packed matmul: a product into fresh memory has no output to add to"
-        );
-        let len = a.rows * self.n;
-        let c = slots[..len].as_mut_ptr().cast::<T>();
-        // SAFETY: `c` is valid for writes of `len` values; the product reads C only where it
-        // has written it (later blocks of K add to the first block's values), and it writes
-        // every value of the m × n matrix, so the `len` values are initialised after it.
-        unsafe {
-            self.product_at(&[a], c, len, self.n, add);
-            std::slice::from_raw_parts_mut(c, len)
-        }
-    }
-
-    /// The product into C at `c` (`c_len` values, row stride `ldc`).
-    ///
-    /// # Safety
-    /// `c` is valid for writes of `c_len` values, and for reads of those the product adds to:
-    /// all of C's if `add` is `Output`, otherwise only what the product wrote before.
-    unsafe fn product_at(
-        &self,
-        blocks: &[MatRef<T>],
-        c: *mut T,
-        c_len: usize,
-        ldc: usize,
-        add: AddTo<'_, T>,
-    ) {
         let (m, k, n) = (blocks.first().map_or(0, |a| a.rows), self.k, self.n);
         if let AddTo::Row(row) = add {
             assert!(
@@ -227,14 +178,14 @@ impl<T: Element> PackedMatrix<T> {
             return;
         }
         assert!(
-            ldc >= n && (m - 1) * ldc + n <= c_len,
-            "packed matmul: output slice of {c_len} cannot hold {m}x{n} with row stride {ldc}"
+            ldc >= n && (m - 1) * ldc + n <= c.len(),
+            "packed matmul: output slice of {} cannot hold {m}x{n} with row stride {ldc}",
+            c.len()
         );
         if k == 0 {
             // An empty sum: C ← 0 + what `add` says.
             for (i, j) in (0..m).flat_map(|i| (0..n).map(move |j| (i, j))) {
-                // SAFETY: inside C (checked above).
-                unsafe { add.store(c.add(i * ldc + j), T::zero(), j) };
+                c[i * ldc + j] = add.added(T::zero(), c[i * ldc + j], j);
             }
             return;
         }
@@ -280,7 +231,7 @@ impl<T: Element> PackedMatrix<T> {
                             mc,
                             pieces,
                             panel_at(panel, k0),
-                            c.add(m0 * ldc + panel * w),
+                            c.as_mut_ptr().add(m0 * ldc + panel * w),
                             ldc,
                             cols,
                             match add {

@@ -93,7 +93,7 @@ unsafe fn portable_panel<T: Element, const TRANSPOSED: bool>(
             }
             for (j, &v) in acc.iter().enumerate().take(cols) {
                 let out = c.add(i * ldc + j);
-                add.store(out, v, j);
+                *out = add.added(v, *out, j);
             }
         }
     }
@@ -191,7 +191,7 @@ macro_rules! simd_panel_kernel {
                             $store(tmp.as_mut_ptr().add(L), acc[r][1]);
                             for (j, &v) in tmp.iter().enumerate().take(cols) {
                                 let out = row.add(j);
-                                add.store(out, v, j);
+                                *out = add.added(v, *out, j);
                             }
                         }
                     }

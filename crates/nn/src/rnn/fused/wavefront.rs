@@ -43,8 +43,7 @@ pub(super) fn forward<T: Element>(
         .map(|(l, (dims, w))| {
             let mut outputs = Vec::new();
             if l == top {
-                // Written chunk by chunk below, its length set once all have run.
-                outputs.reserve_exact(dims.steps * dims.batch * dims.hidden);
+                outputs.resize(dims.steps * dims.batch * dims.hidden, T::zero());
             }
             (ForwardRun::new(dims, false, w, keep), Vec::new(), outputs)
         })
@@ -60,10 +59,10 @@ pub(super) fn forward<T: Element>(
             let rows = chunk.start * dims.batch..chunk.end * dims.batch;
             let mut own = Vec::new();
             let out = if l == top {
-                &mut outputs.spare_capacity_mut()[rows.start * dims.hidden..rows.end * dims.hidden]
+                &mut outputs[rows.start * dims.hidden..rows.end * dims.hidden]
             } else {
-                own.reserve_exact(rows.len() * dims.hidden);
-                &mut own.spare_capacity_mut()[..rows.len() * dims.hidden]
+                own.resize(rows.len() * dims.hidden, T::zero());
+                &mut own[..]
             };
             match input {
                 None => run.chunk(
@@ -78,10 +77,6 @@ pub(super) fn forward<T: Element>(
                     }
                 }
             }
-            if l != top {
-                // SAFETY: the chunk wrote all of its rows' outputs.
-                unsafe { own.set_len(rows.len() * dims.hidden) };
-            }
             own
         },
     );
@@ -91,13 +86,9 @@ pub(super) fn forward<T: Element>(
         saved: Vec::new(),
         layer_inputs: Vec::new(),
     };
-    for (l, (run, inputs, mut outputs)) in stages.into_iter().enumerate() {
+    for (l, (run, inputs, outputs)) in stages.into_iter().enumerate() {
         let (saved, finals) = run.finish();
         if l == top {
-            let dims = &layers[l];
-            // SAFETY: the last stage ran every chunk, each writing all of its rows' outputs,
-            // and the chunks cover every step.
-            unsafe { outputs.set_len(dims.steps * dims.batch * dims.hidden) };
             result.outputs = outputs;
         }
         result.saved.push(saved);
@@ -147,9 +138,8 @@ pub(super) fn backward<T: Element>(
                 },
             };
             let run = BackwardRun::new(dims, false, &forward.saved[l], own, w, g_finals[l]);
-            // Layer 0 writes ∂/∂x into one buffer in place, its length set once every chunk
-            // has run.
-            let x_grad = (l == 0 && needs_x).then(|| Vec::with_capacity(x.len()));
+            // Layer 0 writes ∂/∂x into one buffer in place.
+            let x_grad = (l == 0 && needs_x).then(|| vec![T::zero(); x.len()]);
             (run, x_grad)
         })
         .collect();
@@ -175,15 +165,12 @@ pub(super) fn backward<T: Element>(
             let x_rows = rows.start * dims.input..rows.end * dims.input;
             match x_grad {
                 Some(x_grad) => {
-                    let slots = &mut x_grad.spare_capacity_mut()[x_rows];
-                    run.chunk(chunk, x_chunk, g_chunk, Some(slots));
+                    run.chunk(chunk, x_chunk, g_chunk, Some(&mut x_grad[x_rows]));
                     None
                 }
                 None if l > 0 => {
-                    let mut dx = Vec::with_capacity(x_rows.len());
-                    run.chunk(chunk, x_chunk, g_chunk, Some(dx.spare_capacity_mut()));
-                    // SAFETY: the chunk wrote ∂/∂x of all its rows.
-                    unsafe { dx.set_len(x_rows.len()) };
+                    let mut dx = vec![T::zero(); x_rows.len()];
+                    run.chunk(chunk, x_chunk, g_chunk, Some(&mut dx));
                     Some(dx)
                 }
                 None => {
@@ -196,16 +183,9 @@ pub(super) fn backward<T: Element>(
     stages
         .into_iter()
         .rev()
-        .map(|(run, mut x_grad)| {
-            if let Some(dx) = x_grad.as_mut() {
-                // SAFETY: layer 0's stage ran every chunk, each writing ∂/∂x of all its rows,
-                // and the chunks cover every step.
-                unsafe { dx.set_len(x.len()) };
-            }
-            Grads {
-                x: x_grad,
-                ..run.finish()
-            }
+        .map(|(run, x_grad)| Grads {
+            x: x_grad,
+            ..run.finish()
         })
         .collect()
 }

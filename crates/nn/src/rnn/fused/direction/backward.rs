@@ -71,15 +71,8 @@ impl<'a, T: Element> BackwardRun<'a, T> {
     }
 
     /// Runs the steps of `chunk` backwards: `x` is the chunk's input rows `[rows, input]`,
-    /// `g_out` ∂/∂its outputs `[rows, hidden]`; writes ∂/∂x into every slot of `dx` when
-    /// given.
-    pub fn chunk(
-        &mut self,
-        chunk: &Range<usize>,
-        x: &[T],
-        g_out: &[T],
-        dx: Option<&mut [MaybeUninit<T>]>,
-    ) {
+    /// `g_out` ∂/∂its outputs `[rows, hidden]`; writes ∂/∂x into `dx` when given.
+    pub fn chunk(&mut self, chunk: &Range<usize>, x: &[T], g_out: &[T], dx: Option<&mut [T]>) {
         let dims = self.dims;
         let (batch, hidden) = (dims.batch, dims.hidden);
         let (gates, width, saved_w) = (dims.gates(), dims.width(), dims.saved_width());
@@ -159,9 +152,8 @@ impl<'a, T: Element> BackwardRun<'a, T> {
         if let Some(dx) = dx {
             let w = self.weights.w_ih;
             if suits_many_rows() {
-                w.packed(false).product_into_slots(d_xg, dx, AddTo::Nothing);
+                w.packed(false).mul_into(d_xg, dx, dims.input, false);
             } else {
-                let dx = fill(dx, |_| T::zero());
                 let w = MatRef::row_major(w.data(), gates, dims.input);
                 gemm(T::one(), d_xg, w, T::zero(), dx, dims.input);
             }
@@ -335,7 +327,7 @@ pub(in crate::rnn::fused) fn backward<T: Element>(
 ) -> Grads<T> {
     let (batch, hidden, input) = (dims.batch, dims.hidden, dims.input);
     let len = dims.steps * batch * input;
-    let mut x_grad = needs_x.then(|| Vec::with_capacity(len));
+    let mut x_grad = needs_x.then(|| vec![T::zero(); len]);
     let mut run = BackwardRun::new(dims, reverse, saved, outputs, weights, g_final);
     for chunk in dims.chunks(reverse).into_iter().rev() {
         let rows = chunk.start * batch..chunk.end * batch;
@@ -345,12 +337,8 @@ pub(in crate::rnn::fused) fn backward<T: Element>(
             &g_out[rows.start * hidden..rows.end * hidden],
             x_grad
                 .as_mut()
-                .map(|dx| &mut dx.spare_capacity_mut()[rows.start * input..rows.end * input]),
+                .map(|dx| &mut dx[rows.start * input..rows.end * input]),
         );
-    }
-    if let Some(dx) = x_grad.as_mut() {
-        // SAFETY: the chunks cover every step, and each wrote ∂/∂x of all its rows.
-        unsafe { dx.set_len(len) };
     }
     Grads {
         x: x_grad,

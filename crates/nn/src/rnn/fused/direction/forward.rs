@@ -64,7 +64,8 @@ pub(in crate::rnn::fused) struct ForwardRun<'a, T: Element> {
     /// What the input part adds to x·W_ihᵀ (see `input_bias`).
     bias: Option<Vec<T>>,
     /// Whether backward will run: else nothing is saved, and the gate values of one step
-    /// go to `scratch` `[B, saved width]`.
+    /// go to `scratch` `[B, saved width]` (as they do for an RNN, whose outputs are what its
+    /// backward reads).
     keep: bool,
     scratch: Vec<MaybeUninit<T>>,
 }
@@ -73,7 +74,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
     /// `keep`: whether to save what backward reads.
     pub fn new(dims: &'a Dims, reverse: bool, weights: Weights<'a, T>, keep: bool) -> Self {
         let state = dims.parts_to_rows(|p| weights.init[p].data());
-        let scratch_len = if keep || dims.state_is_output() {
+        let scratch_len = if keep && !dims.state_is_output() {
             0
         } else {
             dims.batch * dims.saved_width()
@@ -96,8 +97,8 @@ impl<'a, T: Element> ForwardRun<'a, T> {
     }
 
     /// Runs the steps of `chunk` on its input rows `x` `[rows, input]`, writing their outputs
-    /// into every slot of `out` `[rows, hidden]` (rows past their length get zeros).
-    pub fn chunk(&mut self, chunk: &Range<usize>, x: &[T], out: &mut [MaybeUninit<T>]) {
+    /// into `out` `[rows, hidden]` (rows past their length get zeros).
+    pub fn chunk(&mut self, chunk: &Range<usize>, x: &[T], out: &mut [T]) {
         let dims = self.dims;
         let (batch, hidden) = (dims.batch, dims.hidden);
         let (gates, width, saved_w) = (dims.gates(), dims.width(), dims.saved_width());
@@ -109,8 +110,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
         let first = chunk.start * batch;
         let (rows, bias) = (chunk.len() * batch, self.bias.as_deref());
         input_part(dims, x, rows, &self.weights, bias, &mut self.xg);
-        let keep_apart = !dims.state_is_output();
-        let save = keep_apart && self.keep;
+        let save = self.keep && !dims.state_is_output();
         let saved = self.saved.chunk_mut(dims, chunk);
         // The chunk's saved values are written by its steps into fresh capacity, not
         // zero-filled first (that fill was a pass of its own over the chunk's buffers).
@@ -143,7 +143,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                         let saved_row = local * saved_w..(local + 1) * saved_w;
                         let out_row = &mut out[local * hidden..(local + 1) * hidden];
                         if !dims.active(t, b) {
-                            fill(out_row, |_| T::zero());
+                            out_row.fill(T::zero());
                             if save {
                                 fill(&mut activations_slots[saved_row], |_| T::zero());
                             }
@@ -160,16 +160,12 @@ impl<'a, T: Element> ForwardRun<'a, T> {
                                 state: state_row,
                                 saved: if save {
                                     &mut activations_slots[saved_row]
-                                } else if keep_apart {
-                                    &mut scratch[b * saved_w..(b + 1) * saved_w]
                                 } else {
-                                    &mut *out_row
+                                    &mut scratch[b * saved_w..(b + 1) * saved_w]
                                 },
                             },
                         );
-                        if keep_apart {
-                            fill(out_row, |j| state_row[j]);
-                        }
+                        out_row.copy_from_slice(&state_row[..hidden]);
                     }
                 },
             );
@@ -204,19 +200,16 @@ pub(in crate::rnn::fused) fn forward<T: Element>(
 ) -> Forward<T> {
     let (batch, hidden, input) = (dims.batch, dims.hidden, dims.input);
     let len = dims.steps * batch * hidden;
-    let mut outputs = Vec::with_capacity(len);
-    let slots = outputs.spare_capacity_mut();
+    let mut outputs = vec![T::zero(); len];
     let mut run = ForwardRun::new(dims, reverse, weights, keep);
     for chunk in dims.chunks(reverse) {
         let rows = chunk.start * batch..chunk.end * batch;
         run.chunk(
             &chunk,
             &x[rows.start * input..rows.end * input],
-            &mut slots[rows.start * hidden..rows.end * hidden],
+            &mut outputs[rows.start * hidden..rows.end * hidden],
         );
     }
-    // SAFETY: the chunks cover every step, and a chunk writes all of its rows' outputs.
-    unsafe { outputs.set_len(len) };
     let (saved, finals) = run.finish();
     Forward {
         saved,
