@@ -45,7 +45,6 @@ fn layer(
         "",
         kind,
         options,
-        0,
         &mut rand::rngs::StdRng::seed_from_u64(0),
     );
     (l, store)

@@ -101,7 +101,7 @@ fn mgu_layer<T: Element>(
     rng: &mut StdRng,
 ) -> Recurrent<Mgu> {
     let hidden = options.hidden_size;
-    Recurrent::build(options, "MGU", hidden, |layer, reverse, input| {
+    Recurrent::build(options, "MGU", |layer, reverse, input| {
         let prefix = format!("rnn.l{layer}{}", if reverse { "_reverse" } else { "" });
         Mgu::new(store, &prefix, input, hidden, rng)
     })

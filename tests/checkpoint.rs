@@ -17,7 +17,6 @@ fn tiny_lm<T: recur::tape::Element>(seed: u64) -> ParamStore<T> {
         &mut store,
         "rnn",
         RnnOptions::new(6, 8).num_layers(2).bidirectional(true),
-        0,
         &mut rng,
     );
     Linear::new(&mut store, "fc", 16, 11, true, &mut rng);
@@ -137,7 +136,6 @@ fn bad_files_give_typed_errors() {
         &mut wide,
         "rnn",
         RnnOptions::new(6, 8).num_layers(2).bidirectional(true),
-        0,
         &mut rng,
     );
     Linear::new(&mut wide, "fc", 16, 12, true, &mut rng);

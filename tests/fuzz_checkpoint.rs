@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 fn seed_file() -> (Vec<u8>, ParamStore<f32>) {
     let mut store = ParamStore::new();
     let mut rng = StdRng::seed_from_u64(0);
-    Lstm::new(&mut store, "rnn", RnnOptions::new(3, 4), 0, &mut rng);
+    Lstm::new(&mut store, "rnn", RnnOptions::new(3, 4), &mut rng);
     Linear::new(&mut store, "fc", 4, 2, true, &mut rng);
     let path = std::env::temp_dir().join(format!(
         "recur-fuzz-seed-{}.safetensors",

@@ -135,7 +135,6 @@ fn a_user_scan_cell_is_a_layer() {
     let layer = Recurrent::build(
         RnnOptions::new(3, 4).num_layers(2).bidirectional(true),
         "EMA",
-        4,
         |l, r, input| {
             let w = store.add(
                 format!("w{l}{r}"),

@@ -26,7 +26,6 @@ fn unroll(steps: usize, checkpoint: bool) -> (f64, usize) {
         RnnOptions::new(2, HIDDEN)
             .checkpoint(checkpoint)
             .fused(false),
-        0,
         &mut rand::rngs::StdRng::seed_from_u64(0),
     );
     let x = Tensor::from_vec(

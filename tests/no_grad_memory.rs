@@ -24,7 +24,7 @@ fn forward_peak(layers: usize, recording: bool) -> usize {
     let mut store = ParamStore::<f32>::new();
     let options = RnnOptions::new(HIDDEN, HIDDEN).num_layers(layers);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let lstm = Lstm::new(&mut store, "lstm", options, 0, &mut rng);
+    let lstm = Lstm::new(&mut store, "lstm", options, &mut rng);
     let x = Tensor::uniform(&[STEPS, BATCH, HIDDEN], -1.0, 1.0, &mut rng);
     let tape = Tape::new();
     let s = Session::new(&tape, &store, Mode::Eval, 0);

@@ -59,12 +59,9 @@ fn matches_pytorch<C: Cell<f64> + Clone + 'static>(name: &str, make: Make<C>) {
         let param = store.name(id).to_string();
         *store.get_mut(id) = get(&file, &param);
     }
-    let layer = Recurrent::build(
-        RnnOptions::new(input, hidden),
-        "tutorial",
-        hidden,
-        |_, _, _| cell.clone(),
-    );
+    let layer = Recurrent::build(RnnOptions::new(input, hidden), "tutorial", |_, _, _| {
+        cell.clone()
+    });
     let parts: Vec<&str> = ["h", "c"][..cell.state_sizes().len()].to_vec();
     let tape = Tape::new();
     let s = Session::new(&tape, &store, Mode::Train, 0);
@@ -137,7 +134,7 @@ fn passes_gradcheck<C: Cell<f64> + Clone + 'static>(name: &str, make: Make<C>) {
 
     let mut store = ParamStore::new();
     let options = RnnOptions::new(3, 4).num_layers(2).bidirectional(true);
-    let layer = Recurrent::build(options, "tutorial", 4, |l, r, input| {
+    let layer = Recurrent::build(options, "tutorial", |l, r, input| {
         make(&mut store, &format!("{name}{l}{r}"), (input, 4), rng)
     });
     randomize(&mut store, rng);

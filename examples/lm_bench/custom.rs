@@ -107,17 +107,15 @@ impl UserLayer {
         };
         match kind {
             UserKind::Lstm => {
-                UserLayer::Lstm(Recurrent::build(options, "LSTM", h, |l, _, input| {
-                    UserLstm {
-                        wx: linear(store, format!("l{l}.wx"), input, 4, true),
-                        wh: linear(store, format!("l{l}.wh"), h, 4, false),
-                        input,
-                        hidden: h,
-                    }
+                UserLayer::Lstm(Recurrent::build(options, "LSTM", |l, _, input| UserLstm {
+                    wx: linear(store, format!("l{l}.wx"), input, 4, true),
+                    wh: linear(store, format!("l{l}.wh"), h, 4, false),
+                    input,
+                    hidden: h,
                 }))
             }
             UserKind::Gru => {
-                UserLayer::Gru(Recurrent::build(options, "GRU", h, |l, _, input| UserGru {
+                UserLayer::Gru(Recurrent::build(options, "GRU", |l, _, input| UserGru {
                     wx: linear(store, format!("l{l}.wx"), input, 3, true),
                     wh: linear(store, format!("l{l}.wh"), h, 3, true),
                     input,
@@ -125,7 +123,7 @@ impl UserLayer {
                 }))
             }
             UserKind::LayerNormLstm => {
-                UserLayer::LayerNormLstm(Recurrent::build(options, "LN-LSTM", h, |l, _, input| {
+                UserLayer::LayerNormLstm(Recurrent::build(options, "LN-LSTM", |l, _, input| {
                     LayerNormLstm::new(store, &format!("l{l}"), (input, h), rng)
                 }))
             }

@@ -371,7 +371,6 @@ fn generate() {
         &mut store,
         "lstm",
         RnnOptions::new(256, 256).num_layers(2),
-        0,
         &mut rng,
     );
     let emb = Embedding::new(&mut store, "emb", 65, 256, None, &mut rng);

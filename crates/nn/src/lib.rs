@@ -32,7 +32,7 @@ pub use norm::{LayerNorm, RmsNorm};
 pub use params::{join_name, ParamGrads, ParamId, ParamStore};
 pub use rnn::{
     AnyCell, AnyLayer, Cell, CellKind, Gru, GruCell, LayerKind, Lru, LruCell, LruOptions, Lstm,
-    LstmCell, MinGru, MinGruCell, MinLstm, MinLstmCell, Nonlinearity, Qrnn, QrnnCell, Recurrent,
-    RecurrentOutput, RgLru, RgLruCell, Rnn, RnnCell, RnnOptions, State,
+    LstmCell, LstmState, MinGru, MinGruCell, MinLstm, MinLstmCell, Nonlinearity, Qrnn, QrnnCell,
+    Recurrent, RecurrentOutput, RgLru, RgLruCell, Rnn, RnnCell, RnnOptions, State,
 };
 pub use session::{Mode, Session};

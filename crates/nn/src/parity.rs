@@ -179,7 +179,8 @@ pub fn run_fixture<T: Element>(path: &Path) -> Result<ParityReport, ParityError>
             "proj_size {proj_size} needs an LSTM with hidden_size above it"
         )));
     }
-    let layer = Recurrent::of_kind(&mut store, "", kind, options.clone(), proj_size, &mut rng);
+    let options = options.proj_size(proj_size);
+    let layer = Recurrent::of_kind(&mut store, "", kind, options.clone(), &mut rng);
     for (name, _) in &fx.file.tensors {
         if !name.starts_with("grad.")
             && !DATA_KEYS.contains(&name.as_str())

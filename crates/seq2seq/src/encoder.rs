@@ -141,7 +141,7 @@ impl<C> Encoder<C> {
             .bidirectional(bidirectional)
             .dropout(dropout);
         let rnn_prefix = format!("{prefix}.rnn");
-        let rnn = Recurrent::build(options, "encoder", hidden, |layer, reverse, input| {
+        let rnn = Recurrent::build(options, "encoder", |layer, reverse, input| {
             let suffix = format!("_l{layer}{}", if reverse { "_reverse" } else { "" });
             let slot = CellSlot {
                 prefix: &rnn_prefix,

@@ -147,21 +147,22 @@ impl<T: Element> Cell<T> for AnyCell {
 }
 
 impl Recurrent<AnyCell> {
-    /// A sequence layer of the chosen kind (`proj_size` applies to LSTM only).
+    /// A sequence layer of the chosen kind ([`RnnOptions::proj_size`] applies to LSTM
+    /// only).
     pub fn of_kind<T: Element>(
         store: &mut ParamStore<T>,
         prefix: &str,
         kind: CellKind,
         options: RnnOptions,
-        proj_size: usize,
         rng: &mut impl Rng,
     ) -> Self {
         match kind {
             CellKind::Rnn(nl) => {
                 Recurrent::<RnnCell>::new(store, prefix, options, nl, rng).map_cells(AnyCell::Rnn)
             }
-            CellKind::Lstm => Recurrent::<LstmCell>::new(store, prefix, options, proj_size, rng)
-                .map_cells(AnyCell::Lstm),
+            CellKind::Lstm => {
+                Recurrent::<LstmCell>::new(store, prefix, options, rng).map_cells(AnyCell::Lstm)
+            }
             CellKind::Gru => {
                 Recurrent::<GruCell>::new(store, prefix, options, rng).map_cells(AnyCell::Gru)
             }

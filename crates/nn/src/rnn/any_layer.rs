@@ -90,7 +90,7 @@ impl AnyLayer {
     ) -> Self {
         match kind {
             LayerKind::Cell(cell) => {
-                AnyLayer::Cell(Recurrent::of_kind(store, prefix, cell, options, 0, rng))
+                AnyLayer::Cell(Recurrent::of_kind(store, prefix, cell, options, rng))
             }
             LayerKind::MinGru { positive } => {
                 AnyLayer::MinGru(MinGru::new(store, prefix, options, positive, rng))

@@ -18,11 +18,18 @@ use recur_tape::{concat, stack, Element, Var};
 /// The options every recurrent layer shares, with PyTorch's defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RnnOptions {
+    /// Width of the input x_t.
     pub input_size: usize,
+    /// Width of the hidden state h (and of the LSTM's cell state c).
     pub hidden_size: usize,
+    /// Layers stacked, each reading the outputs of the one below (default 1).
     pub num_layers: usize,
+    /// Whether the cells have biases (default `true`).
     pub bias: bool,
+    /// Inputs and outputs are `[B, T, features]` instead of `[T, B, features]`.
     pub batch_first: bool,
+    /// LSTM only: project h to this width with `weight_hr_l{k}` (0, the default: none).
+    pub proj_size: usize,
     /// Dropout on the outputs of every layer but the last, in training mode.
     pub dropout: f64,
     /// Variational dropout on every layer's input, in training mode: one mask per sequence
@@ -35,6 +42,7 @@ pub struct RnnOptions {
     /// previous value with this probability at each step; in evaluation the state is the
     /// expected mix p·old + (1 − p)·new. Runs the layer step by step.
     pub zoneout: f64,
+    /// A second direction over the reversed sequence, its outputs beside the first's.
     pub bidirectional: bool,
     /// Checkpointing through time: keep states only every ~√T steps and recompute each
     /// segment in backward (O(√T) activation memory instead of O(T), same gradients).
@@ -45,6 +53,7 @@ pub struct RnnOptions {
 }
 
 impl RnnOptions {
+    /// PyTorch's defaults for a layer from `input_size` to `hidden_size` features.
     pub fn new(input_size: usize, hidden_size: usize) -> Self {
         RnnOptions {
             input_size,
@@ -52,6 +61,7 @@ impl RnnOptions {
             num_layers: 1,
             bias: true,
             batch_first: false,
+            proj_size: 0,
             dropout: 0.0,
             input_dropout: 0.0,
             state_dropout: 0.0,
@@ -61,18 +71,27 @@ impl RnnOptions {
             fused: true,
         }
     }
+    /// Sets [`num_layers`](Self::num_layers).
     pub fn num_layers(mut self, n: usize) -> Self {
         self.num_layers = n;
         self
     }
+    /// Sets [`bias`](Self::bias).
     pub fn bias(mut self, bias: bool) -> Self {
         self.bias = bias;
         self
     }
+    /// Sets [`batch_first`](Self::batch_first).
     pub fn batch_first(mut self, batch_first: bool) -> Self {
         self.batch_first = batch_first;
         self
     }
+    /// Sets [`proj_size`](Self::proj_size) (LSTM only).
+    pub fn proj_size(mut self, proj_size: usize) -> Self {
+        self.proj_size = proj_size;
+        self
+    }
+    /// Sets [`dropout`](Self::dropout) between layers.
     pub fn dropout(mut self, p: f64) -> Self {
         self.dropout = p;
         self
@@ -83,21 +102,33 @@ impl RnnOptions {
         self.state_dropout = state;
         self
     }
+    /// Sets [`zoneout`](Self::zoneout).
     pub fn zoneout(mut self, p: f64) -> Self {
         self.zoneout = p;
         self
     }
+    /// Sets [`bidirectional`](Self::bidirectional).
     pub fn bidirectional(mut self, bidirectional: bool) -> Self {
         self.bidirectional = bidirectional;
         self
     }
+    /// Sets [`checkpoint`](Self::checkpoint).
     pub fn checkpoint(mut self, checkpoint: bool) -> Self {
         self.checkpoint = checkpoint;
         self
     }
+    /// Sets [`fused`](Self::fused).
     pub fn fused(mut self, fused: bool) -> Self {
         self.fused = fused;
         self
+    }
+    /// Width of each direction's output h: `proj_size` if set, else `hidden_size`.
+    pub fn output_size(&self) -> usize {
+        if self.proj_size > 0 {
+            self.proj_size
+        } else {
+            self.hidden_size
+        }
     }
     fn directions(&self) -> usize {
         if self.bidirectional {
@@ -141,13 +172,14 @@ pub type Gru = Recurrent<GruCell>;
 impl<C> Recurrent<C> {
     /// Builds the stack from `make(layer, reverse, input_size)`, called in PyTorch's
     /// parameter order (layer by layer, forward direction first). Layer 0 reads the input;
-    /// each later layer reads all directions of the one below, `directions · output_size`.
+    /// each later layer reads all directions of the one below,
+    /// `directions · options.output_size()`. `name` names the layer in error messages.
     pub fn build(
         options: RnnOptions,
         name: &'static str,
-        output_size: usize,
         mut make: impl FnMut(usize, bool, usize) -> C,
     ) -> Self {
+        let output_size = options.output_size();
         assert!(
             options.num_layers >= 1,
             "{name}: num_layers must be at least 1"
@@ -183,13 +215,19 @@ impl<C> Recurrent<C> {
     fn build_named<R: Rng>(
         options: RnnOptions,
         name: &'static str,
-        output_size: usize,
         prefix: &str,
         rng: &mut R,
         mut make: impl FnMut(&mut CellSpec<'_, R>, usize) -> C,
     ) -> Self {
         let bias = options.bias;
-        Self::build(options, name, output_size, |layer, reverse, input| {
+        if name != "LSTM" {
+            assert!(
+                options.proj_size == 0,
+                "{name}: proj_size {} is only supported for LSTM",
+                options.proj_size
+            );
+        }
+        Self::build(options, name, |layer, reverse, input| {
             let sfx = suffix(layer, reverse);
             make(
                 &mut CellSpec {
@@ -240,34 +278,27 @@ impl Recurrent<RnnCell> {
         rng: &mut impl Rng,
     ) -> Self {
         let hidden = options.hidden_size;
-        Self::build_named(options, "RNN", hidden, prefix, rng, |spec, input| {
+        Self::build_named(options, "RNN", prefix, rng, |spec, input| {
             RnnCell::with_spec(store, spec, input, hidden, nonlinearity)
         })
     }
 }
 
 impl Recurrent<LstmCell> {
-    /// `torch.nn.LSTM`; `proj_size` > 0 projects h to that width (`weight_hr_l{k}`).
+    /// `torch.nn.LSTM`; [`RnnOptions::proj_size`] > 0 projects h to that width
+    /// (`weight_hr_l{k}`).
     pub fn new<T: Element>(
         store: &mut ParamStore<T>,
         prefix: &str,
         options: RnnOptions,
-        proj_size: usize,
         rng: &mut impl Rng,
     ) -> Self {
-        let o = options.clone();
-        let out = if proj_size > 0 {
-            proj_size
-        } else {
-            o.hidden_size
-        };
+        let (hidden, proj_size) = (options.hidden_size, options.proj_size);
         assert!(
-            proj_size < o.hidden_size,
-            "LSTM: proj_size {proj_size} must be smaller than hidden_size {}",
-            o.hidden_size
+            proj_size < hidden,
+            "LSTM: proj_size {proj_size} must be smaller than hidden_size {hidden}"
         );
-        let hidden = o.hidden_size;
-        Self::build_named(options, "LSTM", out, prefix, rng, |spec, input| {
+        Self::build_named(options, "LSTM", prefix, rng, |spec, input| {
             LstmCell::with_spec(store, spec, input, hidden, proj_size)
         })
     }
@@ -282,7 +313,7 @@ impl Recurrent<GruCell> {
         rng: &mut impl Rng,
     ) -> Self {
         let hidden = options.hidden_size;
-        Self::build_named(options, "GRU", hidden, prefix, rng, |spec, input| {
+        Self::build_named(options, "GRU", prefix, rng, |spec, input| {
             GruCell::with_spec(store, spec, input, hidden)
         })
     }
@@ -307,6 +338,11 @@ impl<C> Recurrent<C> {
         let name = self.name;
         let shape = x.shape();
         let input_size = self.cells[0].input_size();
+        assert_eq!(
+            self.cells[0].output_size(),
+            self.options.output_size(),
+            "{name}: the cells' output width differs from the options' (proj_size, else hidden_size)"
+        );
         assert!(
             shape.len() == 3 && shape[2] == input_size,
             "{name}: input {:?} must be [T, B, {input_size}] ([B, T, {input_size}] if batch_first)",

@@ -15,6 +15,7 @@ mod noise;
 mod rnn_cell;
 mod scan;
 mod steps;
+mod typed_state;
 
 pub use any_cell::{AnyCell, CellKind};
 pub use any_layer::{AnyLayer, LayerKind};
@@ -28,6 +29,7 @@ pub use scan::{
     Lru, LruCell, LruOptions, MinGru, MinGruCell, MinLstm, MinLstmCell, Qrnn, QrnnCell, RgLru,
     RgLruCell,
 };
+pub use typed_state::LstmState;
 
 #[cfg(test)]
 mod tests;

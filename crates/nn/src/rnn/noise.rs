@@ -130,7 +130,7 @@ mod tests {
     /// The outputs `[T, B, W]` of the `Sum` layer over `x`, from h0 = `h0` everywhere.
     fn sum_outputs(options: RnnOptions, mode: Mode, x: Tensor<f64>, h0: f64) -> Vec<f64> {
         let shape = x.shape().to_vec();
-        let layer = Recurrent::build(options, "sum", shape[2], |_, _, w| Sum(w));
+        let layer = Recurrent::build(options, "sum", |_, _, w| Sum(w));
         let store = ParamStore::new();
         let tape = Tape::new();
         let s = Session::new(&tape, &store, mode, 7);
@@ -193,7 +193,7 @@ mod tests {
         let (steps, batch, width, p) = (5, 30, 20, 0.4);
         let store = ParamStore::<f64>::new();
         let options = RnnOptions::new(width, width).variational_dropout(p, 0.0);
-        let layer = Recurrent::build(options, "sum", width, |_, _, w| Sum(w));
+        let layer = Recurrent::build(options, "sum", |_, _, w| Sum(w));
         let tape = Tape::new();
         let s = Session::new(&tape, &store, Mode::Train, 3);
         let x = tape.var(Tensor::ones(&[steps, batch, width]));
@@ -223,7 +223,7 @@ mod tests {
             .bidirectional(true)
             .variational_dropout(0.2, 0.3)
             .zoneout(0.2);
-        let lstm = Lstm::new(&mut store, "", options, 0, &mut rng);
+        let lstm = Lstm::new(&mut store, "", options, &mut rng);
         let x = Tensor::uniform(&[9, 4, 3], -1.0, 1.0, &mut rng);
         let run = |checkpoint: bool| {
             let mut layer = lstm.clone();

@@ -73,8 +73,10 @@ fn standalone_cells_use_pytorch_names_and_shapes() {
     Lstm::new(
         &mut store,
         "enc.rnn",
-        RnnOptions::new(3, 4).num_layers(2).bidirectional(true),
-        2,
+        RnnOptions::new(3, 4)
+            .num_layers(2)
+            .bidirectional(true)
+            .proj_size(2),
         &mut rng(),
     );
     let names: Vec<&str> = store.iter().map(|(n, _)| n).collect();
@@ -166,7 +168,7 @@ impl<T: Element> Cell<T> for IndRnn {
 
 fn indrnn_layer(store: &mut ParamStore<f64>, options: RnnOptions) -> Recurrent<IndRnn> {
     let hidden = options.hidden_size;
-    Recurrent::build(options, "IndRNN", hidden, |layer, reverse, input| {
+    Recurrent::build(options, "IndRNN", |layer, reverse, input| {
         let prefix = format!("indrnn.l{layer}{}", if reverse { "_reverse" } else { "" });
         IndRnn::new(
             store,
@@ -275,7 +277,7 @@ fn padding_does_not_change_results<C: Cell<f64> + Clone + 'static>(
 fn padding_does_not_change_results_for_every_cell() {
     let opts = RnnOptions::new(3, 4).num_layers(2).bidirectional(true);
     let mut store = ParamStore::new();
-    let lstm = Lstm::new(&mut store, "", opts.clone(), 2, &mut rng());
+    let lstm = Lstm::new(&mut store, "", opts.clone().proj_size(2), &mut rng());
     padding_does_not_change_results(&lstm, &store, 4);
     let mut store = ParamStore::new();
     let gru = Gru::new(&mut store, "", opts.clone(), &mut rng());
@@ -315,7 +317,7 @@ fn dropout_between_layers_only_in_training() {
 #[should_panic(expected = "LSTM: input [5, 2, 7] must be [T, B, 3]")]
 fn wrong_input_width_names_layer_and_shapes() {
     let mut store = ParamStore::<f32>::new();
-    let lstm = Lstm::new(&mut store, "", RnnOptions::new(3, 4), 0, &mut rng());
+    let lstm = Lstm::new(&mut store, "", RnnOptions::new(3, 4), &mut rng());
     let tape = Tape::new();
     let s = Session::new(&tape, &store, Mode::Eval, 0);
     lstm.forward(&s, tape.constant(Tensor::zeros(&[5, 2, 7])), None, None);
@@ -385,36 +387,24 @@ fn checkpointing_through_time_gives_the_plain_results() {
     for (name, options, lengths, init) in cases {
         let mut store = ParamStore::new();
         let built: Recurrent<AnyCell> = match name {
-            n if n.starts_with("gru") => Recurrent::of_kind(
-                &mut store,
-                "",
-                CellKind::Gru,
-                options.clone(),
-                0,
-                &mut rng(),
-            ),
+            n if n.starts_with("gru") => {
+                Recurrent::of_kind(&mut store, "", CellKind::Gru, options.clone(), &mut rng())
+            }
             n if n.starts_with("lstm proj") => Recurrent::of_kind(
                 &mut store,
                 "",
                 CellKind::Lstm,
-                options.clone(),
-                2,
+                options.clone().proj_size(2),
                 &mut rng(),
             ),
-            n if n.starts_with("lstm") => Recurrent::of_kind(
-                &mut store,
-                "",
-                CellKind::Lstm,
-                options.clone(),
-                0,
-                &mut rng(),
-            ),
+            n if n.starts_with("lstm") => {
+                Recurrent::of_kind(&mut store, "", CellKind::Lstm, options.clone(), &mut rng())
+            }
             _ => Recurrent::of_kind(
                 &mut store,
                 "",
                 CellKind::Rnn(Nonlinearity::Relu),
                 options.clone(),
-                0,
                 &mut rng(),
             ),
         };
@@ -525,7 +515,7 @@ fn the_input_projection_is_made_once_per_layer_and_direction() {
         .num_layers(2)
         .bidirectional(true)
         .fused(false);
-    let lstm = Lstm::new(&mut store, "", options, 0, &mut rng());
+    let lstm = Lstm::new(&mut store, "", options, &mut rng());
     let calls = std::rc::Rc::new(std::cell::Cell::new(0));
     let counting = lstm.clone().map_cells(|lstm| CountingProjections {
         lstm,

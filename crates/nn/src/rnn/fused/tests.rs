@@ -17,7 +17,7 @@ const KINDS: [CellKind; 4] = [
 ];
 
 fn layer(store: &mut ParamStore<f64>, kind: CellKind, options: RnnOptions) -> Recurrent<AnyCell> {
-    let layer = Recurrent::of_kind(store, "rnn", kind, options, 0, &mut rng());
+    let layer = Recurrent::of_kind(store, "rnn", kind, options, &mut rng());
     assert!(layer.cells.iter().all(|c| Cell::<f64>::fused(c).is_some()));
     layer
 }
@@ -135,8 +135,7 @@ fn cells_without_a_kernel_run_composed() {
         &mut store,
         "",
         CellKind::Lstm,
-        RnnOptions::new(3, 4),
-        2,
+        RnnOptions::new(3, 4).proj_size(2),
         &mut rng(),
     );
     assert!(Cell::<f64>::fused(&proj.cells[0]).is_none());

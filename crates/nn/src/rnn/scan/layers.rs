@@ -22,8 +22,7 @@ fn stack_of<C>(
     prefix: &str,
     mut make: impl FnMut(&Names<'_>, usize) -> C,
 ) -> Recurrent<C> {
-    let hidden = options.hidden_size;
-    Recurrent::build(options, name, hidden, |layer, reverse, input| {
+    Recurrent::build(options, name, |layer, reverse, input| {
         let suffix = suffix(layer, reverse);
         make(
             &Names {
