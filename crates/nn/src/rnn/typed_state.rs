@@ -128,6 +128,19 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "GRU: proj_size 2 is only supported for LSTM")]
+    fn only_an_lstm_takes_a_projection() {
+        let mut store = ParamStore::<f64>::new();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        Gru::new(
+            &mut store,
+            "gru",
+            RnnOptions::new(3, 4).proj_size(2),
+            &mut rng,
+        );
+    }
+
+    #[test]
     #[should_panic(expected = "lstm_state: the layer's final state has 1 parts")]
     fn a_gru_has_no_lstm_state() {
         let mut store = ParamStore::<f64>::new();
