@@ -4,6 +4,7 @@
 //! [`tape`] (tensors and reverse-mode autodiff), [`nn`] (layers, losses, optimizers)
 //! and [`seq2seq`] (encoder-decoder models, decoding, BLEU).
 
+#![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod memory;

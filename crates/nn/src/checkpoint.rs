@@ -18,33 +18,54 @@ pub const OPTIMIZER_PREFIX: &str = "optimizer.";
 /// Why a checkpoint could not be written or read.
 #[derive(Debug)]
 pub enum CheckpointError {
+    /// The file could not be read or written.
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
     /// Not a valid safetensors file (truncated, bad header, bad offsets...).
     Malformed {
+        /// The file.
         path: PathBuf,
+        /// What is wrong with it.
         reason: String,
     },
+    /// A parameter the model has is not in the file.
     MissingKey {
+        /// The file.
         path: PathBuf,
+        /// The parameter's name.
         name: String,
     },
+    /// The file has a tensor the model has no parameter for.
     UnexpectedKey {
+        /// The file.
         path: PathBuf,
+        /// The tensor's name.
         name: String,
     },
+    /// A tensor's shape differs from its parameter's.
     ShapeMismatch {
+        /// The file.
         path: PathBuf,
+        /// The parameter's name.
         name: String,
+        /// The parameter's shape.
         expected: Vec<usize>,
+        /// The file's.
         found: Vec<usize>,
     },
+    /// A tensor is stored in another dtype than the model's.
     DtypeMismatch {
+        /// The file.
         path: PathBuf,
+        /// The parameter's name.
         name: String,
+        /// The model's dtype.
         expected: String,
+        /// The file's.
         found: String,
     },
 }
@@ -110,12 +131,21 @@ impl std::error::Error for CheckpointError {
 /// A tensor read from a file, in the dtype it was stored in.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StoredTensor {
+    /// Stored as 32-bit floats.
     F32(Tensor<f32>),
+    /// Stored as 64-bit floats.
     F64(Tensor<f64>),
-    I64 { values: Vec<i64>, shape: Vec<usize> },
+    /// Stored as 64-bit integers (token ids, lengths).
+    I64 {
+        /// The values, row-major.
+        values: Vec<i64>,
+        /// The tensor's shape.
+        shape: Vec<usize>,
+    },
 }
 
 impl StoredTensor {
+    /// The safetensors dtype name: `"F32"`, `"F64"` or `"I64"`.
     pub fn dtype(&self) -> &'static str {
         match self {
             StoredTensor::F32(_) => "F32",
@@ -124,6 +154,7 @@ impl StoredTensor {
         }
     }
 
+    /// The tensor's shape.
     pub fn shape(&self) -> &[usize] {
         match self {
             StoredTensor::F32(t) => t.shape(),
@@ -153,11 +184,14 @@ impl StoredTensor {
 /// The contents of a safetensors file: tensors in file order and the string metadata.
 #[derive(Clone, Debug, Default)]
 pub struct TensorFile {
+    /// Every tensor with its name, in the order of the file.
     pub tensors: Vec<(String, StoredTensor)>,
+    /// The file's `__metadata__` strings.
     pub metadata: HashMap<String, String>,
 }
 
 impl TensorFile {
+    /// The tensor named `name`, if the file has one.
     pub fn get(&self, name: &str) -> Option<&StoredTensor> {
         self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
     }

@@ -4,12 +4,15 @@
 use crate::session::Session;
 use recur_tape::{Element, Var};
 
+/// `torch.nn.Dropout`; its masks come from the [`Session`]'s seed.
 #[derive(Clone, Copy, Debug)]
 pub struct Dropout {
+    /// The probability of zeroing each element, in [0, 1).
     pub p: f64,
 }
 
 impl Dropout {
+    /// Dropout with probability `p`; panics outside [0, 1).
     pub fn new(p: f64) -> Self {
         assert!(
             (0.0..1.0).contains(&p),
@@ -18,6 +21,8 @@ impl Dropout {
         Dropout { p }
     }
 
+    /// `x` with each element zeroed with probability p and the rest scaled by 1/(1−p) in
+    /// training; `x` itself in evaluation.
     pub fn forward<'t, T: Element>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Var<'t, T> {
         if !s.is_training() || self.p == 0.0 {
             return x;

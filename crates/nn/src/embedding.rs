@@ -7,11 +7,16 @@ use crate::session::Session;
 use rand::Rng;
 use recur_tape::{Element, Tensor, Var};
 
+/// `torch.nn.Embedding`: row `i` of the weight for token id `i`.
 #[derive(Clone, Debug)]
 pub struct Embedding {
+    /// The table `[num_embeddings, embedding_dim]` (`{prefix}.weight`).
     pub weight: ParamId,
+    /// Rows of the table (the vocabulary size).
     pub num_embeddings: usize,
+    /// Width of each row.
     pub embedding_dim: usize,
+    /// The id whose row stays zero and gets no gradient.
     pub padding_idx: Option<usize>,
 }
 

@@ -4,6 +4,7 @@
 //! tape through a [`Session`], runs forward and backward, and hands [`ParamGrads`] to an
 //! optimizer.
 
+#![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod check;

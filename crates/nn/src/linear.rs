@@ -6,11 +6,38 @@ use crate::session::Session;
 use rand::Rng;
 use recur_tape::{Element, Var};
 
+/// `torch.nn.Linear`: y = x·Wᵀ + b over the last dimension.
+///
+/// ```
+/// use recur_nn::optim::{Optimizer, Sgd, SgdOptions};
+/// use recur_nn::{Linear, Mode, ParamStore, Session};
+/// use recur_tape::{Tape, Tensor};
+/// use rand::SeedableRng;
+///
+/// let mut store = ParamStore::<f64>::new();
+/// let fc = Linear::new(&mut store, "fc", 3, 2, true, &mut rand::rngs::StdRng::seed_from_u64(0));
+/// assert_eq!(store.get(fc.weight).shape(), &[2, 3]); // PyTorch's [out, in]
+/// let mut sgd = Sgd::new(SgdOptions::new(0.1));
+/// let x = Tensor::from_vec(vec![1.0, -1.0, 0.5], &[1, 3]);
+/// let loss_of = |store: &ParamStore<f64>| {
+///     let tape = Tape::new();
+///     let s = Session::new(&tape, store, Mode::Train, 0);
+///     let loss = fc.forward(&s, s.constant(x.clone())).sum().pow(2.0);
+///     (loss.item(), s.backward(loss))
+/// };
+/// let (before, grads) = loss_of(&store);
+/// sgd.step(&mut store, &grads);
+/// assert!(loss_of(&store).0 < before);
+/// ```
 #[derive(Clone, Debug)]
 pub struct Linear {
+    /// W `[out_features, in_features]` (`{prefix}.weight`).
     pub weight: ParamId,
+    /// b `[out_features]` (`{prefix}.bias`), if the layer has one.
     pub bias: Option<ParamId>,
+    /// Width of the input's last dimension.
     pub in_features: usize,
+    /// Width of the output's last dimension.
     pub out_features: usize,
 }
 
@@ -43,6 +70,7 @@ impl Linear {
         }
     }
 
+    /// x `[..., in_features]` → `[..., out_features]`.
     pub fn forward<'t, T: Element>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Var<'t, T> {
         x.linear(s.param(self.weight), self.bias.map(|b| s.param(b)))
     }

@@ -9,9 +9,13 @@ use recur_tape::{Element, Tensor, Var};
 /// `torch.nn.LayerNorm(width, eps, elementwise_affine, bias)` over the last dimension.
 #[derive(Clone, Debug)]
 pub struct LayerNorm {
+    /// The learned scale `[width]` (`{prefix}.weight`), if the layer is affine.
     pub weight: Option<ParamId>,
+    /// The learned shift `[width]` (`{prefix}.bias`), if it has one.
     pub bias: Option<ParamId>,
+    /// Width of the normalised last dimension.
     pub width: usize,
+    /// ε, added to the variance.
     pub eps: f64,
 }
 
@@ -41,6 +45,7 @@ impl LayerNorm {
         }
     }
 
+    /// `x` `[..., width]` normalised over its last dimension.
     pub fn forward<'t, T: Element>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Var<'t, T> {
         x.layer_norm(
             self.weight.map(|w| s.param(w)),
@@ -53,7 +58,9 @@ impl LayerNorm {
 /// `torch.nn.RMSNorm(width, eps, elementwise_affine)` over the last dimension.
 #[derive(Clone, Debug)]
 pub struct RmsNorm {
+    /// The learned scale `[width]` (`{prefix}.weight`), if the layer is affine.
     pub weight: Option<ParamId>,
+    /// Width of the normalised last dimension.
     pub width: usize,
     /// ε; `None` is PyTorch's default, the element type's machine epsilon.
     pub eps: Option<f64>,
@@ -65,6 +72,7 @@ impl RmsNorm {
         Self::with_options(store, prefix, width, None, true)
     }
 
+    /// ε given (`None`: the machine epsilon); `affine`: learn `weight`.
     pub fn with_options<T: Element>(
         store: &mut ParamStore<T>,
         prefix: &str,
@@ -76,6 +84,7 @@ impl RmsNorm {
         RmsNorm { weight, width, eps }
     }
 
+    /// `x` `[..., width]` normalised over its last dimension.
     pub fn forward<'t, T: Element>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Var<'t, T> {
         let eps = self
             .eps

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 pub struct ParamId(pub(crate) usize);
 
 impl ParamId {
+    /// Its position in registration order.
     pub fn index(self) -> usize {
         self.0
     }
@@ -24,6 +25,7 @@ pub struct ParamStore<T: Element> {
 }
 
 impl<T: Element> ParamStore<T> {
+    /// An empty store.
     pub fn new() -> Self {
         ParamStore {
             names: Vec::new(),
@@ -45,10 +47,12 @@ impl<T: Element> ParamStore<T> {
         id
     }
 
+    /// The value of parameter `id`.
     pub fn get(&self, id: ParamId) -> &Tensor<T> {
         &self.values[id.0]
     }
 
+    /// The value of parameter `id`, to change in place.
     pub fn get_mut(&mut self, id: ParamId) -> &mut Tensor<T> {
         &mut self.values[id.0]
     }
@@ -58,6 +62,7 @@ impl<T: Element> ParamStore<T> {
         self.values.iter_mut()
     }
 
+    /// The name of parameter `id`.
     pub fn name(&self, id: ParamId) -> &str {
         &self.names[id.0]
     }
@@ -67,14 +72,17 @@ impl<T: Element> ParamStore<T> {
         self.index.get(name).copied()
     }
 
+    /// How many parameters are registered.
     pub fn len(&self) -> usize {
         self.values.len()
     }
 
+    /// Whether no parameter is registered.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
 
+    /// Every parameter's handle, in registration order.
     pub fn ids(&self) -> impl Iterator<Item = ParamId> {
         (0..self.values.len()).map(ParamId)
     }
@@ -147,14 +155,17 @@ impl<T: Element> ParamGrads<T> {
         }
     }
 
+    /// The gradient of parameter `id`, if backward reached it.
     pub fn get(&self, id: ParamId) -> Option<&Tensor<T>> {
         self.grads.get(id.0).and_then(Option::as_ref)
     }
 
+    /// Sets the gradient of parameter `id`.
     pub fn set(&mut self, id: ParamId, grad: Tensor<T>) {
         self.grads[id.0] = Some(grad);
     }
 
+    /// Every gradient present, with its parameter.
     pub fn iter(&self) -> impl Iterator<Item = (ParamId, &Tensor<T>)> {
         self.grads
             .iter()

@@ -14,8 +14,15 @@ use std::path::{Path, PathBuf};
 /// Why a fixture could not be checked (as opposed to checked and found different).
 #[derive(Debug)]
 pub enum ParityError {
+    /// The fixture file could not be read.
     File(CheckpointError),
-    Fixture { path: PathBuf, reason: String },
+    /// The file was read but is not a fixture this check understands.
+    Fixture {
+        /// The fixture.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl fmt::Display for ParityError {
@@ -34,17 +41,23 @@ impl std::error::Error for ParityError {}
 /// One compared tensor: its name and the normwise relative error ‖ours − torch‖∞ / ‖torch‖∞.
 #[derive(Clone, Debug)]
 pub struct Comparison {
+    /// The tensor's name in the fixture (`output`, `grad.weight_ih_l0`, ...).
     pub name: String,
+    /// ‖ours − torch‖∞ / ‖torch‖∞.
     pub rel_error: f64,
 }
 
+/// Every tensor of one fixture compared against PyTorch's.
 #[derive(Clone, Debug)]
 pub struct ParityReport {
+    /// The fixture's layer configuration, as it describes itself.
     pub config: String,
+    /// One comparison per output, final state and gradient.
     pub comparisons: Vec<Comparison>,
 }
 
 impl ParityReport {
+    /// The largest relative error of all comparisons.
     pub fn worst(&self) -> f64 {
         self.comparisons
             .iter()

@@ -10,7 +10,9 @@ use std::cell::RefCell;
 /// Whether layers behave as in training (dropout active) or evaluation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
+    /// Training: dropout and zoneout masks are drawn.
     Train,
+    /// Evaluation: no masks, zoneout's expected mix.
     Eval,
 }
 
@@ -39,18 +41,22 @@ impl<'t, 's, T: Element> Session<'t, 's, T> {
         }
     }
 
+    /// The tape this session records on.
     pub fn tape(&self) -> &'t Tape<T> {
         self.tape
     }
 
+    /// The parameters it reads.
     pub fn store(&self) -> &'s ParamStore<T> {
         self.store
     }
 
+    /// Training or evaluation.
     pub fn mode(&self) -> Mode {
         self.mode
     }
 
+    /// Whether the mode is [`Mode::Train`].
     pub fn is_training(&self) -> bool {
         self.mode == Mode::Train
     }
@@ -61,6 +67,7 @@ impl<'t, 's, T: Element> Session<'t, 's, T> {
         self.checkpoint_through_time.set(on);
     }
 
+    /// Whether [`set_checkpoint_through_time`](Self::set_checkpoint_through_time) is on.
     pub fn checkpoint_through_time(&self) -> bool {
         self.checkpoint_through_time.get()
     }

@@ -70,10 +70,13 @@ impl Default for TbpttOptions {
 /// What one update did.
 #[derive(Clone, Copy, Debug)]
 pub struct StepReport {
+    /// The update's number, from 1.
     pub step: usize,
     /// Mean cross-entropy per token of the last k1 steps.
     pub loss: f64,
+    /// e^loss.
     pub perplexity: f64,
+    /// Tokens of the update over its wall time.
     pub tokens_per_s: f64,
     /// Gradient norm before clipping.
     pub grad_norm: f64,
@@ -82,8 +85,11 @@ pub struct StepReport {
 /// Training stopped because the numbers stopped being numbers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NonFinite {
+    /// The update that produced it.
     pub step: usize,
+    /// Its loss.
     pub loss: f64,
+    /// Its gradient norm.
     pub grad_norm: f64,
 }
 
@@ -106,13 +112,64 @@ struct ShardMemory<T: Element> {
     states: VecDeque<Vec<Tensor<T>>>,
 }
 
+/// The truncated-BPTT driver: [`Tbptt::step`] makes one update from the next k1 tokens of
+/// every row, carrying the state across updates.
+///
+/// ```
+/// use recur_nn::data::sequential_batches;
+/// use recur_nn::optim::{Sgd, SgdOptions};
+/// use recur_nn::tbptt::{StreamModel, Tbptt, TbpttOptions};
+/// use recur_nn::{Embedding, Gru, Linear, ParamStore, RnnOptions, Session};
+/// use recur_tape::Var;
+/// use rand::SeedableRng;
+///
+/// struct CharLm { emb: Embedding, gru: Gru, out: Linear }
+///
+/// impl StreamModel<f32> for CharLm {
+///     fn forward<'t>(
+///         &self,
+///         s: &Session<'t, '_, f32>,
+///         inputs: &[usize],
+///         batch: usize,
+///         state: Option<&[Var<'t, f32>]>,
+///     ) -> (Var<'t, f32>, Vec<Var<'t, f32>>) {
+///         let steps = inputs.len() / batch;
+///         let x = self.emb.forward(s, inputs).reshape(&[steps, batch, 8]);
+///         let out = self.gru.forward(s, x, state, None);
+///         let logits = self.out.forward(s, out.output.reshape(&[steps * batch, 16]));
+///         (logits, out.final_state.to_vec())
+///     }
+/// }
+///
+/// let mut store = ParamStore::new();
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let model = CharLm {
+///     emb: Embedding::new(&mut store, "emb", 4, 8, None, &mut rng),
+///     gru: Gru::new(&mut store, "rnn", RnnOptions::new(8, 16), &mut rng),
+///     out: Linear::new(&mut store, "out", 16, 4, true, &mut rng),
+/// };
+/// let stream: Vec<usize> = (0..400).map(|i| i % 4).collect(); // 0 1 2 3 0 1 2 3 ...
+/// let mut sgd = Sgd::new(SgdOptions::new(1.0));
+/// let mut tbptt = Tbptt::new(TbpttOptions { k1: 10, k2: 20, ..TbpttOptions::default() });
+/// let mut last = f64::INFINITY;
+/// for _epoch in 0..4 {
+///     tbptt.reset();
+///     for chunk in sequential_batches(&stream, 4, 10, 0) {
+///         last = tbptt.step(&model, &mut store, &mut sgd, &chunk).expect("finite").loss;
+///     }
+/// }
+/// assert!(last < 0.5, "the cycle is learned: loss {last}");
+/// ```
 pub struct Tbptt<T: Element> {
+    /// How it trains.
     pub options: TbpttOptions,
     memory: Vec<ShardMemory<T>>,
     step: usize,
 }
 
 impl<T: Element> Tbptt<T> {
+    /// A driver with nothing carried yet; panics unless 0 < k1 ≤ k2 with k2 a multiple of
+    /// k1, and shards > 0.
     pub fn new(options: TbpttOptions) -> Self {
         assert!(
             options.k1 > 0 && options.k2 >= options.k1 && options.k2.is_multiple_of(options.k1),

@@ -7,6 +7,7 @@ use recur_tape::{Element, Tensor, Var};
 use std::fmt;
 use std::str::FromStr;
 
+/// How the decoder scores the encoder's outputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionKind {
     /// Additive attention (Bahdanau et al. 2015), queried with the previous decoder state.
@@ -41,8 +42,10 @@ impl fmt::Display for AttentionKind {
     }
 }
 
+/// An attention layer of one [`AttentionKind`], with its parameters.
 #[derive(Clone, Debug)]
 pub struct Attention {
+    /// Which scoring.
     pub kind: AttentionKind,
     query: Option<Linear>,
     key: Option<Linear>,
@@ -51,6 +54,7 @@ pub struct Attention {
 
 /// Encoder outputs prepared for attention, batch-major `[B, S, K]`, with the padding mask.
 pub struct Memory<'t, T: Element> {
+    /// The encoder's outputs `[B, S, K]`.
     pub outputs: Var<'t, T>,
     lengths: Vec<usize>,
     /// Bahdanau: W_k·h_j, time-major `[S, B, A]`; Luong: outputs transposed `[B, K, S]`.
@@ -60,6 +64,7 @@ pub struct Memory<'t, T: Element> {
 }
 
 impl<'t, T: Element> Memory<'t, T> {
+    /// Each source row's length (positions past it get no attention).
     pub fn lengths(&self) -> &[usize] {
         &self.lengths
     }

@@ -4,10 +4,13 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-/// The reserved target/source tokens, in their fixed ids.
+/// The id of `<pad>`, which fills rows past their length.
 pub const PAD: usize = 0;
+/// The id of `<bos>`, the decoder's first input.
 pub const BOS: usize = 1;
+/// The id of `<eos>`, which ends every target.
 pub const EOS: usize = 2;
+/// The id of `<unk>`, for tokens outside the vocabulary.
 pub const UNK: usize = 3;
 /// Reserved token names, in id order, for `Vocab::build`.
 pub const SPECIALS: [&str; 4] = ["<pad>", "<bos>", "<eos>", "<unk>"];
@@ -15,14 +18,19 @@ pub const SPECIALS: [&str; 4] = ["<pad>", "<bos>", "<eos>", "<unk>"];
 /// A padded batch of (source, target) pairs, time-major: `src[t * rows + b]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
+    /// Sentence pairs B.
     pub rows: usize,
+    /// Source ids `[src_steps · rows]`, time-major, padded with [`PAD`].
     pub src: Vec<usize>,
+    /// The longest source's length.
     pub src_steps: usize,
+    /// Each source's length.
     pub src_lengths: Vec<usize>,
     /// `<bos> y₁ … yₙ`, padded.
     pub tgt_in: Vec<usize>,
     /// `y₁ … yₙ <eos>`, padded.
     pub tgt_out: Vec<usize>,
+    /// The longest target's length plus one.
     pub tgt_steps: usize,
 }
 

@@ -11,17 +11,22 @@ pub enum Smoothing {
     /// 1/(2^k · total).
     #[default]
     Exp,
+    /// No smoothing: a zero precision makes BLEU 0.
     None,
 }
 
 /// A corpus BLEU score and the statistics behind it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bleu {
+    /// BLEU, 0–100, as sacrebleu prints it.
     pub score: f64,
     /// n-gram precisions in percent, n = 1..4.
     pub precisions: [f64; 4],
+    /// min(1, e^(1 − ref_len/sys_len)).
     pub brevity_penalty: f64,
+    /// Tokens in the hypotheses.
     pub sys_len: usize,
+    /// Tokens in the references.
     pub ref_len: usize,
 }
 

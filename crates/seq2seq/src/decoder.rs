@@ -54,14 +54,19 @@ pub struct Context<'t, T: Element> {
     pub summary: Var<'t, T>,
 }
 
+/// The decoder of a [`Seq2Seq`](crate::Seq2Seq) model: an embedding, a stack of cells run
+/// one step at a time (so that decoding can feed back its own tokens), optional attention
+/// over the encoder's outputs, and the output layer.
 #[derive(Clone, Debug)]
 pub struct Decoder<C = AnyCell> {
     embedding: Embedding,
     cells: Vec<C>,
+    /// Attention over the encoder's outputs, if the model has it.
     pub attention: Option<Attention>,
     /// Luong: h̃ = tanh(W_c·[context; h]).
     combine: Option<Linear>,
     out: Linear,
+    /// How the encoder's summary reaches it without attention.
     pub context: ContextMode,
     dropout: Dropout,
 }
@@ -69,14 +74,21 @@ pub struct Decoder<C = AnyCell> {
 /// Sizes and choices of a decoder.
 #[derive(Clone, Copy, Debug)]
 pub struct DecoderSpec {
+    /// Target vocabulary size.
     pub vocab: usize,
+    /// Embedding width.
     pub embed: usize,
+    /// Hidden size of every layer.
     pub hidden: usize,
+    /// Stacked layers.
     pub layers: usize,
     /// Width of the encoder outputs attention reads.
     pub memory_width: usize,
+    /// Attention, if any.
     pub attention: Option<AttentionKind>,
+    /// How the summary reaches the decoder without attention.
     pub context: ContextMode,
+    /// Dropout on the embedding and between layers, in training.
     pub dropout: f64,
 }
 

@@ -16,9 +16,13 @@ use recur_tape::{concat, Element, Var};
 /// input width and its hidden size.
 #[derive(Clone, Copy, Debug)]
 pub struct CellSlot<'a> {
+    /// Goes before the parameter's name (`encoder.rnn`).
     pub prefix: &'a str,
+    /// Goes after it (`_l1_reverse`).
     pub suffix: &'a str,
+    /// Width of the cell's input.
     pub input: usize,
+    /// The cell's hidden size.
     pub hidden: usize,
 }
 
@@ -44,6 +48,9 @@ impl CellSlot<'_> {
     }
 }
 
+/// The encoder of a [`Seq2Seq`](crate::Seq2Seq) model: an embedding and a (bidirectional)
+/// [`Recurrent`] layer over the padded source, with bridges from both directions' final
+/// states to the decoder's width.
 #[derive(Clone, Debug)]
 pub struct Encoder<C = AnyCell> {
     embedding: Embedding,
@@ -61,6 +68,7 @@ pub struct Encoded<'t, T: Element> {
     pub outputs: Var<'t, T>,
     /// Per layer, the final state parts `[B, hidden]`.
     pub state: Vec<State<'t, T>>,
+    /// Each source row's length.
     pub lengths: Vec<usize>,
 }
 
@@ -99,11 +107,17 @@ impl Encoder {
 /// Sizes and choices of an encoder.
 #[derive(Clone, Copy, Debug)]
 pub struct EncoderSpec {
+    /// Source vocabulary size.
     pub vocab: usize,
+    /// Embedding width.
     pub embed: usize,
+    /// Hidden size of each direction.
     pub hidden: usize,
+    /// Stacked layers.
     pub layers: usize,
+    /// Read the source both ways.
     pub bidirectional: bool,
+    /// Dropout on the embedding and between layers, in training.
     pub dropout: f64,
 }
 
@@ -195,6 +209,7 @@ impl<C> Encoder<C> {
         self.hidden * self.rnn.directions()
     }
 
+    /// Encodes the batch's sources.
     pub fn forward<'t, T: Element>(&self, s: &Session<'t, '_, T>, batch: &Batch) -> Encoded<'t, T>
     where
         C: Cell<T> + Clone + 'static,

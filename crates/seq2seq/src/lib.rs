@@ -7,6 +7,7 @@
 //! through [`Attention`]. Training consults a [`TeacherForcing`] policy at every step;
 //! decoding ([`greedy`], [`beam_search`]) records no graph.
 
+#![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod attention;

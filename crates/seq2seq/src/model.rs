@@ -10,26 +10,81 @@ use rand::Rng;
 use recur_nn::{AnyCell, Cell, CellKind, ParamStore, Session, State};
 use recur_tape::{Element, Reduction, Var};
 
+/// The sizes and choices of a [`Seq2Seq`] model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Seq2SeqConfig {
+    /// The built-in cell of encoder and decoder ([`Seq2Seq::new`]).
     pub cell: CellKind,
+    /// Source vocabulary size.
     pub src_vocab: usize,
+    /// Target vocabulary size.
     pub tgt_vocab: usize,
+    /// Embedding width of both sides.
     pub embed: usize,
+    /// Hidden size of both sides (each encoder direction's).
     pub hidden: usize,
+    /// Stacked layers on each side.
     pub layers: usize,
+    /// A bidirectional encoder.
     pub bidirectional: bool,
+    /// The decoder's attention, if any.
     pub attention: Option<AttentionKind>,
+    /// How the source reaches the decoder without attention.
     pub context: ContextMode,
+    /// Dropout on embeddings and between layers, in training.
     pub dropout: f64,
 }
 
 /// An encoder of `E` cells and a decoder of `D` cells: the built-in kinds (`AnyCell`, the
 /// configuration's `cell`) or a user's.
+///
+/// A model that learns to copy its source, trained with teacher forcing and decoded greedily:
+///
+/// ```
+/// use recur_nn::optim::{Adam, AdamOptions, Optimizer};
+/// use recur_nn::{CellKind, Mode, ParamStore, Session};
+/// use recur_seq2seq::{greedy, AttentionKind, Batch, ContextMode, Seq2Seq, Seq2SeqConfig, TeacherForcing};
+/// use recur_tape::Tape;
+/// use rand::SeedableRng;
+///
+/// let config = Seq2SeqConfig {
+///     cell: CellKind::Gru,
+///     src_vocab: 8,
+///     tgt_vocab: 8,
+///     embed: 16,
+///     hidden: 32,
+///     layers: 1,
+///     bidirectional: true,
+///     attention: Some(AttentionKind::Bahdanau),
+///     context: ContextMode::InitialState,
+///     dropout: 0.0,
+/// };
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let mut store = ParamStore::<f32>::new();
+/// let model = Seq2Seq::new(&mut store, config, &mut rng);
+/// // Ids 0–3 are <pad>, <bos>, <eos>, <unk>; sentences use 4–7.
+/// let data: Vec<Vec<usize>> = vec![vec![4, 5, 6], vec![7, 4], vec![6, 6, 5, 7], vec![5, 7, 4]];
+/// let pairs: Vec<(&[usize], &[usize])> = data.iter().map(|s| (&s[..], &s[..])).collect();
+/// let batch = Batch::new(&pairs);
+/// let mut adam = Adam::new(AdamOptions::adam(0.01));
+/// for step in 0..150 {
+///     let tape = Tape::new();
+///     let s = Session::new(&tape, &store, Mode::Train, step as u64);
+///     let loss = model.loss(&s, &batch, &TeacherForcing::Always, step, &mut rng);
+///     let grads = s.backward(loss);
+///     adam.step(&mut store, &grads);
+/// }
+/// let copies = greedy(&model, &store, &[&[4, 5, 6], &[6, 6, 5, 7]], 10);
+/// assert_eq!(copies[0].tokens, vec![4, 5, 6]);
+/// assert_eq!(copies[1].tokens, vec![6, 6, 5, 7]);
+/// ```
 #[derive(Clone, Debug)]
 pub struct Seq2Seq<E = AnyCell, D = E> {
+    /// Its configuration.
     pub config: Seq2SeqConfig,
+    /// Reads the source.
     pub encoder: Encoder<E>,
+    /// Writes the target.
     pub decoder: Decoder<D>,
 }
 

@@ -12,7 +12,9 @@ use recur_tape::{Element, Tape, Var};
 /// when it was produced).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Hypothesis {
+    /// The target ids, without `<bos>` and `<eos>`.
     pub tokens: Vec<usize>,
+    /// Σ log p of every token produced.
     pub score: f64,
     /// Whether the sequence ended with `<eos>` (rather than at the length limit).
     pub finished: bool,
@@ -26,11 +28,14 @@ impl Hypothesis {
     }
 }
 
+/// How [`beam_search`] searches.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BeamOptions {
+    /// Hypotheses kept per step.
     pub width: usize,
     /// Length-normalisation exponent (0 = none, 1 = average log-probability).
     pub alpha: f64,
+    /// Most tokens per hypothesis.
     pub max_len: usize,
 }
 

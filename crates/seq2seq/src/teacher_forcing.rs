@@ -10,14 +10,28 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Decay {
     /// εᵢ = max(min, k − c·i).
-    Linear { k: f64, c: f64, min: f64 },
+    Linear {
+        /// ε at step 0.
+        k: f64,
+        /// Decrease per step.
+        c: f64,
+        /// The floor.
+        min: f64,
+    },
     /// εᵢ = kⁱ, k < 1.
-    Exponential { k: f64 },
+    Exponential {
+        /// The base, below 1.
+        k: f64,
+    },
     /// εᵢ = k / (k + exp(i/k)), k ≥ 1.
-    InverseSigmoid { k: f64 },
+    InverseSigmoid {
+        /// The steepness, at least 1.
+        k: f64,
+    },
 }
 
 impl Decay {
+    /// εᵢ at training step `step`.
     pub fn ratio(&self, step: usize) -> f64 {
         let i = step as f64;
         match *self {
@@ -31,22 +45,31 @@ impl Decay {
 /// Whether one draw decides a whole sequence or each step separately.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Granularity {
+    /// A draw per row and step.
     Step,
+    /// A draw per row, for all its steps.
     Sequence,
 }
 
 /// When to feed the reference token instead of the model's own prediction.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum TeacherForcing {
+    /// Always the reference (plain teacher forcing).
     Always,
     /// Free running: the model always reads its own previous prediction.
     Never,
+    /// The reference with a fixed probability.
     Ratio {
+        /// The probability of the reference.
         ratio: f64,
+        /// Per step or per sequence.
         per: Granularity,
     },
+    /// Scheduled sampling: the probability decays with the training step.
     Scheduled {
+        /// How it decays.
         decay: Decay,
+        /// Per step or per sequence.
         per: Granularity,
     },
 }

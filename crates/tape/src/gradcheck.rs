@@ -9,8 +9,11 @@ use std::fmt;
 /// `|analytic − numeric| ≤ atol + rtol·|numeric|`.
 #[derive(Clone, Copy, Debug)]
 pub struct GradcheckOptions {
+    /// The finite-difference step: each element is moved by ±eps.
     pub eps: f64,
+    /// Absolute tolerance.
     pub atol: f64,
+    /// Relative tolerance.
     pub rtol: f64,
     /// Seed of the random weights that reduce a non-scalar output to a scalar.
     pub seed: u64,
@@ -30,6 +33,7 @@ impl Default for GradcheckOptions {
 /// The outcome of a gradient check, naming the worst element found.
 #[derive(Clone, Debug)]
 pub struct GradcheckReport {
+    /// Whether every element was within tolerance.
     pub passed: bool,
     /// Largest |analytic − numeric| over all elements.
     pub max_abs_error: f64,
@@ -37,8 +41,11 @@ pub struct GradcheckReport {
     pub max_rel_error: f64,
     /// The element that exceeded its tolerance by most (or came closest to it).
     pub worst_input: usize,
+    /// The flat index of that element within its input.
     pub worst_index: usize,
+    /// The tape's gradient there.
     pub worst_analytic: f64,
+    /// The finite-difference gradient there.
     pub worst_numeric: f64,
     /// Number of elements checked.
     pub checked: usize,

@@ -3,7 +3,7 @@
 //! A [`Tape`] is an arena of recorded ops; a [`Var`] is a small `Copy` handle into it, so
 //! model code reads like math (`(x.matmul(w) + b).tanh()`). [`Tape::backward`] walks the
 //! arena once in reverse — no recursion, so a 100 000-step unroll is fine. Users add ops by
-//! implementing [`Op`]; [`gradcheck`] verifies any op against finite differences.
+//! implementing [`Op`]; [`gradcheck()`] verifies any op against finite differences.
 //!
 //! ```
 //! use recur_tape::{Tape, Tensor};
@@ -16,6 +16,7 @@
 //! assert_eq!(grads.wrt(w).shape(), &[2, 1]);
 //! ```
 
+#![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod deferred;

@@ -176,6 +176,7 @@ impl<'a, T: Element> BackwardCtx<'a, T> {
         grads[i].as_ref()
     }
 
+    /// How many inputs the op has.
     pub fn num_inputs(&self) -> usize {
         self.inputs.len()
     }

@@ -15,6 +15,7 @@ pub(crate) struct Storage<T> {
 }
 
 impl<T> Storage<T> {
+    /// Storage holding `values`.
     pub fn new(values: Vec<T>) -> Self {
         Storage {
             values,
@@ -28,6 +29,7 @@ impl<T> Storage<T> {
         &mut self.values
     }
 
+    /// The values back, without a copy.
     pub fn into_values(self) -> Vec<T> {
         self.values
     }

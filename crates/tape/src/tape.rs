@@ -66,6 +66,7 @@ impl<T: Element> Default for Tape<T> {
 }
 
 impl<T: Element> Tape<T> {
+    /// An empty tape.
     pub fn new() -> Self {
         Self::with_capacity(0)
     }
@@ -201,6 +202,7 @@ impl<T: Element> Tape<T> {
         self.nodes.borrow().len()
     }
 
+    /// Whether nothing has been recorded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -302,6 +304,7 @@ impl<'t, T: Element> Var<'t, T> {
         self.id
     }
 
+    /// The tape this value lives on.
     pub fn tape(self) -> &'t Tape<T> {
         self.tape
     }
@@ -318,6 +321,7 @@ impl<'t, T: Element> Var<'t, T> {
         self.value().clone().compact()
     }
 
+    /// The shape of the value.
     pub fn shape(self) -> Shape {
         Shape::from_slice(self.value().shape())
     }

@@ -13,6 +13,20 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+/// A dense row-major array of `f32` or `f64` values with a shape: the values that parameters,
+/// inputs and gradients hold. Cloning one is O(1) (its storage is shared, copied on write).
+///
+/// ```
+/// use recur_tape::Tensor;
+///
+/// let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+/// assert_eq!(t.shape(), &[2, 3]);
+/// assert_eq!(t.at(&[1, 0]), 4.0);
+/// assert_eq!(t.row(1), &[4.0, 5.0, 6.0]);
+/// let doubled = t.map(|v| 2.0 * v).reshape(&[3, 2]);
+/// assert_eq!(doubled.data(), &[2.0, 4.0, 6.0, 8.0, 10.0, 12.0]);
+/// assert!(Tensor::<f32>::try_from_vec(vec![1.0; 5], &[2, 3]).is_err());
+/// ```
 #[derive(Clone)]
 pub struct Tensor<T> {
     /// At least `offset + numel(shape)` values; those outside the window belong to other
@@ -33,7 +47,9 @@ impl<T: PartialEq> PartialEq for Tensor<T> {
 /// A data vector whose length does not fill the shape it was given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShapeError {
+    /// How many values were given.
     pub len: usize,
+    /// The shape they were meant to fill.
     pub shape: Vec<usize>,
 }
 
@@ -72,6 +88,7 @@ impl<T: Element> Tensor<T> {
         })
     }
 
+    /// A tensor of `shape` with every value `value`.
     pub fn full(shape: &[usize], value: T) -> Self {
         Tensor {
             data: Arc::new(Storage::new(vec![value; numel(shape)])),
@@ -80,10 +97,12 @@ impl<T: Element> Tensor<T> {
         }
     }
 
+    /// A tensor of `shape` filled with zeros.
     pub fn zeros(shape: &[usize]) -> Self {
         Self::full(shape, T::zero())
     }
 
+    /// A tensor of `shape` filled with ones.
     pub fn ones(shape: &[usize]) -> Self {
         Self::full(shape, T::one())
     }
@@ -110,18 +129,22 @@ impl<T: Element> Tensor<T> {
         Self::from_vec(values.iter().map(|&v| T::of(v)).collect(), shape)
     }
 
+    /// The size of each dimension.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// The number of dimensions.
     pub fn ndim(&self) -> usize {
         self.shape.len()
     }
 
+    /// The number of values (the product of the shape).
     pub fn numel(&self) -> usize {
         numel(&self.shape)
     }
 
+    /// The values, row-major.
     pub fn data(&self) -> &[T] {
         &self.data[self.offset..self.offset + self.numel()]
     }
@@ -182,6 +205,7 @@ impl<T: Element> Tensor<T> {
             .packed(self.offset, self.shape[0], self.shape[1], transposed)
     }
 
+    /// The values as a vector (without a copy when the storage is not shared).
     pub fn into_vec(self) -> Vec<T> {
         let n = self.numel();
         if self.offset > 0 {

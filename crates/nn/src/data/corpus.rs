@@ -4,9 +4,12 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// A corpus that cannot be used, and why.
 #[derive(Debug)]
 pub struct CorpusError {
+    /// The file.
     pub path: PathBuf,
+    /// What is wrong with it.
     pub reason: String,
 }
 

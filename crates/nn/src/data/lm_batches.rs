@@ -10,9 +10,13 @@ use rand::{Rng, SeedableRng};
 /// Inputs and next-token targets, time-major: `inputs[t * batch + b]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LmBatch {
+    /// Token ids, `steps × batch`, time-major.
     pub inputs: Vec<usize>,
+    /// The next token of each input, laid out the same.
     pub targets: Vec<usize>,
+    /// Rows B.
     pub batch: usize,
+    /// Time steps T.
     pub steps: usize,
 }
 

@@ -4,6 +4,15 @@
 
 use std::collections::HashMap;
 
+/// Tokens and their ids (see the module comment for the order).
+///
+/// ```
+/// use recur_nn::data::Vocab;
+///
+/// let vocab = Vocab::build("the cat saw the dog".split(' '), 1, &["<unk>"]);
+/// assert_eq!(vocab.token(1), "the"); // most frequent first, after the reserved ones
+/// assert_eq!(vocab.id("bird"), vocab.unk());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vocab {
     tokens: Vec<String>,
@@ -72,10 +81,12 @@ impl Vocab {
             .collect()
     }
 
+    /// How many tokens, reserved ones included.
     pub fn len(&self) -> usize {
         self.tokens.len()
     }
 
+    /// Whether there are no tokens at all.
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
@@ -90,6 +101,7 @@ impl Vocab {
         self.get(token).or(self.unk)
     }
 
+    /// The id of `<unk>`, if the vocabulary has it.
     pub fn unk(&self) -> Option<usize> {
         self.unk
     }
@@ -99,6 +111,7 @@ impl Vocab {
         &self.tokens[id]
     }
 
+    /// Every token, by id.
     pub fn tokens(&self) -> &[String] {
         &self.tokens
     }

@@ -8,11 +8,16 @@ use crate::params::{ParamGrads, ParamStore};
 use recur_tape::kernels::simd::widest;
 use recur_tape::{Element, Tensor};
 
+/// The hyper-parameters of `torch.optim.Adam` and `AdamW`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamOptions {
+    /// Learning rate.
     pub lr: f64,
+    /// Decay rates (β₁, β₂) of the first and second moments.
     pub betas: (f64, f64),
+    /// ε, added to the second moment's root.
     pub eps: f64,
+    /// Weight decay λ (L2 for Adam, decoupled for AdamW).
     pub weight_decay: f64,
     /// Decoupled weight decay (AdamW) instead of L2 in the gradient (Adam).
     pub decoupled: bool,
@@ -41,7 +46,25 @@ impl AdamOptions {
     }
 }
 
+/// `torch.optim.Adam` / `AdamW`, with both moments and a step count per parameter.
+///
+/// ```
+/// use recur_nn::optim::{Adam, AdamOptions, Optimizer};
+/// use recur_nn::{ParamGrads, ParamStore};
+/// use recur_tape::Tensor;
+///
+/// let mut store = ParamStore::<f64>::new();
+/// let w = store.add("w", Tensor::from_vec(vec![1.0, -1.0], &[2]));
+/// let mut grads = ParamGrads::empty(store.len());
+/// grads.set(w, Tensor::from_vec(vec![3.0, -0.1], &[2]));
+/// let mut adam = Adam::new(AdamOptions::adam(0.01));
+/// adam.step(&mut store, &grads);
+/// // Adam's first step moves every weight by about lr against its gradient's sign.
+/// let moved: Vec<f64> = store.get(w).data().iter().map(|v| (v.abs() - 1.0).abs()).collect();
+/// assert!(moved.iter().all(|m| (m - 0.01).abs() < 1e-6));
+/// ```
 pub struct Adam<T: Element> {
+    /// The hyper-parameters (change `lr` between steps freely).
     pub options: AdamOptions,
     exp_avg: Vec<Option<Tensor<T>>>,
     exp_avg_sq: Vec<Option<Tensor<T>>>,
@@ -50,6 +73,7 @@ pub struct Adam<T: Element> {
 }
 
 impl<T: Element> Adam<T> {
+    /// Adam or AdamW with `options` (see [`AdamOptions::adam`], [`AdamOptions::adamw`]).
     pub fn new(options: AdamOptions) -> Self {
         Adam {
             options,

@@ -16,7 +16,9 @@ use recur_tape::{Element, Tensor};
 pub trait Optimizer<T: Element> {
     /// One update of every parameter that has a gradient.
     fn step(&mut self, params: &mut ParamStore<T>, grads: &ParamGrads<T>);
+    /// The current learning rate.
     fn lr(&self) -> f64;
+    /// Sets the learning rate (a schedule's step).
     fn set_lr(&mut self, lr: f64);
     /// The optimizer's state as named tensors (`<slot>.<parameter name>`), for checkpoints.
     fn state_tensors(&self, params: &ParamStore<T>) -> Vec<(String, Tensor<T>)>;

@@ -2,13 +2,16 @@
 
 /// The learning rate for an epoch, from the base rate.
 pub trait Schedule {
+    /// The learning rate of epoch `epoch` (from 0) for the base rate `base_lr`.
     fn lr(&self, base_lr: f64, epoch: usize) -> f64;
 }
 
 /// lr = base · γ^⌊epoch / step_size⌋, as `torch.optim.lr_scheduler.StepLR`.
 #[derive(Clone, Copy, Debug)]
 pub struct StepLr {
+    /// Epochs between decays.
     pub step_size: usize,
+    /// The factor applied at each decay.
     pub gamma: f64,
 }
 

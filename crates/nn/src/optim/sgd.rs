@@ -7,16 +7,23 @@ use crate::params::{ParamGrads, ParamStore};
 use recur_tape::kernels::simd::widest;
 use recur_tape::{Element, Tensor};
 
+/// The hyper-parameters of `torch.optim.SGD`, with its defaults from [`SgdOptions::new`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdOptions {
+    /// Learning rate.
     pub lr: f64,
+    /// Momentum factor μ (0: plain SGD).
     pub momentum: f64,
+    /// Dampening τ of the momentum.
     pub dampening: f64,
+    /// L2 penalty λ, added to the gradient.
     pub weight_decay: f64,
+    /// Nesterov momentum (needs momentum > 0 and dampening 0).
     pub nesterov: bool,
 }
 
 impl SgdOptions {
+    /// Learning rate `lr`, everything else off.
     pub fn new(lr: f64) -> Self {
         SgdOptions {
             lr,
@@ -28,12 +35,29 @@ impl SgdOptions {
     }
 }
 
+/// `torch.optim.SGD`, with one momentum buffer per parameter.
+///
+/// ```
+/// use recur_nn::optim::{Optimizer, Sgd, SgdOptions};
+/// use recur_nn::{ParamGrads, ParamStore};
+/// use recur_tape::Tensor;
+///
+/// let mut store = ParamStore::<f64>::new();
+/// let w = store.add("w", Tensor::from_vec(vec![1.0, 2.0], &[2]));
+/// let mut grads = ParamGrads::empty(store.len());
+/// grads.set(w, Tensor::from_vec(vec![0.5, -0.5], &[2]));
+/// let mut sgd = Sgd::new(SgdOptions { momentum: 0.9, ..SgdOptions::new(0.1) });
+/// sgd.step(&mut store, &grads);
+/// assert_eq!(store.get(w).data(), &[0.95, 2.05]);
+/// ```
 pub struct Sgd<T: Element> {
+    /// The hyper-parameters (change `lr` between steps freely).
     pub options: SgdOptions,
     momentum: Vec<Option<Tensor<T>>>,
 }
 
 impl<T: Element> Sgd<T> {
+    /// SGD with `options`; panics on nesterov without momentum or with dampening.
     pub fn new(options: SgdOptions) -> Self {
         assert!(
             !options.nesterov || (options.momentum > 0.0 && options.dampening == 0.0),

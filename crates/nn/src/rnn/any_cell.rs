@@ -16,8 +16,11 @@ use std::str::FromStr;
 /// Which built-in cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CellKind {
+    /// The Elman RNN with its nonlinearity (`rnn`, `rnn_relu`).
     Rnn(Nonlinearity),
+    /// The LSTM (`lstm`).
     Lstm,
+    /// The GRU (`gru`).
     Gru,
 }
 
@@ -47,10 +50,14 @@ impl fmt::Display for CellKind {
     }
 }
 
+/// One of the built-in cells, chosen at run time; it runs exactly as the cell inside.
 #[derive(Clone, Debug)]
 pub enum AnyCell {
+    /// An [`RnnCell`].
     Rnn(RnnCell),
+    /// An [`LstmCell`].
     Lstm(LstmCell),
+    /// A [`GruCell`].
     Gru(GruCell),
 }
 

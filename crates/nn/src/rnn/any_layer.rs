@@ -19,15 +19,19 @@ pub enum LayerKind {
     Cell(CellKind),
     /// minGRU; `positive` applies g(·) to the candidate state ("mingru_g").
     MinGru {
+        /// Apply g(·) to the candidate state.
         positive: bool,
     },
     /// minLSTM; `positive` applies g(·) to the candidate state ("minlstm_g").
     MinLstm {
+        /// Apply g(·) to the candidate state.
         positive: bool,
     },
     /// LRU with as many complex channels as the hidden size.
     Lru,
+    /// RG-LRU, Griffin's real-gated linear recurrent unit ("rglru").
     RgLru,
+    /// QRNN with its width-2 convolution and fo-pooling ("qrnn").
     Qrnn,
 }
 
@@ -72,15 +76,22 @@ impl fmt::Display for LayerKind {
 /// One of the sequence layers, with parameters under `{prefix}` named as each layer names them.
 #[derive(Clone, Debug)]
 pub enum AnyLayer {
+    /// A layer of a built-in cell.
     Cell(Recurrent<AnyCell>),
+    /// A minGRU layer.
     MinGru(MinGru),
+    /// A minLSTM layer.
     MinLstm(MinLstm),
+    /// An LRU layer.
     Lru(Lru),
+    /// An RG-LRU layer.
     RgLru(RgLru),
+    /// A QRNN layer.
     Qrnn(Qrnn),
 }
 
 impl AnyLayer {
+    /// A layer of `kind` with `options`, its parameters under `prefix`.
     pub fn new<T: Element>(
         store: &mut ParamStore<T>,
         prefix: &str,

@@ -11,10 +11,29 @@ use rand::Rng;
 use recur_tape::{Element, Var};
 use smallvec::{smallvec, SmallVec};
 
+/// `torch.nn.GRUCell`: r, z, n gates, n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)).
+///
+/// ```
+/// use recur_nn::{Cell, GruCell, Mode, ParamStore, Session};
+/// use recur_tape::{Tape, Tensor};
+/// use rand::SeedableRng;
+///
+/// let mut store = ParamStore::<f64>::new();
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let cell = GruCell::new(&mut store, "cell", 3, 4, true, &mut rng);
+/// let tape = Tape::new();
+/// let s = Session::new(&tape, &store, Mode::Eval, 0);
+/// let x = s.constant(Tensor::ones(&[2, 3])); // [batch, input]
+/// let h = s.constant(Tensor::zeros(&[2, 4]));
+/// let next = cell.step(&s, x, &[h]);
+/// assert_eq!(next[0].shape().as_slice(), &[2, 4]);
+/// ```
 #[derive(Clone, Debug)]
 pub struct GruCell {
     pub(crate) weights: GateWeights,
+    /// Width of x_t.
     pub input_size: usize,
+    /// Width of h.
     pub hidden_size: usize,
 }
 

@@ -139,10 +139,34 @@ impl RnnOptions {
     }
 }
 
-/// A stack of cells, `cells[layer * directions + direction]`.
+/// A stack of cells run over whole sequences, `cells[layer * directions + direction]`:
+/// `torch.nn.RNN`/`LSTM`/`GRU` for the built-in cells ([`Rnn`], [`Lstm`], [`Gru`]), and the
+/// same layer for a cell of one's own ([`Recurrent::build`]).
+///
+/// ```
+/// use recur_nn::{Gru, Mode, ParamStore, RnnOptions, Session};
+/// use recur_tape::{Tape, Tensor};
+/// use rand::SeedableRng;
+///
+/// let mut store = ParamStore::<f32>::new();
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let options = RnnOptions::new(3, 8).num_layers(2).bidirectional(true);
+/// let gru = Gru::new(&mut store, "rnn", options, &mut rng);
+/// assert!(store.find("rnn.weight_hh_l1_reverse").is_some()); // PyTorch's names
+/// let tape = Tape::new();
+/// let s = Session::new(&tape, &store, Mode::Train, 0);
+/// let x = s.constant(Tensor::ones(&[5, 2, 3])); // [T, B, input]
+/// let out = gru.forward(&s, x, None, Some(&[5, 3])); // row 1 is 3 steps long
+/// assert_eq!(out.output.shape().as_slice(), &[5, 2, 16]); // both directions side by side
+/// assert_eq!(out.h_n().shape().as_slice(), &[4, 2, 8]); // [layers · directions, B, H]
+/// let grads = s.backward(out.output.sum());
+/// assert_eq!(grads.iter().count(), store.len());
+/// ```
 #[derive(Clone, Debug)]
 pub struct Recurrent<C> {
+    /// The cells, layer by layer, forward direction first.
     pub cells: Vec<C>,
+    /// The options the layer was built with.
     pub options: RnnOptions,
     name: &'static str,
 }
@@ -150,7 +174,9 @@ pub struct Recurrent<C> {
 /// What a sequence layer returns: `output` `[T, B, D·H]` (or `[B, T, D·H]` batch-first) and
 /// the final state, one `[num_layers·D, B, width]` variable per state part.
 pub struct RecurrentOutput<'t, T: Element> {
+    /// The last layer's outputs at every step, all directions side by side.
     pub output: Var<'t, T>,
+    /// Every layer's and direction's final state, one variable per state part.
     pub final_state: State<'t, T>,
 }
 
@@ -165,8 +191,11 @@ impl<'t, T: Element> RecurrentOutput<'t, T> {
     }
 }
 
+/// `torch.nn.RNN`.
 pub type Rnn = Recurrent<RnnCell>;
+/// `torch.nn.LSTM` (see [`LstmState`](super::LstmState) for its initial state).
 pub type Lstm = Recurrent<LstmCell>;
+/// `torch.nn.GRU`.
 pub type Gru = Recurrent<GruCell>;
 
 impl<C> Recurrent<C> {
@@ -241,6 +270,7 @@ impl<C> Recurrent<C> {
         })
     }
 
+    /// 2 if bidirectional, else 1.
     pub fn directions(&self) -> usize {
         self.options.directions()
     }

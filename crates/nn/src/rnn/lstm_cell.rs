@@ -12,13 +12,35 @@ use rand::Rng;
 use recur_tape::{Element, Var};
 use smallvec::{smallvec, SmallVec};
 
+/// `torch.nn.LSTMCell` (gates i, f, g, o), with `torch.nn.LSTM`'s optional projection of h.
+/// Its state is `[h, c]`.
+///
+/// ```
+/// use recur_nn::{Cell, LstmCell, Mode, ParamStore, Session};
+/// use recur_tape::{Tape, Tensor};
+/// use rand::SeedableRng;
+///
+/// let mut store = ParamStore::<f64>::new();
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let cell = LstmCell::new(&mut store, "cell", 3, 4, true, &mut rng);
+/// assert_eq!(store.get(store.find("cell.weight_ih").unwrap()).shape(), &[16, 3]);
+/// let tape = Tape::new();
+/// let s = Session::new(&tape, &store, Mode::Eval, 0);
+/// let x = s.constant(Tensor::ones(&[2, 3])); // [batch, input]
+/// let (h, c) = (s.constant(Tensor::zeros(&[2, 4])), s.constant(Tensor::zeros(&[2, 4])));
+/// let state = cell.step(&s, x, &[h, c]);
+/// assert_eq!(state.len(), 2); // the new h and c
+/// ```
 #[derive(Clone, Debug)]
 pub struct LstmCell {
     pub(crate) weights: GateWeights,
     /// `weight_hr` `[proj_size, hidden_size]` when the output is projected.
     pub w_hr: Option<ParamId>,
+    /// Width of x_t.
     pub input_size: usize,
+    /// Width of c (and of h without a projection).
     pub hidden_size: usize,
+    /// Width of h when projected, else 0.
     pub proj_size: usize,
 }
 

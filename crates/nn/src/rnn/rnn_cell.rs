@@ -10,18 +10,39 @@ use rand::Rng;
 use recur_tape::{Element, Var};
 use smallvec::{smallvec, SmallVec};
 
+/// The Elman RNN's nonlinearity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Nonlinearity {
+    /// tanh (PyTorch's default).
     #[default]
     Tanh,
+    /// max(0, ·).
     Relu,
 }
 
+/// `torch.nn.RNNCell`: h' = σ(W_ih x + b_ih + W_hh h + b_hh).
+///
+/// ```
+/// use recur_nn::{Cell, Mode, Nonlinearity, ParamStore, RnnCell, Session};
+/// use recur_tape::{Tape, Tensor};
+/// use rand::SeedableRng;
+///
+/// let mut store = ParamStore::<f64>::new();
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let cell = RnnCell::new(&mut store, "cell", 3, 4, true, Nonlinearity::Relu, &mut rng);
+/// let tape = Tape::new();
+/// let s = Session::new(&tape, &store, Mode::Eval, 0);
+/// let h = cell.step(&s, s.constant(Tensor::ones(&[2, 3])), &[s.constant(Tensor::zeros(&[2, 4]))]);
+/// assert!(h[0].value().data().iter().all(|&v| v >= 0.0));
+/// ```
 #[derive(Clone, Debug)]
 pub struct RnnCell {
     pub(crate) weights: GateWeights,
+    /// Width of x_t.
     pub input_size: usize,
+    /// Width of h.
     pub hidden_size: usize,
+    /// tanh or relu.
     pub nonlinearity: Nonlinearity,
 }
 

@@ -7,10 +7,15 @@ use crate::Element;
 /// A read-only strided view of a matrix: element (i, j) is `data[i * row_stride + j * col_stride]`.
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a, T> {
+    /// The values, read at `i * row_stride + j * col_stride`.
     pub data: &'a [T],
+    /// Number of rows.
     pub rows: usize,
+    /// Number of columns.
     pub cols: usize,
+    /// Distance between consecutive rows' values.
     pub row_stride: usize,
+    /// Distance between consecutive columns' values.
     pub col_stride: usize,
 }
 

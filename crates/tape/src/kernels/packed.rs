@@ -99,10 +99,12 @@ impl<T: Element> PackedMatrix<T> {
         PackedMatrix { data, k, n, kernel }
     }
 
+    /// Rows of B (K, the products' inner dimension).
     pub fn rows(&self) -> usize {
         self.k
     }
 
+    /// Columns of B (N, the products' width).
     pub fn cols(&self) -> usize {
         self.n
     }

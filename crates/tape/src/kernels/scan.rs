@@ -9,8 +9,11 @@ use crate::Element;
 /// complex scan's width is twice its channels (real and imaginary parts interleaved).
 #[derive(Clone, Copy, Debug)]
 pub struct ScanLayout<'a> {
+    /// Time steps T.
     pub steps: usize,
+    /// Rows B.
     pub batch: usize,
+    /// Elements per row and step.
     pub width: usize,
     /// Each row's length: steps at or past it output zero and leave the state alone.
     pub lengths: Option<&'a [usize]>,

@@ -87,6 +87,7 @@ impl<T: Element> Op<T> for Unary {
 }
 
 impl<'t, T: Element> Var<'t, T> {
+    /// eˣ, elementwise.
     pub fn exp(self) -> Var<'t, T> {
         self.tape().apply(Unary::Exp, &[self])
     }
@@ -94,6 +95,7 @@ impl<'t, T: Element> Var<'t, T> {
     pub fn log(self) -> Var<'t, T> {
         self.tape().apply(Unary::Log, &[self])
     }
+    /// The hyperbolic tangent, elementwise.
     pub fn tanh(self) -> Var<'t, T> {
         self.tape().apply(Unary::Tanh, &[self])
     }
@@ -113,9 +115,11 @@ impl<'t, T: Element> Var<'t, T> {
     pub fn sqrt(self) -> Var<'t, T> {
         self.tape().apply(Unary::Sqrt, &[self])
     }
+    /// Sine, elementwise.
     pub fn sin(self) -> Var<'t, T> {
         self.tape().apply(Unary::Sin, &[self])
     }
+    /// Cosine, elementwise.
     pub fn cos(self) -> Var<'t, T> {
         self.tape().apply(Unary::Cos, &[self])
     }

@@ -11,6 +11,7 @@ pub enum Reduction {
     /// Average over the elements that count (non-ignored targets).
     #[default]
     Mean,
+    /// Sum of the elements that count.
     Sum,
 }
 

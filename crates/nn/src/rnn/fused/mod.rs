@@ -29,12 +29,19 @@ use wavefront::StackForward;
 /// PyTorch-layout weights (`weight_ih` `[G·H, input]`, `weight_hh` `[G·H, H]`, biases `[G·H]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FusedSpec {
+    /// Which cell.
     pub kind: CellKind,
+    /// Width of x_t.
     pub input_size: usize,
+    /// Width of h.
     pub hidden_size: usize,
+    /// `weight_ih`.
     pub w_ih: ParamId,
+    /// `weight_hh`.
     pub w_hh: ParamId,
+    /// `bias_ih`, if the cell has biases.
     pub b_ih: Option<ParamId>,
+    /// `bias_hh`, if the cell has biases.
     pub b_hh: Option<ParamId>,
 }
 

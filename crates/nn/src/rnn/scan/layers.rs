@@ -9,10 +9,15 @@ use crate::rnn::{Recurrent, RnnOptions};
 use rand::Rng;
 use recur_tape::Element;
 
+/// A minGRU layer (Feng et al. 2024), trained through the linear scan.
 pub type MinGru = Recurrent<MinGruCell>;
+/// A minLSTM layer (Feng et al. 2024), trained through the linear scan.
 pub type MinLstm = Recurrent<MinLstmCell>;
+/// An LRU layer (Orvieto et al. 2023): a complex diagonal linear recurrence.
 pub type Lru = Recurrent<LruCell>;
+/// An RG-LRU layer (Griffin, De et al. 2024).
 pub type RgLru = Recurrent<RgLruCell>;
+/// A QRNN layer (Bradbury et al. 2016).
 pub type Qrnn = Recurrent<QrnnCell>;
 
 /// Builds a stack whose cells are made by `make(names, input_size)`.

@@ -18,8 +18,11 @@ use smallvec::{smallvec, SmallVec};
 pub struct LruOptions {
     /// Complex channels of the state (N); the output has the layer's hidden size.
     pub state_size: usize,
+    /// Smallest |λ| at initialisation.
     pub r_min: f64,
+    /// Largest |λ| at initialisation.
     pub r_max: f64,
+    /// Largest arg λ at initialisation.
     pub max_phase: f64,
 }
 
@@ -46,8 +49,11 @@ pub struct LruCell {
     c_re: ParamId,
     c_im: ParamId,
     d: Option<ParamId>,
+    /// Width of x_t.
     pub input_size: usize,
+    /// Width of the output y.
     pub hidden_size: usize,
+    /// Complex channels N of the state.
     pub state_size: usize,
 }
 

@@ -13,7 +13,9 @@ use smallvec::{smallvec, SmallVec};
 #[derive(Clone, Debug)]
 pub struct MinGruCell {
     pub(crate) projection: Projection,
+    /// Width of x_t.
     pub input_size: usize,
+    /// Width of h.
     pub hidden_size: usize,
     /// Apply g(·) to the candidate state (the paper's form for its log-space scan).
     pub positive: bool,

@@ -17,7 +17,9 @@ use smallvec::{smallvec, SmallVec};
 pub struct QrnnCell {
     pub(crate) weight: ParamId,
     pub(crate) bias: Option<ParamId>,
+    /// Width of x_t.
     pub input_size: usize,
+    /// Width of h.
     pub hidden_size: usize,
 }
 

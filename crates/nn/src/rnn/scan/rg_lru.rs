@@ -20,7 +20,9 @@ pub const RG_LRU_C: f64 = 8.0;
 pub struct RgLruCell {
     pub(crate) projection: Projection,
     pub(crate) a_param: ParamId,
+    /// Width of x_t.
     pub input_size: usize,
+    /// Width of h.
     pub hidden_size: usize,
 }
 
