@@ -20,10 +20,9 @@ for line in log.splitlines():
         time.setdefault((name[0], name[1]), {})[int(name[2])] = 1e6 / per_s
         name = None
 memory = {}
-for m in re.finditer(r"^(rnn|lstm|gru)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", log, re.M):
-    cell, steps = m.group(1), int(m.group(2))
-    for mode, value in zip(("fused", "composed", "checkpointed"), m.groups()[2:]):
-        memory.setdefault((cell, mode), {})[steps] = float(value)
+for m in re.finditer(r"^(rnn|lstm|gru)\s+(\d+)\s+(fused|composed|checkpointed)\s+([\d.]+)$", log, re.M):
+    cell, steps, mode, value = m.group(1), int(m.group(2)), m.group(3), float(m.group(4))
+    memory.setdefault((cell, mode), {})[steps] = value
 
 W, H, PAD = 420, 300, 55
 DASHES = {"fused": "", "composed": ' stroke-dasharray="5,3"', "checkpointed": ' stroke-dasharray="1,3"'}
