@@ -63,33 +63,26 @@ impl Lstm {
     }
 }
 
-impl Gru {
-    /// [`forward`](super::Recurrent::forward) from the initial hidden state `h0`
-    /// `[num_layers·D, B, hidden_size]`.
-    pub fn forward_from<'t, T: Element>(
-        &self,
-        s: &Session<'t, '_, T>,
-        x: Var<'t, T>,
-        h0: Var<'t, T>,
-        lengths: Option<&[usize]>,
-    ) -> RecurrentOutput<'t, T> {
-        self.forward(s, x, Some(&[h0]), lengths)
-    }
+/// `forward_from` for the layers whose state is h alone.
+macro_rules! forward_from_h0 {
+    ($($layer:ty),*) => {$(
+        impl $layer {
+            /// [`forward`](super::Recurrent::forward) from the initial hidden state `h0`
+            /// `[num_layers·D, B, hidden_size]`.
+            pub fn forward_from<'t, T: Element>(
+                &self,
+                s: &Session<'t, '_, T>,
+                x: Var<'t, T>,
+                h0: Var<'t, T>,
+                lengths: Option<&[usize]>,
+            ) -> RecurrentOutput<'t, T> {
+                self.forward(s, x, Some(&[h0]), lengths)
+            }
+        }
+    )*};
 }
 
-impl Rnn {
-    /// [`forward`](super::Recurrent::forward) from the initial hidden state `h0`
-    /// `[num_layers·D, B, hidden_size]`.
-    pub fn forward_from<'t, T: Element>(
-        &self,
-        s: &Session<'t, '_, T>,
-        x: Var<'t, T>,
-        h0: Var<'t, T>,
-        lengths: Option<&[usize]>,
-    ) -> RecurrentOutput<'t, T> {
-        self.forward(s, x, Some(&[h0]), lengths)
-    }
-}
+forward_from_h0!(Gru, Rnn);
 
 #[cfg(test)]
 mod tests {
