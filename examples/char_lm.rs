@@ -19,7 +19,7 @@ use lm::{evaluate, say, LmConfig, RnnLm};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recur::nn::checkpoint;
-use recur::nn::data::{read_text, sequential_batches, Vocab};
+use recur::nn::data::{min_stream_len, read_text, sequential_batches, Vocab};
 use recur::nn::optim::{Adam, AdamOptions};
 use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{StreamModel, Tbptt, TbpttOptions};
@@ -89,8 +89,10 @@ struct Args {
     generate: bool,
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    #[arg(long, default_value = "ROMEO:")]
-    prefix: String,
+    /// Text the sample continues (default: "ROMEO:" if the corpus has its characters); its
+    /// characters must all be in the corpus.
+    #[arg(long)]
+    prefix: Option<String>,
     /// Characters to generate.
     #[arg(long, default_value_t = 400)]
     length: usize,
@@ -117,7 +119,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Samples `length` characters after `prefix` (batch 1, no graph).
+/// What a sample continues: `--prefix` if every character of it is in the vocabulary (an
+/// error naming those that are not, otherwise), else "ROMEO:" if they all are, else nothing
+/// (the sample then starts from a random character).
+fn prefix_of(args: &Args, vocab: &Vocab) -> Result<String, String> {
+    match &args.prefix {
+        Some(prefix) => vocab
+            .try_encode_chars(prefix)
+            .map(|_| prefix.clone())
+            .map_err(|e| format!("--prefix {prefix:?}: {e}")),
+        None => {
+            let default = "ROMEO:";
+            let known = vocab.try_encode_chars(default).is_ok();
+            Ok(if known { default } else { "" }.to_string())
+        }
+    }
+}
+
+/// Samples `length` characters after `prefix` (batch 1, no graph); a prefix with characters
+/// outside the vocabulary is an error naming them.
 fn generate(
     model: &RnnLm,
     store: &ParamStore<f32>,
@@ -125,10 +145,12 @@ fn generate(
     prefix: &str,
     args: &Args,
     rng: &mut StdRng,
-) -> String {
+) -> Result<String, String> {
     let mut state: Option<Vec<Tensor<f32>>> = None;
     let mut text = prefix.to_string();
-    let mut inputs: Vec<usize> = vocab.encode_chars(prefix);
+    let mut inputs: Vec<usize> = vocab
+        .try_encode_chars(prefix)
+        .map_err(|e| format!("--prefix {prefix:?}: {e}"))?;
     if inputs.is_empty() {
         inputs.push(rng.gen_range(0..vocab.len()));
     }
@@ -153,7 +175,7 @@ fn generate(
         text.push_str(vocab.token(next));
         inputs = vec![next];
     }
-    text
+    Ok(text)
 }
 
 /// Samples from softmax(logits / temperature) restricted to the top k.
@@ -225,16 +247,17 @@ fn generate_only(args: &Args) -> Result<(), String> {
         .as_ref()
         .ok_or("--generate needs --checkpoint PATH")?;
     let (model, store, vocab) = load(path)?;
+    let prefix = prefix_of(args, &vocab)?;
     println!(
         "{}",
         generate(
             &model,
             &store,
             &vocab,
-            &args.prefix,
+            &prefix,
             args,
             &mut StdRng::seed_from_u64(args.seed)
-        )
+        )?
     );
     Ok(())
 }
@@ -248,9 +271,30 @@ fn train(args: &Args) -> Result<(), String> {
     };
     let text = read_text(&path).map_err(|e| e.to_string())?;
     let vocab = Vocab::of_chars(&text);
+    let prefix = prefix_of(args, &vocab)?;
     let ids = vocab.encode_chars(&text);
     let split = ids.len() * 9 / 10;
     let (train_ids, valid_ids) = ids.split_at(split);
+    let need = min_stream_len(args.batch_size, args.num_steps);
+    for (part, ids) in [("training", train_ids), ("validation", valid_ids)] {
+        if ids.len() < need {
+            return Err(format!(
+                "{}: its {part} part (the {} 10%) has {} characters; one batch of {} rows × {} \
+                 steps needs {need}, so the file needs at least {} characters (or a smaller \
+                 --batch-size / --num-steps)",
+                path.display(),
+                if part == "training" {
+                    "first 90% of"
+                } else {
+                    "last"
+                },
+                ids.len(),
+                args.batch_size,
+                args.num_steps,
+                10 * need
+            ));
+        }
+    }
     let config = LmConfig {
         cell: args.cell,
         vocab: vocab.len(),
@@ -410,7 +454,7 @@ fn train(args: &Args) -> Result<(), String> {
     );
     println!(
         "{}",
-        generate(&model, &store, &vocab, &args.prefix, args, &mut rng)
+        generate(&model, &store, &vocab, &prefix, args, &mut rng)?
     );
     Ok(())
 }

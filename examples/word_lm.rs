@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lm::{evaluate, say, LmConfig, RnnLm};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use recur::nn::data::{read_words, sequential_batches, Vocab};
+use recur::nn::data::{min_stream_len, read_words, sequential_batches, Vocab};
 use recur::nn::optim::{Optimizer, Sgd, SgdOptions};
 use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{Tbptt, TbpttOptions};
@@ -96,6 +96,21 @@ fn run(args: &Args, dir: PathBuf) -> Result<(), String> {
         vocab.encode(&valid),
         vocab.encode(&test),
     );
+    let need = min_stream_len(BATCH, STEPS);
+    for (name, part) in [
+        ("ptb.train.txt", &train),
+        ("ptb.valid.txt", &valid),
+        ("ptb.test.txt", &test),
+    ] {
+        if part.len() < need {
+            return Err(format!(
+                "{}: {} words (with end-of-sentence tokens); one batch of {BATCH} rows × {STEPS} \
+                 steps needs at least {need}",
+                dir.join(name).display(),
+                part.len()
+            ));
+        }
+    }
     println!(
         "PTB: {} / {} / {} tokens, vocabulary {}",
         train.len(),

@@ -540,6 +540,13 @@ fn translate(args: &Args) -> Result<(), String> {
         } else {
             line.trim().to_lowercase()
         };
+        let unknown: Vec<&str> = normalized
+            .split(' ')
+            .filter(|w| !w.is_empty() && saved.src_vocab.get(w).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            eprintln!("note: not in the training vocabulary, read as <unk>: {unknown:?}");
+        }
         let ids = encode(&saved.src_vocab, &normalized);
         if ids.is_empty() {
             println!();

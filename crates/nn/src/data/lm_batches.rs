@@ -67,6 +67,13 @@ pub fn random_batches(
         .collect()
 }
 
+/// The shortest stream [`sequential_batches`] cuts at least one batch of `batch_size` rows
+/// × `num_steps` steps from, whatever its seed: its random offset may take `num_steps` tokens,
+/// and each row needs `num_steps` inputs and the target after the last.
+pub fn min_stream_len(batch_size: usize, num_steps: usize) -> usize {
+    (batch_size + 1) * num_steps + 1
+}
+
 /// Sequential partitioning: drop a random prefix of 0..=num_steps tokens, lay the rest out
 /// as `batch_size` contiguous rows, and serve consecutive `num_steps`-wide column blocks.
 pub fn sequential_batches(
@@ -101,6 +108,18 @@ mod tests {
 
     fn row(b: &LmBatch, r: usize, which: &[usize]) -> Vec<usize> {
         (0..b.steps).map(|t| which[t * b.batch + r]).collect()
+    }
+
+    #[test]
+    fn min_stream_len_gives_a_batch_for_every_seed_and_one_less_may_not() {
+        let (batch, steps) = (3, 4);
+        let need = min_stream_len(batch, steps);
+        let corpus: Vec<usize> = (0..need).collect();
+        for seed in 0..50 {
+            assert!(!sequential_batches(&corpus, batch, steps, seed).is_empty());
+        }
+        let short = &corpus[..need - 1];
+        assert!((0..50).any(|seed| sequential_batches(short, batch, steps, seed).is_empty()));
     }
 
     #[test]

@@ -5,5 +5,5 @@ mod lm_batches;
 mod vocab;
 
 pub use corpus::{read_text, read_words, CorpusError};
-pub use lm_batches::{random_batches, sequential_batches, LmBatch};
-pub use vocab::{Vocab, UNK};
+pub use lm_batches::{min_stream_len, random_batches, sequential_batches, LmBatch};
+pub use vocab::{UnknownChars, Vocab, UNK};

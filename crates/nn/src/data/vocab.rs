@@ -4,6 +4,19 @@
 
 use std::collections::HashMap;
 
+/// Characters a vocabulary does not have, each once, in sorted order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownChars(pub Vec<char>);
+
+impl std::fmt::Display for UnknownChars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let listed: Vec<String> = self.0.iter().map(|c| format!("{c:?}")).collect();
+        write!(f, "characters not in the vocabulary: {}", listed.join(", "))
+    }
+}
+
+impl std::error::Error for UnknownChars {}
+
 /// Tokens and their ids (see the module comment for the order).
 ///
 /// ```
@@ -73,6 +86,22 @@ impl Vocab {
         Self::from_tokens(chars.into_iter().map(String::from))
     }
 
+    /// Ids of the characters of `text`, or an error naming every character the vocabulary
+    /// lacks (when it has no `<unk>` to stand for them).
+    pub fn try_encode_chars(&self, text: &str) -> Result<Vec<usize>, UnknownChars> {
+        let mut unknown: Vec<char> = text
+            .chars()
+            .filter(|c| self.id(c.encode_utf8(&mut [0u8; 4])).is_none())
+            .collect();
+        unknown.sort_unstable();
+        unknown.dedup();
+        if unknown.is_empty() {
+            Ok(self.encode_chars(text))
+        } else {
+            Err(UnknownChars(unknown))
+        }
+    }
+
     /// Ids of the characters of `text` (unknown ones as `<unk>`, or dropped without it).
     pub fn encode_chars(&self, text: &str) -> Vec<usize> {
         let mut buf = [0u8; 4];
@@ -128,6 +157,23 @@ impl Vocab {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_characters_are_named_once_each() {
+        let v = Vocab::of_chars("abc");
+        assert_eq!(v.try_encode_chars("cab"), Ok(vec![2, 0, 1]));
+        let err = v.try_encode_chars("xbzx").unwrap_err();
+        assert_eq!(err, UnknownChars(vec!['x', 'z']));
+        assert_eq!(
+            err.to_string(),
+            "characters not in the vocabulary: 'x', 'z'"
+        );
+        let with_unk = Vocab::build(["a", "<unk>"], 1, &[UNK]);
+        assert!(
+            with_unk.try_encode_chars("q").is_ok(),
+            "<unk> stands for it"
+        );
+    }
 
     #[test]
     fn reserved_first_then_by_frequency_with_min_freq_and_unk() {
