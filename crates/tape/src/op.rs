@@ -3,7 +3,7 @@
 
 use crate::grad_slots::GradSlots;
 use crate::kernels::simd::widest;
-use crate::tape::{Node, NodeOp};
+use crate::tape::Node;
 use crate::{Element, Tensor};
 
 /// An operation the tape can record: a forward that computes the output from the inputs'
@@ -121,21 +121,19 @@ pub struct BackwardCtx<'a, T: Element> {
 }
 
 impl<'a, T: Element> BackwardCtx<'a, T> {
-    /// The context of node `id`'s op, with its outputs' gradients.
+    /// The context of node `id`'s op, whose outputs are the nodes `outputs`, with their
+    /// gradients.
     pub(crate) fn new(
         nodes: &'a [Node<T>],
         id: usize,
+        outputs: std::ops::Range<usize>,
         grad_outputs: &'a [Option<Tensor<T>>],
         slots: &'a mut GradSlots<T>,
     ) -> Self {
-        let outputs = match nodes[id].op {
-            Some(NodeOp::Many(_, n)) => &nodes[id + 1..id + 1 + n],
-            _ => std::slice::from_ref(&nodes[id]),
-        };
         BackwardCtx {
             nodes,
             inputs: &nodes[id].inputs,
-            outputs,
+            outputs: &nodes[outputs],
             grad_outputs,
             slots,
         }

@@ -273,7 +273,7 @@ impl<T: Element> Tape<T> {
                 NodeOp::One(_) => i..i + 1,
                 &NodeOp::Many(_, outputs) => i + 1..i + 1 + outputs,
             };
-            let grad_outputs: OutputGrads<T> = slots.take(outputs);
+            let grad_outputs: OutputGrads<T> = slots.take(outputs.clone());
             if grad_outputs.iter().all(Option::is_none) {
                 continue;
             }
@@ -287,7 +287,7 @@ impl<T: Element> Tape<T> {
                 }
                 continue;
             }
-            let mut ctx = BackwardCtx::new(&nodes, i, &grad_outputs, &mut slots);
+            let mut ctx = BackwardCtx::new(&nodes, i, outputs, &grad_outputs, &mut slots);
             match op {
                 NodeOp::One(op) => op.backward(&mut ctx),
                 NodeOp::Many(op, _) => op.backward(&mut ctx),
