@@ -6,6 +6,7 @@ use crate::attention::{Attention, AttentionKind, Memory};
 use crate::batch::PAD;
 use crate::encoder::CellSlot;
 use rand::Rng;
+use recur_nn::rnn::layer_suffix;
 use recur_nn::{AnyCell, Cell, CellKind, Dropout, Embedding, Linear, ParamStore, Session, State};
 use recur_tape::{concat, Element, Var};
 use std::fmt;
@@ -148,7 +149,7 @@ impl<C> Decoder<C> {
             .map(|l| {
                 let slot = CellSlot {
                     prefix: &rnn_prefix,
-                    suffix: &format!("_l{l}"),
+                    suffix: &layer_suffix(l, false),
                     input: if l == 0 { input } else { hidden },
                     hidden,
                 };

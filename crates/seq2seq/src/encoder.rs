@@ -5,6 +5,7 @@
 
 use crate::batch::{Batch, PAD};
 use rand::Rng;
+use recur_nn::rnn::layer_suffix;
 use recur_nn::{
     AnyCell, Cell, CellKind, Dropout, Embedding, Linear, ParamStore, Recurrent, RnnOptions,
     Session, State,
@@ -156,7 +157,7 @@ impl<C> Encoder<C> {
             .dropout(dropout);
         let rnn_prefix = format!("{prefix}.rnn");
         let rnn = Recurrent::build(options, "encoder", |layer, reverse, input| {
-            let suffix = format!("_l{layer}{}", if reverse { "_reverse" } else { "" });
+            let suffix = layer_suffix(layer, reverse);
             let slot = CellSlot {
                 prefix: &rnn_prefix,
                 suffix: &suffix,

@@ -249,15 +249,8 @@ impl<C> Recurrent<C> {
         mut make: impl FnMut(&mut CellSpec<'_, R>, usize) -> C,
     ) -> Self {
         let bias = options.bias;
-        if name != "LSTM" {
-            assert!(
-                options.proj_size == 0,
-                "{name}: proj_size {} is only supported for LSTM",
-                options.proj_size
-            );
-        }
         Self::build(options, name, |layer, reverse, input| {
-            let sfx = suffix(layer, reverse);
+            let sfx = layer_suffix(layer, reverse);
             make(
                 &mut CellSpec {
                     prefix,
@@ -294,7 +287,18 @@ fn side_by_side<'t, T: Element>(outputs: &[Var<'t, T>]) -> Var<'t, T> {
     }
 }
 
-pub(super) fn suffix(layer: usize, reverse: bool) -> String {
+/// Panics for a projection on a layer that has none (PyTorch projects only the LSTM's h).
+fn refuse_projection(name: &str, options: &RnnOptions) {
+    assert!(
+        options.proj_size == 0,
+        "{name}: proj_size {} is only supported for LSTM",
+        options.proj_size
+    );
+}
+
+/// The suffix PyTorch gives layer `layer`'s parameters (`weight_ih_l1_reverse`): `_l{layer}`,
+/// then `_reverse` for the second direction.
+pub fn layer_suffix(layer: usize, reverse: bool) -> String {
     format!("_l{layer}{}", if reverse { "_reverse" } else { "" })
 }
 
@@ -307,6 +311,7 @@ impl Recurrent<RnnCell> {
         nonlinearity: Nonlinearity,
         rng: &mut impl Rng,
     ) -> Self {
+        refuse_projection("RNN", &options);
         let hidden = options.hidden_size;
         Self::build_named(options, "RNN", prefix, rng, |spec, input| {
             RnnCell::with_spec(store, spec, input, hidden, nonlinearity)
@@ -342,6 +347,7 @@ impl Recurrent<GruCell> {
         options: RnnOptions,
         rng: &mut impl Rng,
     ) -> Self {
+        refuse_projection("GRU", &options);
         let hidden = options.hidden_size;
         Self::build_named(options, "GRU", prefix, rng, |spec, input| {
             GruCell::with_spec(store, spec, input, hidden)

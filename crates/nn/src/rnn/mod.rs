@@ -22,7 +22,7 @@ pub use any_layer::{AnyLayer, LayerKind};
 pub use cell::{Cell, State};
 pub use fused::FusedSpec;
 pub use gru_cell::GruCell;
-pub use layer::{Gru, Lstm, Recurrent, RecurrentOutput, Rnn, RnnOptions};
+pub use layer::{layer_suffix, Gru, Lstm, Recurrent, RecurrentOutput, Rnn, RnnOptions};
 pub use lstm_cell::LstmCell;
 pub use rnn_cell::{Nonlinearity, RnnCell};
 pub use scan::{

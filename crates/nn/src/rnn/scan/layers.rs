@@ -4,7 +4,7 @@
 
 use super::{LruCell, LruOptions, MinGruCell, MinLstmCell, Names, QrnnCell, RgLruCell};
 use crate::params::ParamStore;
-use crate::rnn::layer::suffix;
+use crate::rnn::layer::layer_suffix;
 use crate::rnn::{Recurrent, RnnOptions};
 use rand::Rng;
 use recur_tape::Element;
@@ -28,7 +28,7 @@ fn stack_of<C>(
     mut make: impl FnMut(&Names<'_>, usize) -> C,
 ) -> Recurrent<C> {
     Recurrent::build(options, name, |layer, reverse, input| {
-        let suffix = suffix(layer, reverse);
+        let suffix = layer_suffix(layer, reverse);
         make(
             &Names {
                 prefix,
