@@ -52,7 +52,12 @@ impl Workload {
                 .filter(|&n| n > 0)
                 .unwrap_or_else(|| panic!("{name}: {v:?} is not a positive whole number"))
         };
-        let one = |name: &str, default: &str| number(name, &list(name, default)[0]);
+        let one = |name: &str, default: &str| {
+            number(
+                name,
+                &std::env::var(name).unwrap_or_else(|_| default.to_string()),
+            )
+        };
         let cells = list("UNROLL_CELL", "rnn,lstm,gru")
             .iter()
             .map(|c| {
@@ -165,11 +170,15 @@ fn print_memory(w: &Workload, filter: &Option<String>) {
     println!("{:<6} {:>8} {:<13} {:>10}", "cell", "T", "mode", "MB");
     for &(name, kind) in &w.cells {
         for &steps in &w.steps {
-            for (mode, fused, checkpoint) in MODES {
-                if !selected(filter, &format!("{name}/{mode}/{steps}")) {
-                    continue;
-                }
-                let x = input(w, steps);
+            let modes: Vec<_> = MODES
+                .iter()
+                .filter(|(mode, ..)| selected(filter, &format!("{name}/{mode}/{steps}")))
+                .collect();
+            if modes.is_empty() {
+                continue;
+            }
+            let x = input(w, steps);
+            for &&(mode, fused, checkpoint) in &modes {
                 let (l, store) = layer(w, kind, fused, checkpoint);
                 let base = recur::memory::start_peak();
                 pass(&l, &store, &x);

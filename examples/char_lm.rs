@@ -276,18 +276,16 @@ fn train(args: &Args) -> Result<(), String> {
     let split = ids.len() * 9 / 10;
     let (train_ids, valid_ids) = ids.split_at(split);
     let need = min_stream_len(args.batch_size, args.num_steps);
-    for (part, ids) in [("training", train_ids), ("validation", valid_ids)] {
+    for (part, share, ids) in [
+        ("training", "first 90%", train_ids),
+        ("validation", "last 10%", valid_ids),
+    ] {
         if ids.len() < need {
             return Err(format!(
-                "{}: its {part} part (the {} 10%) has {} characters; one batch of {} rows × {} \
+                "{}: its {part} part (the {share}) has {} characters; one batch of {} rows × {} \
                  steps needs {need}, so the file needs at least {} characters (or a smaller \
                  --batch-size / --num-steps)",
                 path.display(),
-                if part == "training" {
-                    "first 90% of"
-                } else {
-                    "last"
-                },
                 ids.len(),
                 args.batch_size,
                 args.num_steps,

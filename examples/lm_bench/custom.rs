@@ -27,16 +27,14 @@ pub enum UserKind {
 pub struct UserLstm {
     wx: Linear,
     wh: Linear,
-    input: usize,
-    hidden: usize,
 }
 
 impl<T: Element> Cell<T> for UserLstm {
     fn input_size(&self) -> usize {
-        self.input
+        self.wx.in_features
     }
     fn state_sizes(&self) -> SmallVec<[usize; 2]> {
-        smallvec![self.hidden, self.hidden]
+        smallvec![self.wh.in_features, self.wh.in_features]
     }
     fn project_input<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Option<Var<'t, T>> {
         Some(self.wx.forward(s, x))
@@ -59,16 +57,14 @@ impl<T: Element> Cell<T> for UserLstm {
 pub struct UserGru {
     wx: Linear,
     wh: Linear,
-    input: usize,
-    hidden: usize,
 }
 
 impl<T: Element> Cell<T> for UserGru {
     fn input_size(&self) -> usize {
-        self.input
+        self.wx.in_features
     }
     fn state_sizes(&self) -> SmallVec<[usize; 2]> {
-        smallvec![self.hidden]
+        smallvec![self.wh.in_features]
     }
     fn project_input<'t>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Option<Var<'t, T>> {
         Some(self.wx.forward(s, x))
@@ -110,16 +106,12 @@ impl UserLayer {
                 UserLayer::Lstm(Recurrent::build(options, "LSTM", |l, _, input| UserLstm {
                     wx: linear(store, format!("l{l}.wx"), input, 4, true),
                     wh: linear(store, format!("l{l}.wh"), h, 4, false),
-                    input,
-                    hidden: h,
                 }))
             }
             UserKind::Gru => {
                 UserLayer::Gru(Recurrent::build(options, "GRU", |l, _, input| UserGru {
                     wx: linear(store, format!("l{l}.wx"), input, 3, true),
                     wh: linear(store, format!("l{l}.wh"), h, 3, true),
-                    input,
-                    hidden: h,
                 }))
             }
             UserKind::LayerNormLstm => {
