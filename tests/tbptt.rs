@@ -197,3 +197,68 @@ fn a_nan_loss_stops_training_with_the_step() {
         "{err}"
     );
 }
+
+/// Saving the driver, the parameters and Adam mid-stream and restoring them into fresh ones
+/// continues bit for bit (k2 = 2·k1, two shards, so the remembered inputs and states of both
+/// windows travel through the file).
+#[test]
+fn a_saved_and_restored_run_continues_bit_for_bit() {
+    use recur::nn::optim::{Adam, AdamOptions};
+    use recur::nn::train_state::TrainState;
+    let options = TbpttOptions {
+        k1: 4,
+        k2: 8,
+        clip: Some(0.5),
+        shards: 2,
+        threads: 2,
+        seed: 9,
+        checkpoint: false,
+    };
+    let chunks = sequential_batches(&stream(), 3, 4, 0);
+    assert!(chunks.len() >= 10);
+    let run = |from: usize, state: Option<&TrainState>| {
+        let (m, mut store) = model();
+        let mut opt = Adam::new(AdamOptions::adam(0.01));
+        let mut driver = Tbptt::new(options);
+        if let Some(state) = state {
+            state.restore_params(&mut store, &mut opt).unwrap();
+            driver.load_state(state, "tbptt", 5).unwrap();
+        }
+        let mut losses = Vec::new();
+        let mut saved = None;
+        for (i, chunk) in chunks.iter().enumerate().skip(from) {
+            if i == 5 {
+                let mut s = TrainState::new();
+                s.put_params(&store, &opt);
+                driver.save_state(&mut s, "tbptt");
+                saved = Some(s);
+            }
+            losses.push(driver.step(&m, &mut store, &mut opt, chunk).unwrap().loss);
+        }
+        let weights: Vec<u64> = store
+            .iter()
+            .flat_map(|(_, t)| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            .collect();
+        (losses, weights, saved, driver.steps())
+    };
+    let (losses, weights, saved, steps) = run(0, None);
+    let saved = saved.unwrap();
+    let path = std::env::temp_dir().join(format!("recur-tbptt-state-{}", std::process::id()));
+    saved.save(&path).unwrap();
+    let loaded = TrainState::load(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let (resumed_losses, resumed_weights, _, resumed_steps) = run(5, Some(&loaded));
+    assert_eq!(resumed_steps, steps);
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&resumed_losses), bits(&losses[5..]));
+    assert_eq!(resumed_weights, weights);
+    // A driver with another shard count, or a vocabulary the remembered tokens do not fit,
+    // refuses the state.
+    let mut other = Tbptt::<f64>::new(TbpttOptions {
+        shards: 3,
+        ..options
+    });
+    assert!(other.load_state(&loaded, "tbptt", 5).is_err());
+    let mut small = Tbptt::<f64>::new(options);
+    assert!(small.load_state(&loaded, "tbptt", 1).is_err());
+}

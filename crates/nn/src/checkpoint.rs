@@ -15,6 +15,11 @@ use std::path::{Path, PathBuf};
 /// Entries under this prefix hold optimizer state; they are not parameters.
 pub const OPTIMIZER_PREFIX: &str = "optimizer.";
 
+/// Entries under this prefix hold the rest of a training state (see
+/// [`crate::train_state`]); loading weights skips them, so a training-state file is also a
+/// weights checkpoint.
+pub const STATE_PREFIX: &str = "state.";
+
 /// Why a checkpoint could not be written or read.
 #[derive(Debug)]
 pub enum CheckpointError {
@@ -173,8 +178,17 @@ impl StoredTensor {
         }
     }
 
+    /// A float tensor stored in `T`'s own dtype (bit for bit).
+    pub fn of_float<T: Element>(t: &Tensor<T>) -> Self {
+        if T::DTYPE == "F32" {
+            StoredTensor::F32(t.cast())
+        } else {
+            StoredTensor::F64(t.cast())
+        }
+    }
+
     /// The tensor as `T` only if it is stored as `T`.
-    fn exactly<T: Element>(&self) -> Option<Tensor<T>> {
+    pub fn exactly<T: Element>(&self) -> Option<Tensor<T>> {
         (self.dtype() == T::DTYPE)
             .then(|| self.to_float())
             .flatten()
@@ -268,32 +282,57 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<TensorFile, CheckpointError> {
     Ok(TensorFile { tensors, metadata })
 }
 
-/// A float tensor viewed as safetensors data.
-struct View<'a, T: Element>(&'a Tensor<T>);
+/// One tensor's bytes as safetensors stores them (little-endian).
+struct Raw {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
 
-impl<T: Element> safetensors::View for View<'_, T> {
+impl safetensors::View for &Raw {
     fn dtype(&self) -> Dtype {
-        if T::DTYPE == "F32" {
-            Dtype::F32
-        } else {
-            Dtype::F64
-        }
+        self.dtype
     }
     fn shape(&self) -> &[usize] {
-        self.0.shape()
+        &self.shape
     }
     fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        let mut out = Vec::with_capacity(self.data_len());
-        for v in self.0.data() {
-            match T::DTYPE {
-                "F32" => out.extend_from_slice(&v.to_f32().expect("f32").to_le_bytes()),
-                _ => out.extend_from_slice(&v.to_f64().expect("f64").to_le_bytes()),
-            }
-        }
-        out.into()
+        (&self.bytes[..]).into()
     }
     fn data_len(&self) -> usize {
-        self.0.numel() * std::mem::size_of::<T>()
+        self.bytes.len()
+    }
+}
+
+fn raw_float<T: Element>(t: &Tensor<T>) -> Raw {
+    let mut bytes = Vec::with_capacity(t.numel() * std::mem::size_of::<T>());
+    let dtype = if T::DTYPE == "F32" {
+        for v in t.data() {
+            bytes.extend_from_slice(&v.to_f32().expect("f32").to_le_bytes());
+        }
+        Dtype::F32
+    } else {
+        for v in t.data() {
+            bytes.extend_from_slice(&v.to_f64().expect("f64").to_le_bytes());
+        }
+        Dtype::F64
+    };
+    Raw {
+        dtype,
+        shape: t.shape().to_vec(),
+        bytes,
+    }
+}
+
+fn raw_stored(t: &StoredTensor) -> Raw {
+    match t {
+        StoredTensor::F32(t) => raw_float(t),
+        StoredTensor::F64(t) => raw_float(t),
+        StoredTensor::I64 { values, shape } => Raw {
+            dtype: Dtype::I64,
+            shape: shape.clone(),
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        },
     }
 }
 
@@ -304,7 +343,30 @@ pub fn write<T: Element>(
     tensors: &[(String, &Tensor<T>)],
     metadata: HashMap<String, String>,
 ) -> Result<(), CheckpointError> {
-    let views = tensors.iter().map(|(n, t)| (n.as_str(), View(*t)));
+    let raw: Vec<(&str, Raw)> = tensors
+        .iter()
+        .map(|(n, t)| (n.as_str(), raw_float(t)))
+        .collect();
+    write_raw(path, &raw, metadata)
+}
+
+/// Writes a [`TensorFile`] (tensors of any stored dtype, and its metadata) atomically, as
+/// [`write`] does.
+pub fn write_file(path: &Path, file: &TensorFile) -> Result<(), CheckpointError> {
+    let raw: Vec<(&str, Raw)> = file
+        .tensors
+        .iter()
+        .map(|(n, t)| (n.as_str(), raw_stored(t)))
+        .collect();
+    write_raw(path, &raw, file.metadata.clone())
+}
+
+fn write_raw(
+    path: &Path,
+    tensors: &[(&str, Raw)],
+    metadata: HashMap<String, String>,
+) -> Result<(), CheckpointError> {
+    let views = tensors.iter().map(|(n, t)| (*n, t));
     let meta = if metadata.is_empty() {
         None
     } else {
@@ -315,6 +377,17 @@ pub fn write<T: Element>(
             path: path.to_path_buf(),
             reason: format!("{e:?}"),
         })?;
+    write_atomically(path, &bytes).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Replaces `path` with `bytes` so that a crash at any moment leaves either the old file or
+/// the new one, complete: a temp file unique to the write beside it, fsynced, renamed over
+/// `path`, and the directory fsynced. On error the temp file is removed and `path` is
+/// untouched.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -329,7 +402,7 @@ pub fn write<T: Element>(
     let tmp = dir.join(format!(".{file_name}.tmp-{}-{n}", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
         // Make the rename itself durable.
@@ -338,13 +411,10 @@ pub fn write<T: Element>(
         }
         Ok(())
     })();
-    result.map_err(|source| {
+    if result.is_err() {
         let _ = fs::remove_file(&tmp);
-        CheckpointError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
+    }
+    result
 }
 
 /// Saves a parameter store (and optionally an optimizer's state under `optimizer.`).
@@ -376,10 +446,24 @@ pub fn load<T: Element>(
     optimizer: Option<&mut dyn Optimizer<T>>,
 ) -> Result<HashMap<String, String>, CheckpointError> {
     let file = read(path)?;
+    load_from(path, &file, params, optimizer)?;
+    Ok(file.metadata)
+}
+
+/// [`load`] from a file already read; `path` only names it in errors.
+pub fn load_from<T: Element>(
+    path: &Path,
+    file: &TensorFile,
+    params: &mut ParamStore<T>,
+    optimizer: Option<&mut dyn Optimizer<T>>,
+) -> Result<(), CheckpointError> {
     let p = || path.to_path_buf();
     let mut values: Vec<Option<Tensor<T>>> = vec![None; params.len()];
     let mut opt_state = Vec::new();
     for (name, stored) in &file.tensors {
+        if name.starts_with(STATE_PREFIX) {
+            continue;
+        }
         if let Some(rest) = name.strip_prefix(OPTIMIZER_PREFIX) {
             if let Some(t) = stored.exactly::<T>() {
                 opt_state.push((rest.to_string(), t));
@@ -423,5 +507,5 @@ pub fn load<T: Element>(
     if let Some(opt) = optimizer {
         opt.load_state_tensors(params, &opt_state);
     }
-    Ok(file.metadata)
+    Ok(())
 }

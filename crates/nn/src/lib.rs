@@ -23,6 +23,7 @@ pub mod parity;
 pub mod rnn;
 pub mod session;
 pub mod tbptt;
+pub mod train_state;
 
 pub use check::gradcheck_params;
 pub use checkpoint::CheckpointError;

@@ -8,6 +8,7 @@ use crate::optim::Optimizer;
 use crate::parallel::{map_shards, shard_range};
 use crate::params::{ParamGrads, ParamStore};
 use crate::session::{Mode, Session};
+use crate::train_state::{StateError, TrainState};
 use recur_tape::{Element, Reduction, Tape, Tensor, Var};
 use std::collections::VecDeque;
 use std::fmt;
@@ -202,6 +203,91 @@ impl<T: Element> Tbptt<T> {
     /// Updates done so far.
     pub fn steps(&self) -> usize {
         self.step
+    }
+
+    /// Stores what the driver carries into `state` under `name`: its update count and each
+    /// shard's remembered input tokens and detached states, bit for bit.
+    pub fn save_state(&self, state: &mut TrainState, name: &str) {
+        state.put_u64s(
+            &format!("{name}.step"),
+            &[self.step as u64, self.memory.len() as u64],
+        );
+        for (k, mem) in self.memory.iter().enumerate() {
+            let parts = mem.states.front().map_or(0, Vec::len);
+            state.put_u64s(
+                &format!("{name}.shard{k}.counts"),
+                &[
+                    mem.history.len() as u64,
+                    mem.states.len() as u64,
+                    parts as u64,
+                ],
+            );
+            for (j, tokens) in mem.history.iter().enumerate() {
+                let tokens: Vec<u64> = tokens.iter().map(|&t| t as u64).collect();
+                state.put_u64s(&format!("{name}.shard{k}.history{j}"), &tokens);
+            }
+            for (j, parts) in mem.states.iter().enumerate() {
+                for (p, t) in parts.iter().enumerate() {
+                    state.put_tensor(&format!("{name}.shard{k}.state{j}.{p}"), t);
+                }
+            }
+        }
+    }
+
+    /// Restores what [`Tbptt::save_state`] stored, so the next [`Tbptt::step`] continues
+    /// exactly. The shard count must match the driver's, and every remembered token must be
+    /// below `vocab`; on error the driver is unchanged.
+    pub fn load_state(
+        &mut self,
+        state: &TrainState,
+        name: &str,
+        vocab: usize,
+    ) -> Result<(), StateError> {
+        let invalid = |entry: String, reason: String| StateError::Invalid {
+            path: state.path().to_path_buf(),
+            entry,
+            reason,
+        };
+        let head = format!("{name}.step");
+        let [step, shards] = state.u64s(&head)?[..] else {
+            return Err(invalid(head, "expected 2 values".into()));
+        };
+        if shards != self.options.shards as u64 {
+            return Err(invalid(
+                head,
+                format!("{shards} shards, the driver has {}", self.options.shards),
+            ));
+        }
+        let windows = self.options.k2 / self.options.k1;
+        let mut memory = Vec::with_capacity(self.memory.len());
+        for k in 0..self.memory.len() {
+            let entry = format!("{name}.shard{k}.counts");
+            let [history, states, parts] = state.u64s(&entry)?[..] else {
+                return Err(invalid(entry, "expected 3 values".into()));
+            };
+            if history >= windows as u64 || states > windows as u64 || parts > 64 {
+                return Err(invalid(
+                    entry,
+                    format!(
+                        "{history} inputs, {states} states of {parts} parts for {windows} windows"
+                    ),
+                ));
+            }
+            let history = (0..history)
+                .map(|j| state.indices(&format!("{name}.shard{k}.history{j}"), vocab))
+                .collect::<Result<_, _>>()?;
+            let states = (0..states)
+                .map(|j| {
+                    (0..parts)
+                        .map(|p| state.tensor::<T>(&format!("{name}.shard{k}.state{j}.{p}")))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<_, _>>()?;
+            memory.push(ShardMemory { history, states });
+        }
+        self.memory = memory;
+        self.step = step as usize;
+        Ok(())
     }
 
     /// One update from the next `k1` tokens of every row (a sequentially partitioned batch).
