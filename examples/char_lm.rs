@@ -3,7 +3,8 @@
 //! to SVG, saving a checkpoint, and generating text with temperature and top-k.
 //!
 //!     cargo run --release --example char_lm
-//!     cargo run --release --example char_lm -- --generate --checkpoint runs/char_lm/char_lm.safetensors --prefix "ROMEO:"
+//!     cargo run --release --example char_lm -- --generate --checkpoint runs/char_lm/latest/char_lm.safetensors --prefix "ROMEO:"
+//!     cargo run --release --example char_lm -- --resume runs/char_lm/latest/state.safetensors
 
 #[path = "common/bundled.rs"]
 mod bundled;
@@ -11,20 +12,24 @@ mod bundled;
 mod lm;
 #[path = "common/plot.rs"]
 mod plot;
+#[path = "common/run.rs"]
+mod run;
 
 use bundled::bundled;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use lm::{evaluate, say, LmConfig, RnnLm};
-use rand::rngs::StdRng;
+use lm::{evaluate, say, LmConfig, LmProgress, LmRun, RnnLm};
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use recur::nn::checkpoint;
 use recur::nn::data::{min_stream_len, read_text, sequential_batches, Vocab};
 use recur::nn::optim::{Adam, AdamOptions};
 use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{StreamModel, Tbptt, TbpttOptions};
+use recur::nn::train_state::sha256_hex;
 use recur::nn::{LayerKind, Mode, ParamStore, Session};
 use recur::tape::{Tape, Tensor, Var};
+use run::{signal_name, RunDir, Signals};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -78,15 +83,26 @@ struct Args {
     /// Worker threads (default: the number of cores); results do not depend on it.
     #[arg(long)]
     threads: Option<usize>,
-    /// Where the checkpoint and the SVG go.
+    /// Each run writes into a new folder DIR/version_N (DIR/latest points at the newest):
+    /// the last and the best-validation weights, the training state and the SVG.
     #[arg(long, default_value = "runs/char_lm")]
     out: PathBuf,
+    /// Also save the training state every this many steps (default: at every evaluation);
+    /// 0: only at epoch ends and on SIGINT/SIGTERM.
+    #[arg(long)]
+    save_every: Option<usize>,
+    /// Continue the run whose training state is PATH, exactly as if it had not stopped
+    /// (same flags as that run; --epochs, --steps, --time-budget and --threads may differ).
+    #[arg(long, value_name = "PATH", conflicts_with = "checkpoint")]
+    resume: Option<PathBuf>,
     /// Train on this UTF-8 text file instead of tinyshakespeare.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Only generate, from --checkpoint.
     #[arg(long)]
     generate: bool,
+    /// With --generate: the model to sample from. When training: start from these weights
+    /// (fine-tuning; a training state's weights work too).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// Text the sample continues (default: "ROMEO:" if the corpus has its characters); its
@@ -106,12 +122,13 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = if args.generate {
-        generate_only(&args)
+        generate_only(&args).map(|()| None)
     } else {
         train(&args)
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(signal)) => ExitCode::from(128 + signal as u8),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -144,7 +161,7 @@ fn generate(
     vocab: &Vocab,
     prefix: &str,
     args: &Args,
-    rng: &mut StdRng,
+    rng: &mut ChaCha12Rng,
 ) -> Result<String, String> {
     let mut state: Option<Vec<Tensor<f32>>> = None;
     let mut text = prefix.to_string();
@@ -179,7 +196,7 @@ fn generate(
 }
 
 /// Samples from softmax(logits / temperature) restricted to the top k.
-fn sample(logits: &[f32], temperature: f64, top_k: usize, rng: &mut StdRng) -> usize {
+fn sample(logits: &[f32], temperature: f64, top_k: usize, rng: &mut ChaCha12Rng) -> usize {
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
     if top_k > 0 {
@@ -236,7 +253,7 @@ fn load(path: &Path) -> Result<(RnnLm, ParamStore<f32>, Vocab), String> {
         return Err(bad("vocabulary size differs from the config"));
     }
     let mut store = ParamStore::new();
-    let model = RnnLm::new(&mut store, &c, &mut StdRng::seed_from_u64(0));
+    let model = RnnLm::new(&mut store, &c, &mut ChaCha12Rng::seed_from_u64(0));
     checkpoint::load(path, &mut store, None).map_err(|e| e.to_string())?;
     Ok((model, store, vocab))
 }
@@ -256,15 +273,25 @@ fn generate_only(args: &Args) -> Result<(), String> {
             &vocab,
             &prefix,
             args,
-            &mut StdRng::seed_from_u64(args.seed)
+            &mut ChaCha12Rng::seed_from_u64(args.seed)
         )?
     );
     Ok(())
 }
 
-fn train(args: &Args) -> Result<(), String> {
+/// The settings a resumed run must share with the run that saved the state.
+fn run_config(args: &Args, c: &LmConfig, data_sha256: &str) -> serde_json::Value {
+    json!({"cell": c.cell.to_string(), "vocab": c.vocab, "embed": c.embed, "hidden": c.hidden,
+        "layers": c.layers, "dropout": c.dropout, "batch_size": args.batch_size,
+        "num_steps": args.num_steps, "lr": args.lr, "clip": args.clip, "seed": args.seed,
+        "eval_every": args.eval_every, "log_every": args.log_every, "data_sha256": data_sha256})
+}
+
+/// Trains; `Ok(Some(signal))` if SIGINT or SIGTERM stopped it (after saving the state).
+fn train(args: &Args) -> Result<Option<i32>, String> {
     let started = Instant::now();
     let threads = use_threads(args.threads);
+    let signals = Signals::install()?;
     let path = match &args.data {
         Some(path) => path.clone(),
         None => bundled("tinyshakespeare/input.txt")?,
@@ -301,7 +328,8 @@ fn train(args: &Args) -> Result<(), String> {
         layers: args.layers,
         dropout: args.dropout,
     };
-    let mut rng = StdRng::seed_from_u64(args.seed);
+    let settings = run_config(args, &config, &sha256_hex(text.as_bytes()));
+    let mut rng = ChaCha12Rng::seed_from_u64(args.seed);
     let mut store = ParamStore::new();
     let model = RnnLm::new(&mut store, &config, &mut rng);
     println!(
@@ -324,9 +352,6 @@ fn train(args: &Args) -> Result<(), String> {
         args.lr,
         threads
     );
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let ckpt = args.out.join("char_lm.safetensors");
-    let mut opt = Adam::new(AdamOptions::adam(args.lr));
     let options = TbpttOptions {
         k1: args.num_steps,
         k2: args.num_steps,
@@ -336,18 +361,70 @@ fn train(args: &Args) -> Result<(), String> {
         seed: args.seed,
         checkpoint: false,
     };
-    let mut driver = Tbptt::new(options);
-    let (mut train_curve, mut valid_curve) = (Vec::new(), Vec::new());
+    let mut lm = LmRun {
+        store,
+        opt: Box::new(Adam::new(AdamOptions::adam(args.lr))),
+        driver: Tbptt::new(options),
+        progress: LmProgress::default(),
+        rng,
+    };
+    let run = match &args.resume {
+        Some(state) => {
+            lm.restore(state, &settings, vocab.len())?;
+            println!(
+                "resuming {} after step {} (epoch {})",
+                state.display(),
+                lm.driver.steps(),
+                lm.progress.epoch
+            );
+            RunDir::of_state(state)
+        }
+        None => {
+            if let Some(weights) = &args.checkpoint {
+                checkpoint::load(weights, &mut lm.store, None).map_err(|e| e.to_string())?;
+                println!("starting from the weights of {}", weights.display());
+            }
+            RunDir::create(&args.out)?
+        }
+    };
+    println!("writing to {}", run.dir.display());
+    let ckpt = run.join("char_lm.safetensors");
+    let best = run.join("char_lm.best.safetensors");
+    let state_path = run.join("state.safetensors");
+    let save_every = args.save_every.unwrap_or(args.eval_every);
+    let elapsed = |p: &LmProgress| p.elapsed + started.elapsed().as_secs_f64();
     let max_steps = args.steps.unwrap_or(usize::MAX);
+    let save_weights = |path: &Path, store: &ParamStore<f32>| {
+        checkpoint::save(path, store, None, metadata(&config, &vocab))
+            .map_err(|e| format!("{e}; training stopped (the previous file is intact)"))
+    };
+    // Remembers the best validation perplexity and keeps that model beside the last one.
+    let evaluated = |lm: &mut LmRun, valid: f64| -> Result<(), String> {
+        save_weights(&ckpt, &lm.store)?;
+        if valid < lm.progress.best_valid {
+            lm.progress.best_valid = valid;
+            save_weights(&best, &lm.store)?;
+        }
+        Ok(())
+    };
     let mut done = false;
-    for epoch in 1..=args.epochs {
+    while lm.progress.epoch <= args.epochs && !done {
+        let epoch = lm.progress.epoch;
         let chunks = sequential_batches(
             train_ids,
             args.batch_size,
             args.num_steps,
             args.seed + epoch as u64,
         );
-        driver.reset();
+        if lm.progress.next_chunk == 0 {
+            lm.driver.reset();
+        }
+        let remaining = chunks.get(lm.progress.next_chunk..).ok_or_else(|| {
+            format!(
+                "{}: the saved position is past the epoch's end",
+                state_path.display()
+            )
+        })?;
         let bar = ProgressBar::new(chunks.len() as u64);
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
@@ -355,20 +432,21 @@ fn train(args: &Args) -> Result<(), String> {
                 .progress_chars("=> "),
         );
         bar.set_prefix(epoch.to_string());
-        let (mut loss_sum, mut n) = (0.0, 0usize);
-        // Training loss since the last evaluation, for the plot.
-        let (mut window_sum, mut window_n) = (0.0, 0usize);
-        for chunk in &chunks {
-            let report = driver
-                .step(&model, &mut store, &mut opt, chunk)
+        bar.set_position(lm.progress.next_chunk as u64);
+        for chunk in remaining {
+            let report = lm
+                .driver
+                .step(&model, &mut lm.store, lm.opt.as_mut(), chunk)
                 .map_err(|e| {
                     bar.abandon();
                     format!("{e}; the last good checkpoint is {}", ckpt.display())
                 })?;
-            loss_sum += report.loss;
-            n += 1;
-            window_sum += report.loss;
-            window_n += 1;
+            let p = &mut lm.progress;
+            p.next_chunk += 1;
+            p.loss_sum += report.loss;
+            p.n += 1;
+            p.window_sum += report.loss;
+            p.window_n += 1;
             let step = report.step;
             bar.inc(1);
             bar.set_message(format!(
@@ -385,46 +463,82 @@ fn train(args: &Args) -> Result<(), String> {
                 );
             }
             if step % args.eval_every == 0 {
-                let valid =
-                    evaluate(&model, &store, valid_ids, args.batch_size, args.num_steps).exp();
-                train_curve.push((step as f64, (window_sum / window_n as f64).exp()));
-                (window_sum, window_n) = (0.0, 0);
-                valid_curve.push((step as f64, valid));
+                let valid = evaluate(
+                    &model,
+                    &lm.store,
+                    valid_ids,
+                    args.batch_size,
+                    args.num_steps,
+                )
+                .exp();
+                p.train_curve
+                    .push((step as f64, (p.window_sum / p.window_n as f64).exp()));
+                (p.window_sum, p.window_n) = (0.0, 0);
+                p.valid_curve.push((step as f64, valid));
                 say(
                     &bar,
                     format!(
                         "step {step}: valid perplexity {valid:.2} ({:.0} s)",
-                        started.elapsed().as_secs_f64()
+                        elapsed(p)
                     ),
                 );
-                checkpoint::save(&ckpt, &store, None, metadata(&config, &vocab))
-                    .map_err(|e| e.to_string())?;
+                evaluated(&mut lm, valid)?;
             }
-            if step >= max_steps || started.elapsed().as_secs_f64() > args.time_budget {
+            let signal = signals.received();
+            if signal.is_some() || (save_every > 0 && step % save_every == 0) {
+                lm.save(&state_path, &settings, elapsed(&lm.progress))?;
+            }
+            if let Some(signal) = signal {
+                bar.abandon();
+                println!(
+                    "{} received: saved the state after step {step} to {}; continue with --resume {}",
+                    signal_name(signal),
+                    state_path.display(),
+                    state_path.display()
+                );
+                return Ok(Some(signal));
+            }
+            if step >= max_steps || elapsed(&lm.progress) > args.time_budget {
                 done = true;
                 break;
             }
         }
         bar.finish_and_clear();
-        let train_ppl = (loss_sum / n.max(1) as f64).exp();
-        let valid_ppl = evaluate(&model, &store, valid_ids, args.batch_size, args.num_steps).exp();
+        let p = &mut lm.progress;
+        let train_ppl = (p.loss_sum / p.n.max(1) as f64).exp();
+        let valid_ppl = evaluate(
+            &model,
+            &lm.store,
+            valid_ids,
+            args.batch_size,
+            args.num_steps,
+        )
+        .exp();
         println!(
             "epoch {epoch}: train perplexity {train_ppl:.2}, valid perplexity {valid_ppl:.2} ({} steps, {:.0} s)",
-            driver.steps(),
-            started.elapsed().as_secs_f64()
+            lm.driver.steps(),
+            elapsed(p)
         );
-        if window_n > 0 {
-            train_curve.push((driver.steps() as f64, (window_sum / window_n as f64).exp()));
+        if p.window_n > 0 {
+            p.train_curve.push((
+                lm.driver.steps() as f64,
+                (p.window_sum / p.window_n as f64).exp(),
+            ));
+            (p.window_sum, p.window_n) = (0.0, 0);
         }
-        valid_curve.push((driver.steps() as f64, valid_ppl));
-        checkpoint::save(&ckpt, &store, None, metadata(&config, &vocab))
-            .map_err(|e| e.to_string())?;
-        if done {
-            break;
-        }
+        p.valid_curve.push((lm.driver.steps() as f64, valid_ppl));
+        p.next_epoch();
+        evaluated(&mut lm, valid_ppl)?;
+        lm.save(&state_path, &settings, elapsed(&lm.progress))?;
     }
-    let svg = args.out.join("char_lm_perplexity.svg");
-    plot::line_chart(
+    let LmRun {
+        store,
+        progress,
+        mut rng,
+        ..
+    } = lm;
+    let svg = run.join("char_lm_perplexity.svg");
+    let plotted = plot::line_chart(
         &svg,
         "char_lm: perplexity per character",
         "optimizer step",
@@ -432,19 +546,32 @@ fn train(args: &Args) -> Result<(), String> {
         &[
             plot::Series {
                 name: "train",
-                points: train_curve,
+                points: progress.train_curve,
             },
             plot::Series {
                 name: "valid",
-                points: valid_curve,
+                points: progress.valid_curve,
             },
         ],
-    )?;
+    );
+    let best = if progress.best_valid.is_finite() {
+        format!(
+            "{} (best validation perplexity {:.2})",
+            best.display(),
+            progress.best_valid
+        )
+    } else {
+        "no best model (validation perplexity was never finite: the run diverged)".into()
+    };
+    let svg = match plotted {
+        Ok(()) => svg.display().to_string(),
+        Err(e) => format!("no plot ({e})"),
+    };
     println!(
-        "wrote {} and {} ({:.0} s)",
+        "wrote {}, {best}, {} and {svg} ({:.0} s)",
         ckpt.display(),
-        svg.display(),
-        started.elapsed().as_secs_f64()
+        state_path.display(),
+        progress.elapsed + started.elapsed().as_secs_f64()
     );
     println!(
         "\nsample (temperature {}, top-k {}):\n",
@@ -454,5 +581,5 @@ fn train(args: &Args) -> Result<(), String> {
         "{}",
         generate(&model, &store, &vocab, &prefix, args, &mut rng)?
     );
-    Ok(())
+    Ok(None)
 }

@@ -9,18 +9,24 @@
 
 #[path = "common/lm.rs"]
 mod lm;
+#[path = "common/run.rs"]
+mod run;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use lm::{evaluate, say, LmConfig, RnnLm};
-use rand::rngs::StdRng;
+use lm::{evaluate, say, LmConfig, LmProgress, LmRun, RnnLm};
 use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
+use recur::nn::checkpoint;
 use recur::nn::data::{min_stream_len, read_words, sequential_batches, Vocab};
-use recur::nn::optim::{Optimizer, Sgd, SgdOptions};
+use recur::nn::optim::{Sgd, SgdOptions};
 use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{Tbptt, TbpttOptions};
+use recur::nn::train_state::sha256_hex;
 use recur::nn::{CellKind, LayerKind, ParamStore};
 use recur::tape::Tensor;
+use run::{signal_name, RunDir, Signals};
+use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -44,6 +50,21 @@ struct Args {
     seed: u64,
     #[arg(long)]
     threads: Option<usize>,
+    /// Print the training perplexity every this many steps.
+    #[arg(long, default_value_t = 500)]
+    log_every: usize,
+    /// Each run writes into a new folder DIR/version_N (DIR/latest points at the newest): the
+    /// last and the best-validation weights and the training state.
+    #[arg(long, default_value = "runs/word_lm")]
+    out: PathBuf,
+    /// Also save the training state every this many steps (0: only at epoch ends and on
+    /// SIGINT/SIGTERM).
+    #[arg(long, default_value_t = 500)]
+    save_every: usize,
+    /// Continue the run whose training state is PATH, exactly as if it had not stopped (same
+    /// flags; --epochs, --steps and --threads may differ).
+    #[arg(long, value_name = "PATH")]
+    resume: Option<PathBuf>,
 }
 
 const HIDDEN: usize = 200;
@@ -65,8 +86,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    match run(&args, dir) {
-        Ok(()) => ExitCode::SUCCESS,
+    match train(&args, dir) {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(signal)) => ExitCode::from(128 + signal as u8),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -74,15 +96,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args, dir: PathBuf) -> Result<(), String> {
+/// Trains; `Ok(Some(signal))` if SIGINT or SIGTERM stopped it (after saving the state).
+fn train(args: &Args, dir: PathBuf) -> Result<Option<i32>, String> {
     let started = Instant::now();
     let threads = use_threads(args.threads);
+    let signals = Signals::install()?;
     let read = |name: &str| read_words(&dir.join(name)).map_err(|e| e.to_string());
     let (train, valid, test) = (
         read("ptb.train.txt")?,
         read("ptb.valid.txt")?,
         read("ptb.test.txt")?,
     );
+    let mut digest = Vec::new();
+    for words in [&train, &valid, &test] {
+        digest.extend(words.join(" ").bytes());
+        digest.push(b'\n');
+    }
+    let settings = json!({"seed": args.seed, "log_every": args.log_every,
+        "data_sha256": sha256_hex(&digest)});
     let vocab = Vocab::build(&train, 1, &[]);
     let unknown = valid.iter().chain(&test).find(|w| vocab.get(w).is_none());
     if let Some(w) = unknown {
@@ -126,7 +157,7 @@ fn run(args: &Args, dir: PathBuf) -> Result<(), String> {
         layers: LAYERS,
         dropout: 0.0,
     };
-    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut rng = ChaCha12Rng::seed_from_u64(args.seed);
     let mut store = ParamStore::new();
     let model = RnnLm::new(&mut store, &config, &mut rng);
     for id in store.ids().collect::<Vec<_>>() {
@@ -135,7 +166,6 @@ fn run(args: &Args, dir: PathBuf) -> Result<(), String> {
     }
     // Zaremba's loss is summed over the 20 steps and averaged over the batch; with the mean
     // per token that is lr·20 and clip 5/20: clip(20·g, 5) = 20·clip(g, 5/20).
-    let mut opt = Sgd::new(SgdOptions::new(STEPS as f64));
     let options = TbpttOptions {
         k1: STEPS,
         k2: STEPS,
@@ -145,14 +175,53 @@ fn run(args: &Args, dir: PathBuf) -> Result<(), String> {
         seed: args.seed,
         checkpoint: false,
     };
-    let mut driver = Tbptt::new(options);
-    println!("model: 2×200 LSTM, {} parameters; SGD lr 1 (halved after epoch 4), clip 5, {threads} threads", store.num_elements());
+    let mut lm = LmRun {
+        store,
+        opt: Box::new(Sgd::new(SgdOptions::new(STEPS as f64))),
+        driver: Tbptt::new(options),
+        progress: LmProgress::default(),
+        rng,
+    };
+    println!("model: 2×200 LSTM, {} parameters; SGD lr 1 (halved after epoch 4), clip 5, {threads} threads", lm.store.num_elements());
+    let run = match &args.resume {
+        Some(state) => {
+            lm.restore(state, &settings, vocab.len())?;
+            println!(
+                "resuming {} after step {} (epoch {})",
+                state.display(),
+                lm.driver.steps(),
+                lm.progress.epoch
+            );
+            RunDir::of_state(state)
+        }
+        None => RunDir::create(&args.out)?,
+    };
+    println!("writing to {}", run.dir.display());
+    let (last, best, state_path) = (
+        run.join("word_lm.safetensors"),
+        run.join("word_lm.best.safetensors"),
+        run.join("state.safetensors"),
+    );
+    let save_weights = |path: &std::path::Path, store: &ParamStore<f32>| {
+        checkpoint::save(path, store, None, Default::default())
+            .map_err(|e| format!("{e}; training stopped (the previous file is intact)"))
+    };
+    let elapsed = |p: &LmProgress| p.elapsed + started.elapsed().as_secs_f64();
     let max_steps = args.steps.unwrap_or(usize::MAX);
-    for epoch in 1..=args.epochs {
+    while lm.progress.epoch <= args.epochs && lm.driver.steps() < max_steps {
+        let epoch = lm.progress.epoch;
         let lr = 0.5f64.powi(epoch.saturating_sub(4) as i32);
-        opt.set_lr(lr * STEPS as f64);
-        driver.reset();
+        lm.opt.set_lr(lr * STEPS as f64);
+        if lm.progress.next_chunk == 0 {
+            lm.driver.reset();
+        }
         let chunks = sequential_batches(&train, BATCH, STEPS, 0);
+        let remaining = chunks.get(lm.progress.next_chunk..).ok_or_else(|| {
+            format!(
+                "{}: the saved position is past the epoch's end",
+                state_path.display()
+            )
+        })?;
         let bar = ProgressBar::new(chunks.len() as u64);
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
@@ -160,46 +229,76 @@ fn run(args: &Args, dir: PathBuf) -> Result<(), String> {
                 .progress_chars("=> "),
         );
         bar.set_prefix(epoch.to_string());
-        let (mut loss_sum, mut n, epoch_start) = (0.0, 0usize, Instant::now());
-        for chunk in &chunks {
-            let r = driver
-                .step(&model, &mut store, &mut opt, chunk)
-                .map_err(|e| e.to_string())?;
-            loss_sum += r.loss;
-            n += 1;
+        bar.set_position(lm.progress.next_chunk as u64);
+        let (first_chunk, epoch_start) = (lm.progress.next_chunk, Instant::now());
+        for chunk in remaining {
+            let r = lm
+                .driver
+                .step(&model, &mut lm.store, lm.opt.as_mut(), chunk)
+                .map_err(|e| format!("{e}; the last good weights are in {}", last.display()))?;
+            let p = &mut lm.progress;
+            p.next_chunk += 1;
+            p.loss_sum += r.loss;
+            p.n += 1;
             bar.inc(1);
             bar.set_message(format!(
                 "ppl {:.1}  {:.0} words/s",
-                (loss_sum / n as f64).exp(),
+                (p.loss_sum / p.n as f64).exp(),
                 r.tokens_per_s
             ));
-            if r.step % 500 == 0 {
+            if r.step % args.log_every == 0 {
                 say(
                     &bar,
                     format!(
                         "step {}: train perplexity {:.1}",
                         r.step,
-                        (loss_sum / n as f64).exp()
+                        (p.loss_sum / p.n as f64).exp()
                     ),
                 );
+            }
+            let signal = signals.received();
+            if signal.is_some() || (args.save_every > 0 && r.step % args.save_every == 0) {
+                lm.save(&state_path, &settings, elapsed(&lm.progress))?;
+            }
+            if let Some(signal) = signal {
+                bar.abandon();
+                println!(
+                    "{} received: saved the state after step {} to {}; continue with --resume {}",
+                    signal_name(signal),
+                    r.step,
+                    state_path.display(),
+                    state_path.display()
+                );
+                return Ok(Some(signal));
             }
             if r.step >= max_steps {
                 break;
             }
         }
         bar.finish_and_clear();
-        let valid_ppl = evaluate(&model, &store, &valid, BATCH, STEPS).exp();
+        let valid_ppl = evaluate(&model, &lm.store, &valid, BATCH, STEPS).exp();
+        let p = &mut lm.progress;
         println!(
             "epoch {epoch:>2}: lr {lr:.4}, train perplexity {:.1}, valid perplexity {valid_ppl:.1}, {:.0} words/s, {:.0} s",
-            (loss_sum / n.max(1) as f64).exp(),
-            (n * BATCH * STEPS) as f64 / epoch_start.elapsed().as_secs_f64(),
-            started.elapsed().as_secs_f64()
+            (p.loss_sum / p.n.max(1) as f64).exp(),
+            ((p.next_chunk - first_chunk) * BATCH * STEPS) as f64 / epoch_start.elapsed().as_secs_f64(),
+            elapsed(p)
         );
-        if driver.steps() >= max_steps {
-            break;
+        p.next_epoch();
+        save_weights(&last, &lm.store)?;
+        if valid_ppl < lm.progress.best_valid {
+            lm.progress.best_valid = valid_ppl;
+            save_weights(&best, &lm.store)?;
         }
+        lm.save(&state_path, &settings, elapsed(&lm.progress))?;
     }
-    let test_ppl = evaluate(&model, &store, &test, BATCH, STEPS).exp();
-    println!("test perplexity = {test_ppl:.1} (Zaremba et al. 2014 small: valid 120.7 / test 114.5); {:.0} s", started.elapsed().as_secs_f64());
-    Ok(())
+    let test_ppl = evaluate(&model, &lm.store, &test, BATCH, STEPS).exp();
+    println!("test perplexity = {test_ppl:.1} (Zaremba et al. 2014 small: valid 120.7 / test 114.5); {:.0} s", elapsed(&lm.progress));
+    println!(
+        "wrote {}, {} and {}",
+        last.display(),
+        best.display(),
+        state_path.display()
+    );
+    Ok(None)
 }

@@ -3,40 +3,11 @@
 //! `--prefix` with characters the corpus does not have. Runs the `char_lm` example that
 //! `cargo test` builds beside this test.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::examples::{example, scratch};
+use std::path::Path;
 use std::process::{Command, Output};
-
-/// The example binary built for this test run (`target/<profile>/examples/NAME`). `cargo
-/// test` without a target filter (the README's command) builds the examples before it runs
-/// the tests; a binary older than its source means it did not, and the test says so rather
-/// than run stale code.
-fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().expect("the test's path");
-    let profile = deps
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>/deps");
-    let binary = profile
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    assert!(
-        modified(&binary) >= modified(&source),
-        "{} is missing or older than {}: run the whole suite (cargo test --workspace --release), \
-         which builds the examples, or cargo build --release --example {name} first",
-        binary.display(),
-        source.display()
-    );
-    binary
-}
-
-/// A fresh directory for one test's files.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("recur-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a scratch directory");
-    dir
-}
 
 /// char_lm with a tiny model on `text`, stopping after one update.
 fn char_lm(dir: &Path, text: &str, extra: &[&str]) -> Output {

@@ -2,10 +2,15 @@
 //! to the vocabulary, read as a stream by the truncated-BPTT driver, and its evaluation.
 
 use rand::Rng;
+use rand_chacha::ChaCha12Rng;
 use recur::nn::data::sequential_batches;
-use recur::nn::tbptt::StreamModel;
+use recur::nn::optim::Optimizer;
+use recur::nn::tbptt::{StreamModel, Tbptt};
+use recur::nn::train_state::{StateError, TrainState};
 use recur::nn::{AnyLayer, Embedding, LayerKind, Linear, Mode, ParamStore, RnnOptions, Session};
 use recur::tape::{Reduction, Tape, Tensor, Var};
+use serde_json::Value;
+use std::path::Path;
 
 #[derive(Clone, Debug)]
 pub struct LmConfig {
@@ -92,5 +97,141 @@ pub fn say(bar: &indicatif::ProgressBar, line: String) {
         println!("{line}");
     } else {
         bar.println(line);
+    }
+}
+
+/// Where a language-model run stands, besides its model, optimizer and driver: what a
+/// training state must hold for a resumed run to print and plot what the uninterrupted one
+/// would have.
+pub struct LmProgress {
+    /// The epoch in progress, from 1.
+    pub epoch: usize,
+    /// Chunks of it already trained on.
+    pub next_chunk: usize,
+    /// Loss summed over this epoch's updates, and their count.
+    pub loss_sum: f64,
+    pub n: usize,
+    /// Loss summed since the last evaluation, and the count (char_lm's plot).
+    pub window_sum: f64,
+    pub window_n: usize,
+    pub train_curve: Vec<(f64, f64)>,
+    pub valid_curve: Vec<(f64, f64)>,
+    /// The best validation perplexity so far.
+    pub best_valid: f64,
+    /// Seconds of training before this process started (a resumed run's time budget).
+    pub elapsed: f64,
+}
+
+impl Default for LmProgress {
+    fn default() -> Self {
+        LmProgress {
+            epoch: 1,
+            next_chunk: 0,
+            loss_sum: 0.0,
+            n: 0,
+            window_sum: 0.0,
+            window_n: 0,
+            train_curve: Vec::new(),
+            valid_curve: Vec::new(),
+            best_valid: f64::INFINITY,
+            elapsed: 0.0,
+        }
+    }
+}
+
+impl LmProgress {
+    /// Starts the next epoch's counts.
+    pub fn next_epoch(&mut self) {
+        self.epoch += 1;
+        self.next_chunk = 0;
+        (self.loss_sum, self.n) = (0.0, 0);
+    }
+
+    pub fn save(&self, state: &mut TrainState, elapsed: f64) {
+        let counts = [self.epoch, self.next_chunk, self.n, self.window_n];
+        state.put_u64s("progress.counts", &counts.map(|c| c as u64));
+        state.put_f64s(
+            "progress.sums",
+            &[self.loss_sum, self.window_sum, self.best_valid, elapsed],
+        );
+        let flat =
+            |curve: &[(f64, f64)]| curve.iter().flat_map(|&(x, y)| [x, y]).collect::<Vec<_>>();
+        state.put_f64s("progress.train_curve", &flat(&self.train_curve));
+        state.put_f64s("progress.valid_curve", &flat(&self.valid_curve));
+    }
+
+    pub fn load(state: &TrainState) -> Result<Self, StateError> {
+        let invalid = |entry: &str| StateError::Invalid {
+            path: state.path().to_path_buf(),
+            entry: entry.to_string(),
+            reason: "wrong number of values".into(),
+        };
+        let counts = state.u64s("progress.counts")?;
+        let [epoch, next_chunk, n, window_n] = counts[..] else {
+            return Err(invalid("progress.counts"));
+        };
+        let sums = state.f64s("progress.sums")?;
+        let [loss_sum, window_sum, best_valid, elapsed] = sums[..] else {
+            return Err(invalid("progress.sums"));
+        };
+        let curve = |name: &str| -> Result<Vec<(f64, f64)>, StateError> {
+            let flat = state.f64s(name)?;
+            if flat.len() % 2 != 0 {
+                return Err(invalid(name));
+            }
+            Ok(flat.chunks(2).map(|p| (p[0], p[1])).collect())
+        };
+        Ok(LmProgress {
+            epoch: epoch as usize,
+            next_chunk: next_chunk as usize,
+            loss_sum,
+            n: n as usize,
+            window_sum,
+            window_n: window_n as usize,
+            train_curve: curve("progress.train_curve")?,
+            valid_curve: curve("progress.valid_curve")?,
+            best_valid,
+            elapsed,
+        })
+    }
+}
+
+/// Everything a language-model run changes as it trains, saved and restored as one
+/// training state.
+pub struct LmRun {
+    pub store: ParamStore<f32>,
+    pub opt: Box<dyn Optimizer<f32>>,
+    pub driver: Tbptt<f32>,
+    pub progress: LmProgress,
+    /// The generator a sample draws from after training.
+    pub rng: ChaCha12Rng,
+}
+
+impl LmRun {
+    /// Writes the whole state (atomically) under `config`, the settings a resume must share.
+    pub fn save(&self, path: &Path, config: &Value, elapsed: f64) -> Result<(), String> {
+        let mut state = TrainState::new();
+        state.put_json("config", config);
+        state.put_params(&self.store, self.opt.as_ref());
+        self.driver.save_state(&mut state, "tbptt");
+        self.progress.save(&mut state, elapsed);
+        state.put_rng("sample", &self.rng);
+        state
+            .save(path)
+            .map_err(|e| format!("{e}; training stopped (the previous state file is intact)"))
+    }
+
+    /// Continues from the state at `path`, refused unless it was saved with `config`.
+    pub fn restore(&mut self, path: &Path, config: &Value, vocab: usize) -> Result<(), String> {
+        let state = TrainState::load(path).map_err(|e| e.to_string())?;
+        let mut restore = || -> Result<LmProgress, StateError> {
+            state.check_config("config", config)?;
+            state.restore_params(&mut self.store, self.opt.as_mut())?;
+            self.driver.load_state(&state, "tbptt", vocab)?;
+            self.rng = state.rng("sample")?;
+            LmProgress::load(&state)
+        };
+        self.progress = restore().map_err(|e| e.to_string())?;
+        Ok(())
     }
 }

@@ -1,0 +1,113 @@
+//! What the training examples share so that no work is lost: a numbered folder per run under
+//! `--out` with a stable `latest` link (a new run never overwrites an earlier one's model),
+//! and SIGINT/SIGTERM turned into "finish this step, save the state, exit".
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The folder a run writes into.
+pub struct RunDir {
+    pub dir: PathBuf,
+}
+
+impl RunDir {
+    /// A new `version_N` folder under `out` (one past the highest there), with `out/latest`
+    /// pointing at it, as PyTorch Lightning numbers its runs.
+    pub fn create(out: &Path) -> Result<Self, String> {
+        let err = |e: std::io::Error| format!("{}: {e}", out.display());
+        std::fs::create_dir_all(out).map_err(err)?;
+        let highest = std::fs::read_dir(out)
+            .map_err(err)?
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                name.strip_prefix("version_")?.parse::<u64>().ok()
+            })
+            .max();
+        let mut n = highest.map_or(0, |h| h + 1);
+        // create_dir fails if another run took the number first: take the next one.
+        let dir = loop {
+            let dir = out.join(format!("version_{n}"));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => return Err(format!("{}: {e}", dir.display())),
+            }
+        };
+        point_latest(out, &format!("version_{n}")).map_err(err)?;
+        Ok(RunDir { dir })
+    }
+
+    /// The folder of the state file a run resumes from: it goes on writing there (the
+    /// folder `latest` pointed at, not whatever `latest` points at later).
+    pub fn of_state(state: &Path) -> Self {
+        let dir = state
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = match (std::fs::read_link(dir), dir.parent()) {
+            (Ok(target), Some(parent)) => parent.join(target),
+            _ => dir.to_path_buf(),
+        };
+        RunDir { dir }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// Replaces `out/latest` by a relative symlink to `target`, atomically (a new link renamed
+/// over the old one).
+#[cfg(unix)]
+fn point_latest(out: &Path, target: &str) -> std::io::Result<()> {
+    let tmp = out.join(format!(".latest.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    std::fs::rename(&tmp, out.join("latest"))
+}
+
+#[cfg(not(unix))]
+fn point_latest(out: &Path, target: &str) -> std::io::Result<()> {
+    std::fs::write(out.join("latest.txt"), target)
+}
+
+/// SIGINT and SIGTERM, noted rather than obeyed at once: the loop asks after each step. A
+/// second signal of either kind exits at once.
+pub struct Signals {
+    received: Arc<AtomicUsize>,
+}
+
+impl Signals {
+    pub fn install() -> Result<Self, String> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let received = Arc::new(AtomicUsize::new(0));
+        let first = Arc::new(AtomicBool::new(false));
+        for signal in [SIGINT, SIGTERM] {
+            // Runs first: exits only if an earlier signal already arrived.
+            flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&first))
+                .and_then(|_| flag::register(signal, Arc::clone(&first)))
+                .and_then(|_| flag::register_usize(signal, Arc::clone(&received), signal as usize))
+                .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
+        }
+        Ok(Signals { received })
+    }
+
+    /// The signal that asked the run to stop, if one did.
+    pub fn received(&self) -> Option<i32> {
+        match self.received.load(Ordering::SeqCst) {
+            0 => None,
+            signal => Some(signal as i32),
+        }
+    }
+}
+
+/// The name of a stop signal, for messages.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        signal_hook::consts::SIGINT => "SIGINT",
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}

@@ -1,0 +1,41 @@
+//! Running the example binaries from integration tests.
+
+use std::path::{Path, PathBuf};
+
+/// The example binary built for this test run (`target/<profile>/examples/NAME`). `cargo
+/// test` without a target filter (the README's command) builds the examples before it runs
+/// the tests; a binary older than its source means it did not, and the test says so rather
+/// than run stale code.
+pub fn example(name: &str) -> PathBuf {
+    let deps = std::env::current_exe().expect("the test's path");
+    let profile = deps
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps");
+    let binary = profile
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let single = examples.join(format!("{name}.rs"));
+    let source = if single.exists() {
+        single
+    } else {
+        examples.join(name).join("main.rs")
+    };
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    assert!(
+        modified(&binary) >= modified(&source),
+        "{} is missing or older than {}: run the whole suite (cargo test --workspace --release), \
+         which builds the examples, or cargo build --release --example {name} first",
+        binary.display(),
+        source.display()
+    );
+    binary
+}
+
+/// A fresh directory for one test's files.
+pub fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("recur-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
