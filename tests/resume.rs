@@ -120,7 +120,13 @@ fn uninterrupted() -> (Vec<String>, Weights) {
 
 /// Runs `command`, sends `signal` once it has printed "step {at}:", and returns its exit
 /// status and what it printed.
-fn interrupt(mut command: Command, at: usize, signal: &str) -> (ExitStatus, String) {
+fn interrupt(command: Command, at: usize, signal: &str) -> (ExitStatus, String) {
+    interrupt_on(command, &format!("step {at}:"), signal)
+}
+
+/// Runs `command`, sends `signal` once it has printed a line starting with `mark`, and
+/// returns its exit status and what it printed.
+fn interrupt_on(mut command: Command, mark: &str, signal: &str) -> (ExitStatus, String) {
     let mut child: Child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -128,13 +134,12 @@ fn interrupt(mut command: Command, at: usize, signal: &str) -> (ExitStatus, Stri
         .expect("char_lm starts");
     let mut printed = String::new();
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mark = format!("step {at}:");
     let mut sent = false;
     for line in lines.by_ref() {
         let line = line.expect("utf-8 output");
         printed.push_str(&line);
         printed.push('\n');
-        if !sent && line.starts_with(&mark) {
+        if !sent && line.starts_with(mark) {
             if signal == "KILL" {
                 child.kill().expect("SIGKILL");
             } else {
@@ -145,7 +150,7 @@ fn interrupt(mut command: Command, at: usize, signal: &str) -> (ExitStatus, Stri
             sent = true;
         }
     }
-    assert!(sent, "the run ended before step {at}:\n{printed}");
+    assert!(sent, "the run ended before printing {mark:?}:\n{printed}");
     (child.wait().expect("char_lm ends"), printed)
 }
 
@@ -476,4 +481,46 @@ fn word_lm_interrupted_and_resumed_ends_as_if_uninterrupted() {
     assert_part_of(&last, &reference);
     assert_eq!(last.last(), reference.last(), "the same test perplexity");
     assert_eq!(weights_of(&dir, "latest", "word_lm"), reference_weights);
+}
+
+#[test]
+fn translate_interrupted_and_resumed_ends_as_if_uninterrupted() {
+    let dir = scratch("resume-translate");
+    let _ = std::fs::remove_dir_all(dir.join("runs"));
+    let base: Vec<String> =
+        "--hidden 16 --embed 16 --epochs 2 --beam 1 --save-every 50 --threads 2"
+            .split(' ')
+            .map(String::from)
+            .chain(["--out".into(), dir.join("runs").display().to_string()])
+            .collect();
+    let translate = |args: &[String]| {
+        let mut c = Command::new(example("translate"));
+        c.args(args);
+        c
+    };
+    let out = translate(&set(&base, "--threads", "1")).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference = record(&String::from_utf8_lossy(&out.stdout));
+    assert!(reference.iter().any(|l| l.starts_with("test BLEU = ")));
+    let reference_weights = weights_of(&dir, "version_0", "translate");
+    // The progress bar is hidden without a terminal: step numbers come from the state
+    // messages, so interrupt on the first epoch's line (after 287 updates) and in epoch 2.
+    let (status, printed) = interrupt_on(translate(&base), "epoch  1:", "INT");
+    assert_eq!(status.code(), Some(130), "{printed}");
+    let resume = set(&base, "--resume", &state(&dir).display().to_string());
+    let out = translate(&resume).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = record(&String::from_utf8_lossy(&out.stdout));
+    assert_part_of(&last, &reference);
+    assert_eq!(last.last(), reference.last());
+    assert!(last.iter().any(|l| l.starts_with("test BLEU = ")));
+    assert_eq!(weights_of(&dir, "latest", "translate"), reference_weights);
 }

@@ -3,7 +3,7 @@
 //! translations in about five minutes on 2 cores.
 //!
 //!     cargo run --release --example translate
-//!     cargo run --release --example translate -- --translate "je suis content ." --checkpoint runs/translate/translate.safetensors
+//!     cargo run --release --example translate -- --translate "je suis content ." --checkpoint runs/translate/latest/translate.safetensors
 //!
 //! Data: Sentence pairs from Tatoeba (tatoeba.org), via www.manythings.org/anki, CC BY 2.0 FR.
 
@@ -12,24 +12,32 @@ mod bundled;
 mod data;
 #[path = "../common/plot.rs"]
 mod plot;
+mod progress;
+#[path = "../common/run.rs"]
+mod run;
+mod saved;
 
 use bundled::bundled;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use progress::Progress;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 use recur::nn::checkpoint;
 use recur::nn::data::Vocab;
 use recur::nn::optim::{Adam, AdamOptions, Optimizer};
 use recur::nn::parallel::{map_shards, shard_range, use_threads};
+use recur::nn::train_state::sha256_hex;
 use recur::nn::{CellKind, Mode, ParamGrads, ParamStore, Session};
 use recur::seq2seq::{
     beam_search, bucket_batches, corpus_bleu, corpus_chrf, greedy, AttentionKind, Batch,
     BeamOptions, ContextMode, Seq2Seq, Seq2SeqConfig, TeacherForcing, SPECIALS,
 };
 use recur::tape::Tape;
+use run::{signal_name, RunDir, Signals};
+use saved::{attention_kind, config_json, decode, encode, saved_from, Saved};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -96,9 +104,18 @@ struct Args {
     /// Worker threads (default: the number of cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Where the checkpoint and the loss-curve SVG go.
+    /// Each run writes into a new folder DIR/version_N (DIR/latest points at the newest): the
+    /// last and the best-validation weights, the training state and the loss-curve SVG.
     #[arg(long, default_value = "runs/translate")]
     out: PathBuf,
+    /// Also save the training state every this many steps (0: only at epoch ends and on
+    /// SIGINT/SIGTERM).
+    #[arg(long, default_value_t = 200)]
+    save_every: usize,
+    /// Continue the run whose training state is PATH, exactly as if it had not stopped (same
+    /// flags; --epochs, --time-budget and --threads may differ).
+    #[arg(long, value_name = "PATH", conflicts_with = "checkpoint")]
+    resume: Option<PathBuf>,
     /// Train on all 135k pairs instead of the tutorial's 11,445.
     #[arg(long)]
     full: bool,
@@ -116,6 +133,7 @@ struct Args {
     /// Translate this sentence ("-" reads lines from stdin) with --checkpoint, no training.
     #[arg(long)]
     translate: Option<String>,
+    /// With --translate: the model. When training: start from these weights (fine-tuning).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
 }
@@ -123,102 +141,18 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = if args.translate.is_some() {
-        translate(&args)
+        translate(&args).map(|()| None)
     } else {
         train(&args)
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(signal)) => ExitCode::from(128 + signal as u8),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
-}
-
-fn attention_kind(name: &str) -> Result<Option<AttentionKind>, String> {
-    if name == "none" {
-        Ok(None)
-    } else {
-        name.parse().map(Some)
-    }
-}
-
-/// Everything needed to rebuild the model from a checkpoint, stored in its metadata.
-struct Saved {
-    config: Seq2SeqConfig,
-    src_vocab: Vocab,
-    tgt_vocab: Vocab,
-    normalization: String,
-}
-
-fn config_json(s: &Saved) -> HashMap<String, String> {
-    let c = &s.config;
-    let model = json!({
-        "cell": c.cell.to_string(), "src_vocab": c.src_vocab, "tgt_vocab": c.tgt_vocab, "embed": c.embed,
-        "hidden": c.hidden, "layers": c.layers, "bidirectional": c.bidirectional,
-        "attention": c.attention.map_or("none".to_string(), |a| a.to_string()), "context": c.context.to_string(),
-        "dropout": c.dropout,
-    });
-    HashMap::from([
-        ("model".to_string(), model.to_string()),
-        (
-            "src_vocab".to_string(),
-            json!(s.src_vocab.tokens()).to_string(),
-        ),
-        (
-            "tgt_vocab".to_string(),
-            json!(s.tgt_vocab.tokens()).to_string(),
-        ),
-        ("normalization".to_string(), s.normalization.clone()),
-    ])
-}
-
-fn saved_from(meta: &HashMap<String, String>, path: &Path) -> Result<Saved, String> {
-    let bad = |what: &str| format!("{}: not a translate checkpoint ({what})", path.display());
-    let get = |k: &str| {
-        meta.get(k)
-            .ok_or_else(|| bad(&format!("no {k:?} metadata")))
-    };
-    let m: Value = serde_json::from_str(get("model")?).map_err(|_| bad("model is not JSON"))?;
-    let vocab = |k: &str| -> Result<Vocab, String> {
-        let tokens: Vec<String> =
-            serde_json::from_str(get(k)?).map_err(|_| bad(&format!("{k} is not a token list")))?;
-        Ok(Vocab::from_tokens(tokens))
-    };
-    let n = |k: &str| m[k].as_u64().map(|v| v as usize).ok_or_else(|| bad(k));
-    let s = |k: &str| m[k].as_str().ok_or_else(|| bad(k));
-    let config = Seq2SeqConfig {
-        cell: s("cell")?.parse()?,
-        src_vocab: n("src_vocab")?,
-        tgt_vocab: n("tgt_vocab")?,
-        embed: n("embed")?,
-        hidden: n("hidden")?,
-        layers: n("layers")?,
-        bidirectional: m["bidirectional"]
-            .as_bool()
-            .ok_or_else(|| bad("bidirectional"))?,
-        attention: attention_kind(s("attention")?)?,
-        context: s("context")?.parse()?,
-        dropout: m["dropout"].as_f64().unwrap_or(0.0),
-    };
-    Ok(Saved {
-        config,
-        src_vocab: vocab("src_vocab")?,
-        tgt_vocab: vocab("tgt_vocab")?,
-        normalization: get("normalization")?.clone(),
-    })
-}
-
-fn encode(vocab: &Vocab, sentence: &str) -> Vec<usize> {
-    vocab.encode(sentence.split(' ').filter(|w| !w.is_empty()))
-}
-
-fn decode(vocab: &Vocab, ids: &[usize]) -> String {
-    ids.iter()
-        .map(|&i| vocab.token(i))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Greedy translations of `sources`, in batches.
@@ -283,9 +217,25 @@ fn mean_loss(model: &Seq2Seq, store: &ParamStore<f32>, pairs: &[(Vec<usize>, Vec
     total / tokens.max(1) as f64
 }
 
-fn train(args: &Args) -> Result<(), String> {
+/// The settings a resumed run must share with the run that saved the state.
+fn run_config(args: &Args, saved: &Saved, data_sha256: &str) -> Value {
+    let mut config = config_json(saved);
+    config.remove("src_vocab");
+    config.remove("tgt_vocab");
+    let mut fields = json!({"batch_size": args.batch_size, "lr": args.lr, "clip": args.clip,
+        "seed": args.seed, "teacher_forcing": args.teacher_forcing.to_string(),
+        "max_len": args.max_len, "data_sha256": data_sha256});
+    for (k, v) in config {
+        fields[k] = Value::String(v);
+    }
+    fields
+}
+
+/// Trains; `Ok(Some(signal))` if SIGINT or SIGTERM stopped it (after saving the state).
+fn train(args: &Args) -> Result<Option<i32>, String> {
     let threads = use_threads(args.threads);
     let started = Instant::now();
+    let signals = Signals::install()?;
     let (corpus, normalization) = match &args.data_dir {
         Some(dir) => (data::multi30k(dir, &args.src, &args.tgt)?, "plain"),
         None => {
@@ -340,7 +290,12 @@ fn train(args: &Args) -> Result<(), String> {
     if config.attention == Some(AttentionKind::Dot) && args.bidirectional {
         return Err("dot attention needs equal decoder and encoder widths; use --attention general with --bidirectional".into());
     }
-    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut digest = String::new();
+    for (src, tgt) in corpus.train.iter().chain(&corpus.valid).chain(&corpus.test) {
+        digest.push_str(&format!("{src}\t{tgt}\n"));
+    }
+    let data_sha256 = sha256_hex(digest.as_bytes());
+    let mut rng = ChaCha12Rng::seed_from_u64(args.seed);
     let mut store = ParamStore::<f32>::new();
     let model = Seq2Seq::new(&mut store, config.clone(), &mut rng);
     println!(
@@ -353,31 +308,60 @@ fn train(args: &Args) -> Result<(), String> {
         store.num_elements(),
         threads
     );
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let ckpt = args.out.join("translate.safetensors");
     let saved = Saved {
         config,
         src_vocab,
         tgt_vocab,
         normalization: normalization.to_string(),
     };
+    let settings = run_config(args, &saved, &data_sha256);
     let mut opt = Adam::new(AdamOptions::adam(args.lr));
-    let (mut history_train, mut history_valid) = (Vec::new(), Vec::new());
-    let mut step = 0usize;
+    let (mut p, run) = match &args.resume {
+        Some(path) => {
+            let p = progress::restore(path, &settings, &mut store, &mut opt, train.len())?;
+            println!(
+                "resuming {} after step {} (epoch {})",
+                path.display(),
+                p.step,
+                p.epoch
+            );
+            (p, RunDir::of_state(path))
+        }
+        None => {
+            if let Some(weights) = &args.checkpoint {
+                checkpoint::load(weights, &mut store, None).map_err(|e| e.to_string())?;
+                println!("starting from the weights of {}", weights.display());
+            }
+            (Progress::new(rng), RunDir::create(&args.out)?)
+        }
+    };
+    println!("writing to {}", run.dir.display());
+    let ckpt = run.join("translate.safetensors");
+    let best = run.join("translate.best.safetensors");
+    let state_path = run.join("state.safetensors");
+    let save_weights = |path: &Path, store: &ParamStore<f32>| {
+        checkpoint::save(path, store, None, config_json(&saved))
+            .map_err(|e| format!("{e}; training stopped (the previous file is intact)"))
+    };
+    let elapsed = |p: &Progress| p.elapsed + started.elapsed().as_secs_f64();
     let valid_refs: Vec<&str> = corpus.valid.iter().map(|(_, t)| t.as_str()).collect();
-    'epochs: for epoch in 1..=args.epochs {
-        let batches = bucket_batches(&train, args.batch_size, &mut rng);
-        let bar = ProgressBar::new(batches.len() as u64);
+    'epochs: while p.epoch <= args.epochs {
+        let epoch = p.epoch;
+        if p.batches.is_empty() {
+            p.batches = bucket_batches(&train, args.batch_size, &mut p.rng);
+        }
+        let bar = ProgressBar::new(p.batches.len() as u64);
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
                 .expect("valid template")
                 .progress_chars("=> "),
         );
         bar.set_prefix(epoch.to_string());
-        let (mut epoch_loss, mut epoch_tokens, mut pairs_seen) = (0.0f64, 0usize, 0usize);
+        bar.set_position(p.next_batch as u64);
         let epoch_start = Instant::now();
-        for indices in &batches {
-            if started.elapsed().as_secs_f64() > args.time_budget {
+        let pairs_before = p.pairs_seen;
+        while p.next_batch < p.batches.len() {
+            if elapsed(&p) > args.time_budget {
                 bar.finish_and_clear();
                 println!(
                     "time budget of {:.0} s reached during epoch {epoch}",
@@ -385,12 +369,13 @@ fn train(args: &Args) -> Result<(), String> {
                 );
                 break 'epochs;
             }
-            let pairs: Vec<(&[usize], &[usize])> = indices
+            let pairs: Vec<(&[usize], &[usize])> = p.batches[p.next_batch]
                 .iter()
                 .map(|&i| (train[i].0.as_slice(), train[i].1.as_slice()))
                 .collect();
             let batch = Batch::new(&pairs);
             let tokens = batch.target_tokens();
+            let step = p.step;
             let results = map_shards(SHARDS, threads, |k| {
                 let shard = batch.rows(shard_range(batch.rows, SHARDS, k));
                 let tape = Tape::new();
@@ -418,19 +403,35 @@ fn train(args: &Args) -> Result<(), String> {
                 ));
             }
             opt.step(&mut store, &grads);
-            step += 1;
-            epoch_loss += loss_sum;
-            epoch_tokens += tokens;
-            pairs_seen += batch.rows;
+            p.step += 1;
+            p.next_batch += 1;
+            p.epoch_loss += loss_sum;
+            p.epoch_tokens += tokens;
+            p.pairs_seen += batch.rows;
             bar.inc(1);
             bar.set_message(format!(
                 "loss {:.3}  {:.0} pairs/s",
-                epoch_loss / epoch_tokens as f64,
-                pairs_seen as f64 / epoch_start.elapsed().as_secs_f64()
+                p.epoch_loss / p.epoch_tokens as f64,
+                (p.pairs_seen - pairs_before) as f64 / epoch_start.elapsed().as_secs_f64()
             ));
+            let signal = signals.received();
+            if signal.is_some() || (args.save_every > 0 && p.step % args.save_every == 0) {
+                progress::save(&state_path, &settings, &store, &opt, &p, elapsed(&p))?;
+            }
+            if let Some(signal) = signal {
+                bar.abandon();
+                println!(
+                    "{} received: saved the state after step {} to {}; continue with --resume {}",
+                    signal_name(signal),
+                    p.step,
+                    state_path.display(),
+                    state_path.display()
+                );
+                return Ok(Some(signal));
+            }
         }
         bar.finish_and_clear();
-        let train_loss = epoch_loss / epoch_tokens.max(1) as f64;
+        let train_loss = p.epoch_loss / p.epoch_tokens.max(1) as f64;
         let valid_loss = mean_loss(&model, &store, &valid);
         let sources: Vec<Vec<usize>> = valid.iter().map(|(s, _)| s.clone()).collect();
         let hyps: Vec<String> = translate_greedy(&model, &store, &sources, args.max_len)
@@ -441,14 +442,21 @@ fn train(args: &Args) -> Result<(), String> {
         println!(
             "epoch {epoch:>2}: train loss {train_loss:.3}, valid loss {valid_loss:.3} (ppl {:.1}), valid BLEU {bleu:.2}, {:.0} pairs/s, {:.0} s",
             valid_loss.exp(),
-            pairs_seen as f64 / epoch_start.elapsed().as_secs_f64(),
-            started.elapsed().as_secs_f64()
+            (p.pairs_seen - pairs_before) as f64 / epoch_start.elapsed().as_secs_f64(),
+            elapsed(&p)
         );
-        history_train.push((epoch as f64, train_loss));
-        history_valid.push((epoch as f64, valid_loss));
-        checkpoint::save(&ckpt, &store, None, config_json(&saved)).map_err(|e| e.to_string())?;
+        p.history_train.push((epoch as f64, train_loss));
+        p.history_valid.push((epoch as f64, valid_loss));
+        p.next_epoch();
+        save_weights(&ckpt, &store)?;
+        if valid_loss < p.best_valid {
+            p.best_valid = valid_loss;
+            save_weights(&best, &store)?;
+        }
+        progress::save(&state_path, &settings, &store, &opt, &p, elapsed(&p))?;
     }
-    checkpoint::save(&ckpt, &store, None, config_json(&saved)).map_err(|e| e.to_string())?;
+    save_weights(&ckpt, &store)?;
+    progress::save(&state_path, &settings, &store, &opt, &p, elapsed(&p))?;
 
     let test_refs: Vec<&str> = corpus.test.iter().map(|(_, t)| t.as_str()).collect();
     let sources: Vec<Vec<usize>> = test.iter().map(|(s, _)| s.clone()).collect();
@@ -489,7 +497,8 @@ fn train(args: &Args) -> Result<(), String> {
             corpus.test[i].0, corpus.test[i].1, greedy_out[i]
         );
     }
-    let svg = args.out.join("translate_loss.svg");
+    let total = elapsed(&p);
+    let svg = run.join("translate_loss.svg");
     plot::line_chart(
         &svg,
         "translate: cross-entropy per target token",
@@ -498,21 +507,23 @@ fn train(args: &Args) -> Result<(), String> {
         &[
             plot::Series {
                 name: "train",
-                points: history_train,
+                points: p.history_train,
             },
             plot::Series {
                 name: "valid",
-                points: history_valid,
+                points: p.history_valid,
             },
         ],
     )?;
     println!(
-        "wrote {} and {}; total time {:.0} s",
+        "wrote {}, {}, {} and {}; total time {:.0} s",
         ckpt.display(),
+        best.display(),
+        state_path.display(),
         svg.display(),
-        started.elapsed().as_secs_f64()
+        total
     );
-    Ok(())
+    Ok(None)
 }
 
 fn translate(args: &Args) -> Result<(), String> {
