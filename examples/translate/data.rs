@@ -49,35 +49,48 @@ pub fn normalize(s: &str) -> String {
 
 fn read_text(path: &Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let bytes = if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        GzDecoder::new(&bytes[..])
-            .read_to_end(&mut out)
-            .map_err(|e| format!("{}: not valid gzip: {e}", path.display()))?;
-        out
+    let gzip = path.extension().is_some_and(|e| e == "gz");
+    text_of(&path.display().to_string(), &bytes, gzip)
+}
+
+/// A file's bytes as text, gunzipped first if `gzip`; `name` names the file in errors.
+pub fn text_of(name: &str, bytes: &[u8], gzip: bool) -> Result<String, String> {
+    let mut unzipped = Vec::new();
+    let bytes = if gzip {
+        GzDecoder::new(bytes)
+            .read_to_end(&mut unzipped)
+            .map_err(|e| format!("{name}: not valid gzip: {e}"))?;
+        &unzipped[..]
     } else {
         bytes
     };
-    String::from_utf8(bytes).map_err(|e| format!("{}: not UTF-8 ({e})", path.display()))
+    String::from_utf8(bytes.to_vec()).map_err(|e| format!("{name}: not UTF-8 ({e})"))
 }
 
 /// French→English pairs from the tutorial's file: the filtered 11,445 by default, or every
 /// pair with `full`.
 pub fn eng_fra(path: &Path, full: bool) -> Result<Pairs, String> {
-    let text = read_text(path)?;
+    eng_fra_pairs(&path.display().to_string(), &read_text(path)?, full)
+}
+
+/// [`eng_fra`] from the file's text; `name` names it in errors.
+pub fn eng_fra_pairs(name: &str, text: &str, full: bool) -> Result<Pairs, String> {
     let mut pairs = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let (eng, fra) = line
             .split_once('\t')
-            .ok_or_else(|| format!("{}: line {} has no TAB", path.display(), n + 1))?;
+            .ok_or_else(|| format!("{name}: line {} has no TAB", n + 1))?;
         let (eng, fra) = (normalize(eng), normalize(fra));
         let short = |s: &str| s.split(' ').count() < MAX_TOKENS;
         if full || (short(&eng) && short(&fra) && ENG_PREFIXES.iter().any(|p| eng.starts_with(p))) {
             pairs.push((fra, eng));
         }
     }
-    if pairs.is_empty() {
-        return Err(format!("{}: no sentence pairs", path.display()));
+    if pairs.len() < 10 {
+        return Err(format!(
+            "{name}: {} sentence pairs; the split needs at least 10 (one in ten for test and validation)",
+            pairs.len()
+        ));
     }
     Ok(pairs)
 }
@@ -116,30 +129,39 @@ fn tokenize_plain(s: &str) -> String {
 
 /// Multi30k from `dir` (`train.de`, `val.de`, `test_2016_flickr.de`, ... ).
 pub fn multi30k(dir: &Path, src: &str, tgt: &str) -> Result<Corpus, String> {
-    let side = |name: &str, lang: &str| -> Result<Vec<String>, String> {
-        Ok(read_text(&dir.join(format!("{name}.{lang}")))?
-            .lines()
-            .map(tokenize_plain)
-            .collect())
-    };
     let pairs = |name: &str| -> Result<Pairs, String> {
-        let (s, t) = (side(name, src)?, side(name, tgt)?);
-        if s.len() != t.len() {
-            return Err(format!(
-                "{}: {name}.{src} has {} lines but {name}.{tgt} has {}",
-                dir.display(),
-                s.len(),
-                t.len()
-            ));
-        }
-        Ok(s.into_iter()
-            .zip(t)
-            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-            .collect())
+        let [s, t] = [src, tgt].map(|lang| read_text(&dir.join(format!("{name}.{lang}"))));
+        multi30k_pairs(&format!("{}/{name}.{src}|{tgt}", dir.display()), &s?, &t?)
     };
     Ok(Corpus {
         train: pairs("train")?,
         valid: pairs("val")?,
         test: pairs("test_2016_flickr")?,
     })
+}
+
+/// The pairs of one Multi30k part from its source and target texts (line n of one is the
+/// translation of line n of the other); `name` names them in errors. A part without any
+/// pair is an error.
+pub fn multi30k_pairs(name: &str, src: &str, tgt: &str) -> Result<Pairs, String> {
+    let (s, t): (Vec<String>, Vec<String>) = (
+        src.lines().map(tokenize_plain).collect(),
+        tgt.lines().map(tokenize_plain).collect(),
+    );
+    if s.len() != t.len() {
+        return Err(format!(
+            "{name}: the source has {} lines but the target has {}",
+            s.len(),
+            t.len()
+        ));
+    }
+    let pairs: Pairs = s
+        .into_iter()
+        .zip(t)
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .collect();
+    if pairs.is_empty() {
+        return Err(format!("{name}: no sentence pairs"));
+    }
+    Ok(pairs)
 }

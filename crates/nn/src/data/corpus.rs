@@ -23,11 +23,20 @@ impl std::error::Error for CorpusError {}
 
 /// The whole file as text.
 pub fn read_text(path: &Path) -> Result<String, CorpusError> {
+    let bytes = std::fs::read(path).map_err(|e| CorpusError {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    text_of(path, bytes)
+}
+
+/// A file's bytes as text: empty or non-UTF-8 bytes are an error; `path` names the file in
+/// it.
+pub fn text_of(path: &Path, bytes: Vec<u8>) -> Result<String, CorpusError> {
     let err = |reason: String| CorpusError {
         path: path.to_path_buf(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     if bytes.is_empty() {
         return Err(err("the file is empty".into()));
     }
@@ -39,16 +48,18 @@ pub fn read_text(path: &Path) -> Result<String, CorpusError> {
 
 /// The file's words, line by line, with `<eos>` at the end of each line (the PTB convention).
 pub fn read_words(path: &Path) -> Result<Vec<String>, CorpusError> {
-    let text = read_text(path)?;
-    let words: Vec<String> = text
-        .lines()
+    Ok(words_of(&read_text(path)?))
+}
+
+/// The words of a text, line by line, with `<eos>` at the end of each line.
+pub fn words_of(text: &str) -> Vec<String> {
+    text.lines()
         .flat_map(|line| {
             line.split_whitespace()
                 .map(str::to_string)
                 .chain(std::iter::once("<eos>".to_string()))
         })
-        .collect();
-    Ok(words)
+        .collect()
 }
 
 #[cfg(test)]
