@@ -8,32 +8,38 @@
 
 #[path = "common/bundled.rs"]
 mod bundled;
+#[path = "common/char_model.rs"]
+mod char_model;
 #[path = "common/lm.rs"]
 mod lm;
 #[path = "common/plot.rs"]
 mod plot;
 #[path = "common/run.rs"]
 mod run;
+#[macro_use]
+#[path = "common/dist.rs"]
+mod dist;
 
 use bundled::bundled;
+use char_model::{generate, load, metadata, Sampling};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use lm::{evaluate, say, LmConfig, LmProgress, LmRun, RnnLm};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use recur::nn::checkpoint;
 use recur::nn::data::{min_stream_len, read_text, sequential_batches, Vocab};
+use recur::nn::distributed::DataParallel;
 use recur::nn::optim::{Adam, AdamOptions};
 use recur::nn::parallel::use_threads;
-use recur::nn::tbptt::{StreamModel, Tbptt, TbpttOptions};
+use recur::nn::tbptt::{Tbptt, TbpttOptions};
 use recur::nn::train_state::sha256_hex;
-use recur::nn::{LayerKind, Mode, ParamStore, Session};
-use recur::tape::{Tape, Tensor, Var};
+use recur::nn::{LayerKind, ParamStore};
 use run::{signal_name, RunDir, Signals};
 use serde_json::json;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// Reuses the large buffers every training step frees (see `recur::memory`).
@@ -80,6 +86,10 @@ struct Args {
     log_every: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Data-parallel shards of each batch (fixed, so results do not depend on --threads or
+    /// on the number of MPI ranks; at least the number of ranks).
+    #[arg(long, default_value_t = 2)]
+    shards: usize,
     /// Worker threads (default: the number of cores); results do not depend on it.
     #[arg(long)]
     threads: Option<usize>,
@@ -121,18 +131,16 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let across = dist::join();
     let result = if args.generate {
         generate_only(&args).map(|()| None)
     } else {
-        train(&args)
+        train(&args, &across)
     };
     match result {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(signal)) => ExitCode::from(128 + signal as u8),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => dist::fail(&across, &e),
     }
 }
 
@@ -153,109 +161,12 @@ fn prefix_of(args: &Args, vocab: &Vocab) -> Result<String, String> {
     }
 }
 
-/// Samples `length` characters after `prefix` (batch 1, no graph); a prefix with characters
-/// outside the vocabulary is an error naming them.
-fn generate(
-    model: &RnnLm,
-    store: &ParamStore<f32>,
-    vocab: &Vocab,
-    prefix: &str,
-    args: &Args,
-    rng: &mut ChaCha12Rng,
-) -> Result<String, String> {
-    let mut state: Option<Vec<Tensor<f32>>> = None;
-    let mut text = prefix.to_string();
-    let mut inputs: Vec<usize> = vocab
-        .try_encode_chars(prefix)
-        .map_err(|e| format!("--prefix {prefix:?}: {e}"))?;
-    if inputs.is_empty() {
-        inputs.push(rng.gen_range(0..vocab.len()));
+fn sampling(args: &Args) -> Sampling {
+    Sampling {
+        length: args.length,
+        temperature: args.temperature,
+        top_k: args.top_k,
     }
-    for _ in 0..args.length {
-        let tape = Tape::new();
-        let s = Session::new(&tape, store, Mode::Eval, 0);
-        let next = tape.no_grad(|| {
-            let init: Option<Vec<Var<f32>>> = state
-                .as_ref()
-                .map(|st| st.iter().map(|t| tape.constant(t.clone())).collect());
-            let (logits, st) = model.forward(&s, &inputs, 1, init.as_deref());
-            state = Some(st.iter().map(|v| v.to_tensor()).collect());
-            let values = logits.value();
-            let width = vocab.len();
-            sample(
-                &values.data()[values.numel() - width..],
-                args.temperature,
-                args.top_k,
-                rng,
-            )
-        });
-        text.push_str(vocab.token(next));
-        inputs = vec![next];
-    }
-    Ok(text)
-}
-
-/// Samples from softmax(logits / temperature) restricted to the top k.
-fn sample(logits: &[f32], temperature: f64, top_k: usize, rng: &mut ChaCha12Rng) -> usize {
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-    if top_k > 0 {
-        order.truncate(top_k);
-    }
-    let t = temperature.max(1e-6);
-    let max = logits[order[0]] as f64;
-    let weights: Vec<f64> = order
-        .iter()
-        .map(|&i| ((logits[i] as f64 - max) / t).exp())
-        .collect();
-    let mut r = rng.gen::<f64>() * weights.iter().sum::<f64>();
-    for (&i, w) in order.iter().zip(&weights) {
-        r -= w;
-        if r <= 0.0 {
-            return i;
-        }
-    }
-    order[order.len() - 1]
-}
-
-fn metadata(c: &LmConfig, vocab: &Vocab) -> HashMap<String, String> {
-    let config = json!({"cell": c.cell.to_string(), "vocab": c.vocab, "embed": c.embed, "hidden": c.hidden,
-        "layers": c.layers, "dropout": c.dropout});
-    HashMap::from([
-        ("config".into(), config.to_string()),
-        ("vocab".into(), json!(vocab.tokens()).to_string()),
-    ])
-}
-
-fn load(path: &Path) -> Result<(RnnLm, ParamStore<f32>, Vocab), String> {
-    let file = checkpoint::read(path).map_err(|e| e.to_string())?;
-    let bad = |what: &str| format!("{}: not a char_lm checkpoint ({what})", path.display());
-    let cfg: serde_json::Value = serde_json::from_str(
-        file.metadata
-            .get("config")
-            .ok_or_else(|| bad("no config"))?,
-    )
-    .map_err(|_| bad("config"))?;
-    let tokens: Vec<String> =
-        serde_json::from_str(file.metadata.get("vocab").ok_or_else(|| bad("no vocab"))?)
-            .map_err(|_| bad("vocab"))?;
-    let n = |k: &str| cfg[k].as_u64().map(|v| v as usize).ok_or_else(|| bad(k));
-    let c = LmConfig {
-        cell: cfg["cell"].as_str().ok_or_else(|| bad("cell"))?.parse()?,
-        vocab: n("vocab")?,
-        embed: n("embed")?,
-        hidden: n("hidden")?,
-        layers: n("layers")?,
-        dropout: 0.0,
-    };
-    let vocab = Vocab::from_tokens(tokens);
-    if vocab.len() != c.vocab {
-        return Err(bad("vocabulary size differs from the config"));
-    }
-    let mut store = ParamStore::new();
-    let model = RnnLm::new(&mut store, &c, &mut ChaCha12Rng::seed_from_u64(0));
-    checkpoint::load(path, &mut store, None).map_err(|e| e.to_string())?;
-    Ok((model, store, vocab))
 }
 
 fn generate_only(args: &Args) -> Result<(), String> {
@@ -272,7 +183,7 @@ fn generate_only(args: &Args) -> Result<(), String> {
             &store,
             &vocab,
             &prefix,
-            args,
+            &sampling(args),
             &mut ChaCha12Rng::seed_from_u64(args.seed)
         )?
     );
@@ -284,14 +195,30 @@ fn run_config(args: &Args, c: &LmConfig, data_sha256: &str) -> serde_json::Value
     json!({"cell": c.cell.to_string(), "vocab": c.vocab, "embed": c.embed, "hidden": c.hidden,
         "layers": c.layers, "dropout": c.dropout, "batch_size": args.batch_size,
         "num_steps": args.num_steps, "lr": args.lr, "clip": args.clip, "seed": args.seed,
-        "eval_every": args.eval_every, "log_every": args.log_every, "data_sha256": data_sha256})
+        "eval_every": args.eval_every, "shards": args.shards, "log_every": args.log_every, "data_sha256": data_sha256})
 }
 
 /// Trains; `Ok(Some(signal))` if SIGINT or SIGTERM stopped it (after saving the state).
-fn train(args: &Args) -> Result<Option<i32>, String> {
+fn train(args: &Args, across: &Rc<DataParallel>) -> Result<Option<i32>, String> {
     let started = Instant::now();
     let threads = use_threads(args.threads);
-    let signals = Signals::install()?;
+    let alone = across.size() == 1;
+    if args.shards < across.size() {
+        return Err(format!(
+            "--shards {} cannot keep {} ranks busy: use at least as many shards as ranks",
+            args.shards,
+            across.size()
+        ));
+    }
+    if !alone && args.resume.is_some() {
+        return Err("--resume runs in one process: a training state holds every shard's carried state, which is spread over the ranks under mpirun".into());
+    }
+    // Under mpirun, Ctrl-C ends the job as mpirun does (no state is saved there).
+    let signals = if alone {
+        Some(Signals::install()?)
+    } else {
+        None
+    };
     let path = match &args.data {
         Some(path) => path.clone(),
         None => bundled("tinyshakespeare/input.txt")?,
@@ -332,7 +259,7 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
     let mut rng = ChaCha12Rng::seed_from_u64(args.seed);
     let mut store = ParamStore::new();
     let model = RnnLm::new(&mut store, &config, &mut rng);
-    println!(
+    report!(
         "data: {} ({} characters, {} distinct); train {} / valid {}",
         path.display(),
         ids.len(),
@@ -340,7 +267,7 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
         train_ids.len(),
         valid_ids.len()
     );
-    println!(
+    report!(
         "model: {} {}×{}, embed {}, {} parameters; batch {} × {} steps, Adam {}, {} threads",
         config.cell,
         config.layers,
@@ -356,7 +283,7 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
         k1: args.num_steps,
         k2: args.num_steps,
         clip: Some(args.clip),
-        shards: 2,
+        shards: args.shards,
         threads,
         seed: args.seed,
         checkpoint: false,
@@ -371,7 +298,7 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
     let run = match &args.resume {
         Some(state) => {
             lm.restore(state, &settings, vocab.len())?;
-            println!(
+            report!(
                 "resuming {} after step {} (epoch {})",
                 state.display(),
                 lm.driver.steps(),
@@ -382,12 +309,21 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
         None => {
             if let Some(weights) = &args.checkpoint {
                 checkpoint::load(weights, &mut lm.store, None).map_err(|e| e.to_string())?;
-                println!("starting from the weights of {}", weights.display());
+                report!("starting from the weights of {}", weights.display());
             }
-            RunDir::create(&args.out)?
+            // Every rank starts from rank 0's weights.
+            across.broadcast_params(&mut lm.store);
+            if !alone {
+                lm.driver.distribute(Rc::clone(across));
+            }
+            if across.is_root() {
+                RunDir::create(&args.out)?
+            } else {
+                RunDir::of_state(&args.out.join("rank-0-writes-here"))
+            }
         }
     };
-    println!("writing to {}", run.dir.display());
+    report!("writing to {}", run.dir.display());
     let ckpt = run.join("char_lm.safetensors");
     let best = run.join("char_lm.best.safetensors");
     let state_path = run.join("state.safetensors");
@@ -425,7 +361,11 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
                 state_path.display()
             )
         })?;
-        let bar = ProgressBar::new(chunks.len() as u64);
+        let bar = if dist::quiet() {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(chunks.len() as u64)
+        };
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
                 .expect("template")
@@ -453,7 +393,7 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
                 "loss {:.3}  {:.0} tokens/s  |g| {:.2}",
                 report.loss, report.tokens_per_s, report.grad_norm
             ));
-            if step % args.log_every == 0 {
+            if step % args.log_every == 0 && !dist::quiet() {
                 say(
                     &bar,
                     format!(
@@ -462,7 +402,7 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
                     ),
                 );
             }
-            if step % args.eval_every == 0 {
+            if step % args.eval_every == 0 && across.is_root() {
                 let valid = evaluate(
                     &model,
                     &lm.store,
@@ -484,13 +424,14 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
                 );
                 evaluated(&mut lm, valid)?;
             }
-            let signal = signals.received();
+            let signal = signals.as_ref().and_then(Signals::received);
+            let save_every = if alone { save_every } else { 0 };
             if signal.is_some() || (save_every > 0 && step % save_every == 0) {
                 lm.save(&state_path, &settings, elapsed(&lm.progress))?;
             }
             if let Some(signal) = signal {
                 bar.abandon();
-                println!(
+                report!(
                     "{} received: saved the state after step {step} to {}; continue with --resume {}",
                     signal_name(signal),
                     state_path.display(),
@@ -498,12 +439,18 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
                 );
                 return Ok(Some(signal));
             }
-            if step >= max_steps || elapsed(&lm.progress) > args.time_budget {
+            // Every rank stops at the same step: rank 0's clock decides.
+            let over = elapsed(&lm.progress) > args.time_budget;
+            if step >= max_steps || (alone && over) || (!alone && across.root_decides(over)) {
                 done = true;
                 break;
             }
         }
         bar.finish_and_clear();
+        if !across.is_root() {
+            lm.progress.next_epoch();
+            continue;
+        }
         let p = &mut lm.progress;
         let train_ppl = (p.loss_sum / p.n.max(1) as f64).exp();
         let valid_ppl = evaluate(
@@ -514,7 +461,7 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
             args.num_steps,
         )
         .exp();
-        println!(
+        report!(
             "epoch {epoch}: train perplexity {train_ppl:.2}, valid perplexity {valid_ppl:.2} ({} steps, {:.0} s)",
             lm.driver.steps(),
             elapsed(p)
@@ -529,7 +476,12 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
         p.valid_curve.push((lm.driver.steps() as f64, valid_ppl));
         p.next_epoch();
         evaluated(&mut lm, valid_ppl)?;
-        lm.save(&state_path, &settings, elapsed(&lm.progress))?;
+        if alone {
+            lm.save(&state_path, &settings, elapsed(&lm.progress))?;
+        }
+    }
+    if !across.is_root() {
+        return Ok(None);
     }
     let LmRun {
         store,
@@ -567,10 +519,14 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
         Ok(()) => svg.display().to_string(),
         Err(e) => format!("no plot ({e})"),
     };
+    let state = if alone {
+        format!("{}, ", state_path.display())
+    } else {
+        String::new()
+    };
     println!(
-        "wrote {}, {best}, {} and {svg} ({:.0} s)",
+        "wrote {}, {best}, {state}{svg} ({:.0} s)",
         ckpt.display(),
-        state_path.display(),
         progress.elapsed + started.elapsed().as_secs_f64()
     );
     println!(
@@ -579,7 +535,7 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
     );
     println!(
         "{}",
-        generate(&model, &store, &vocab, &prefix, args, &mut rng)?
+        generate(&model, &store, &vocab, &prefix, &sampling(args), &mut rng)?
     );
     Ok(None)
 }

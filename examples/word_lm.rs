@@ -11,6 +11,9 @@
 mod lm;
 #[path = "common/run.rs"]
 mod run;
+#[macro_use]
+#[path = "common/dist.rs"]
+mod dist;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,6 +22,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use recur::nn::checkpoint;
 use recur::nn::data::{min_stream_len, read_words, sequential_batches, Vocab};
+use recur::nn::distributed::DataParallel;
 use recur::nn::optim::{Sgd, SgdOptions};
 use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{Tbptt, TbpttOptions};
@@ -29,6 +33,7 @@ use run::{signal_name, RunDir, Signals};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// Reuses the large buffers every training step frees (see `recur::memory`).
@@ -50,6 +55,10 @@ struct Args {
     seed: u64,
     #[arg(long)]
     threads: Option<usize>,
+    /// Data-parallel shards of each batch (fixed, so results do not depend on --threads or
+    /// on the number of MPI ranks; at least the number of ranks).
+    #[arg(long, default_value_t = 2)]
+    shards: usize,
     /// Print the training perplexity every this many steps.
     #[arg(long, default_value_t = 500)]
     log_every: usize,
@@ -86,21 +95,35 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    match train(&args, dir) {
+    let across = dist::join();
+    match train(&args, dir, &across) {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(signal)) => ExitCode::from(128 + signal as u8),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => dist::fail(&across, &e),
     }
 }
 
 /// Trains; `Ok(Some(signal))` if SIGINT or SIGTERM stopped it (after saving the state).
-fn train(args: &Args, dir: PathBuf) -> Result<Option<i32>, String> {
+fn train(args: &Args, dir: PathBuf, across: &Rc<DataParallel>) -> Result<Option<i32>, String> {
     let started = Instant::now();
     let threads = use_threads(args.threads);
-    let signals = Signals::install()?;
+    let alone = across.size() == 1;
+    if args.shards < across.size() {
+        return Err(format!(
+            "--shards {} cannot keep {} ranks busy: use at least as many shards as ranks",
+            args.shards,
+            across.size()
+        ));
+    }
+    if !alone && args.resume.is_some() {
+        return Err("--resume runs in one process: a training state holds every shard's carried state, which is spread over the ranks under mpirun".into());
+    }
+    // Under mpirun, Ctrl-C ends the job as mpirun does (no state is saved there).
+    let signals = if alone {
+        Some(Signals::install()?)
+    } else {
+        None
+    };
     let read = |name: &str| read_words(&dir.join(name)).map_err(|e| e.to_string());
     let (train, valid, test) = (
         read("ptb.train.txt")?,
@@ -112,7 +135,7 @@ fn train(args: &Args, dir: PathBuf) -> Result<Option<i32>, String> {
         digest.extend(words.join(" ").bytes());
         digest.push(b'\n');
     }
-    let settings = json!({"seed": args.seed, "log_every": args.log_every,
+    let settings = json!({"seed": args.seed, "log_every": args.log_every, "shards": args.shards,
         "data_sha256": sha256_hex(&digest)});
     let vocab = Vocab::build(&train, 1, &[]);
     let unknown = valid.iter().chain(&test).find(|w| vocab.get(w).is_none());
@@ -142,7 +165,7 @@ fn train(args: &Args, dir: PathBuf) -> Result<Option<i32>, String> {
             ));
         }
     }
-    println!(
+    report!(
         "PTB: {} / {} / {} tokens, vocabulary {}",
         train.len(),
         valid.len(),
@@ -170,7 +193,7 @@ fn train(args: &Args, dir: PathBuf) -> Result<Option<i32>, String> {
         k1: STEPS,
         k2: STEPS,
         clip: Some(CLIP / STEPS as f64),
-        shards: 2,
+        shards: args.shards,
         threads,
         seed: args.seed,
         checkpoint: false,
@@ -182,11 +205,11 @@ fn train(args: &Args, dir: PathBuf) -> Result<Option<i32>, String> {
         progress: LmProgress::default(),
         rng,
     };
-    println!("model: 2×200 LSTM, {} parameters; SGD lr 1 (halved after epoch 4), clip 5, {threads} threads", lm.store.num_elements());
+    report!("model: 2×200 LSTM, {} parameters; SGD lr 1 (halved after epoch 4), clip 5, {threads} threads", lm.store.num_elements());
     let run = match &args.resume {
         Some(state) => {
             lm.restore(state, &settings, vocab.len())?;
-            println!(
+            report!(
                 "resuming {} after step {} (epoch {})",
                 state.display(),
                 lm.driver.steps(),
@@ -194,9 +217,20 @@ fn train(args: &Args, dir: PathBuf) -> Result<Option<i32>, String> {
             );
             RunDir::of_state(state)
         }
-        None => RunDir::create(&args.out)?,
+        None => {
+            // Every rank starts from rank 0's weights.
+            across.broadcast_params(&mut lm.store);
+            if !alone {
+                lm.driver.distribute(Rc::clone(across));
+            }
+            if across.is_root() {
+                RunDir::create(&args.out)?
+            } else {
+                RunDir::of_state(&args.out.join("rank-0-writes-here"))
+            }
+        }
     };
-    println!("writing to {}", run.dir.display());
+    report!("writing to {}", run.dir.display());
     let (last, best, state_path) = (
         run.join("word_lm.safetensors"),
         run.join("word_lm.best.safetensors"),
@@ -222,7 +256,11 @@ fn train(args: &Args, dir: PathBuf) -> Result<Option<i32>, String> {
                 state_path.display()
             )
         })?;
-        let bar = ProgressBar::new(chunks.len() as u64);
+        let bar = if dist::quiet() {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(chunks.len() as u64)
+        };
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
                 .expect("template")
@@ -246,7 +284,7 @@ fn train(args: &Args, dir: PathBuf) -> Result<Option<i32>, String> {
                 (p.loss_sum / p.n as f64).exp(),
                 r.tokens_per_s
             ));
-            if r.step % args.log_every == 0 {
+            if r.step % args.log_every == 0 && !dist::quiet() {
                 say(
                     &bar,
                     format!(
@@ -256,13 +294,14 @@ fn train(args: &Args, dir: PathBuf) -> Result<Option<i32>, String> {
                     ),
                 );
             }
-            let signal = signals.received();
-            if signal.is_some() || (args.save_every > 0 && r.step % args.save_every == 0) {
+            let signal = signals.as_ref().and_then(Signals::received);
+            let save_every = if alone { args.save_every } else { 0 };
+            if signal.is_some() || (save_every > 0 && r.step % save_every == 0) {
                 lm.save(&state_path, &settings, elapsed(&lm.progress))?;
             }
             if let Some(signal) = signal {
                 bar.abandon();
-                println!(
+                report!(
                     "{} received: saved the state after step {} to {}; continue with --resume {}",
                     signal_name(signal),
                     r.step,
@@ -276,9 +315,13 @@ fn train(args: &Args, dir: PathBuf) -> Result<Option<i32>, String> {
             }
         }
         bar.finish_and_clear();
+        if !across.is_root() {
+            lm.progress.next_epoch();
+            continue;
+        }
         let valid_ppl = evaluate(&model, &lm.store, &valid, BATCH, STEPS).exp();
         let p = &mut lm.progress;
-        println!(
+        report!(
             "epoch {epoch:>2}: lr {lr:.4}, train perplexity {:.1}, valid perplexity {valid_ppl:.1}, {:.0} words/s, {:.0} s",
             (p.loss_sum / p.n.max(1) as f64).exp(),
             ((p.next_chunk - first_chunk) * BATCH * STEPS) as f64 / epoch_start.elapsed().as_secs_f64(),
@@ -290,15 +333,18 @@ fn train(args: &Args, dir: PathBuf) -> Result<Option<i32>, String> {
             lm.progress.best_valid = valid_ppl;
             save_weights(&best, &lm.store)?;
         }
-        lm.save(&state_path, &settings, elapsed(&lm.progress))?;
+        if alone {
+            lm.save(&state_path, &settings, elapsed(&lm.progress))?;
+        }
+    }
+    if !across.is_root() {
+        return Ok(None);
     }
     let test_ppl = evaluate(&model, &lm.store, &test, BATCH, STEPS).exp();
-    println!("test perplexity = {test_ppl:.1} (Zaremba et al. 2014 small: valid 120.7 / test 114.5); {:.0} s", elapsed(&lm.progress));
-    println!(
-        "wrote {}, {} and {}",
-        last.display(),
-        best.display(),
-        state_path.display()
-    );
+    report!("test perplexity = {test_ppl:.1} (Zaremba et al. 2014 small: valid 120.7 / test 114.5); {:.0} s", elapsed(&lm.progress));
+    report!("wrote {} and {}", last.display(), best.display());
+    if alone {
+        report!("and the training state {}", state_path.display());
+    }
     Ok(None)
 }

@@ -10,15 +10,20 @@
 #[path = "../common/bundled.rs"]
 mod bundled;
 mod data;
+mod eval;
 #[path = "../common/plot.rs"]
 mod plot;
 mod progress;
 #[path = "../common/run.rs"]
 mod run;
+#[macro_use]
+#[path = "../common/dist.rs"]
+mod dist;
 mod saved;
 
 use bundled::bundled;
 use clap::Parser;
+use eval::{mean_loss, translate_beam, translate_greedy};
 use indicatif::{ProgressBar, ProgressStyle};
 use progress::Progress;
 use rand::rngs::StdRng;
@@ -26,13 +31,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use recur::nn::checkpoint;
 use recur::nn::data::Vocab;
+use recur::nn::distributed::DataParallel;
 use recur::nn::optim::{Adam, AdamOptions, Optimizer};
 use recur::nn::parallel::{map_shards, shard_range, use_threads};
 use recur::nn::train_state::sha256_hex;
 use recur::nn::{CellKind, Mode, ParamGrads, ParamStore, Session};
 use recur::seq2seq::{
-    beam_search, bucket_batches, corpus_bleu, corpus_chrf, greedy, AttentionKind, Batch,
-    BeamOptions, ContextMode, Seq2Seq, Seq2SeqConfig, TeacherForcing, SPECIALS,
+    beam_search, bucket_batches, corpus_bleu, corpus_chrf, AttentionKind, Batch, BeamOptions,
+    ContextMode, Seq2Seq, Seq2SeqConfig, TeacherForcing, SPECIALS,
 };
 use recur::tape::Tape;
 use run::{signal_name, RunDir, Signals};
@@ -46,9 +52,6 @@ use std::time::Instant;
 /// Reuses the large buffers every training step frees (see `recur::memory`).
 #[global_allocator]
 static ALLOC: recur::memory::CachingAllocator = recur::memory::CachingAllocator;
-
-/// Data-parallel shards per batch: fixed, so results do not depend on --threads.
-const SHARDS: usize = 2;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -101,6 +104,10 @@ struct Args {
     max_len: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Data-parallel shards of each batch (fixed, so results do not depend on --threads or
+    /// on the number of MPI ranks; at least the number of ranks).
+    #[arg(long, default_value_t = 2)]
+    shards: usize,
     /// Worker threads (default: the number of cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -140,81 +147,17 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let across = dist::join();
     let result = if args.translate.is_some() {
         translate(&args).map(|()| None)
     } else {
-        train(&args)
+        train(&args, &across)
     };
     match result {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(signal)) => ExitCode::from(128 + signal as u8),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => dist::fail(&across, &e),
     }
-}
-
-/// Greedy translations of `sources`, in batches.
-fn translate_greedy(
-    model: &Seq2Seq,
-    store: &ParamStore<f32>,
-    sources: &[Vec<usize>],
-    max_len: usize,
-) -> Vec<Vec<usize>> {
-    sources
-        .chunks(64)
-        .flat_map(|chunk| {
-            let refs: Vec<&[usize]> = chunk.iter().map(Vec::as_slice).collect();
-            greedy(model, store, &refs, max_len)
-                .into_iter()
-                .map(|h| h.tokens)
-        })
-        .collect()
-}
-
-fn translate_beam(
-    model: &Seq2Seq,
-    store: &ParamStore<f32>,
-    sources: &[Vec<usize>],
-    opts: BeamOptions,
-    threads: usize,
-) -> Vec<Vec<usize>> {
-    let parts = map_shards(threads, threads, |k| {
-        let range = shard_range(sources.len(), threads, k);
-        sources[range]
-            .iter()
-            .map(|s| beam_search(model, store, s, opts).remove(0).tokens)
-            .collect::<Vec<_>>()
-    });
-    parts.into_iter().flatten().collect()
-}
-
-/// Mean per-token cross-entropy over `pairs` with teacher forcing (no graph kept).
-fn mean_loss(model: &Seq2Seq, store: &ParamStore<f32>, pairs: &[(Vec<usize>, Vec<usize>)]) -> f64 {
-    let (mut total, mut tokens) = (0.0, 0usize);
-    for chunk in pairs.chunks(64) {
-        let refs: Vec<(&[usize], &[usize])> = chunk
-            .iter()
-            .map(|(s, t)| (s.as_slice(), t.as_slice()))
-            .collect();
-        let batch = Batch::new(&refs);
-        let tape = Tape::new();
-        let s = Session::new(&tape, store, Mode::Eval, 0);
-        total += tape.no_grad(|| {
-            model
-                .loss(
-                    &s,
-                    &batch,
-                    &TeacherForcing::Always,
-                    0,
-                    &mut StdRng::seed_from_u64(0),
-                )
-                .item()
-        }) as f64;
-        tokens += batch.target_tokens();
-    }
-    total / tokens.max(1) as f64
 }
 
 /// The settings a resumed run must share with the run that saved the state.
@@ -223,7 +166,7 @@ fn run_config(args: &Args, saved: &Saved, data_sha256: &str) -> Value {
     config.remove("src_vocab");
     config.remove("tgt_vocab");
     let mut fields = json!({"batch_size": args.batch_size, "lr": args.lr, "clip": args.clip,
-        "seed": args.seed, "teacher_forcing": args.teacher_forcing.to_string(),
+        "seed": args.seed, "shards": args.shards, "teacher_forcing": args.teacher_forcing.to_string(),
         "max_len": args.max_len, "data_sha256": data_sha256});
     for (k, v) in config {
         fields[k] = Value::String(v);
@@ -232,10 +175,29 @@ fn run_config(args: &Args, saved: &Saved, data_sha256: &str) -> Value {
 }
 
 /// Trains; `Ok(Some(signal))` if SIGINT or SIGTERM stopped it (after saving the state).
-fn train(args: &Args) -> Result<Option<i32>, String> {
+fn train(args: &Args, across: &DataParallel) -> Result<Option<i32>, String> {
     let threads = use_threads(args.threads);
     let started = Instant::now();
-    let signals = Signals::install()?;
+    let alone = across.size() == 1;
+    if !alone && args.resume.is_some() {
+        return Err(
+            "--resume runs in one process (under mpirun, training states are not written)".into(),
+        );
+    }
+    if args.shards < across.size() {
+        return Err(format!(
+            "--shards {} cannot keep {} ranks busy: use at least as many shards as ranks",
+            args.shards,
+            across.size()
+        ));
+    }
+    let local = across.local_shards(args.shards);
+    // Under mpirun, Ctrl-C ends the job as mpirun does (no state is saved there).
+    let signals = if alone {
+        Some(Signals::install()?)
+    } else {
+        None
+    };
     let (corpus, normalization) = match &args.data_dir {
         Some(dir) => (data::multi30k(dir, &args.src, &args.tgt)?, "plain"),
         None => {
@@ -267,7 +229,7 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
         encode_all(&corpus.valid),
         encode_all(&corpus.test),
     );
-    println!(
+    report!(
         "data: {} train / {} valid / {} test pairs; vocabulary {} source, {} target words",
         train.len(),
         valid.len(),
@@ -298,7 +260,7 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
     let mut rng = ChaCha12Rng::seed_from_u64(args.seed);
     let mut store = ParamStore::<f32>::new();
     let model = Seq2Seq::new(&mut store, config.clone(), &mut rng);
-    println!(
+    report!(
         "model: {} encoder-decoder, {} attention, hidden {}, {} layer(s){}, {} parameters; {} threads",
         config.cell,
         args.attention,
@@ -319,7 +281,7 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
     let (mut p, run) = match &args.resume {
         Some(path) => {
             let p = progress::restore(path, &settings, &mut store, &mut opt, train.len())?;
-            println!(
+            report!(
                 "resuming {} after step {} (epoch {})",
                 path.display(),
                 p.step,
@@ -330,12 +292,19 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
         None => {
             if let Some(weights) = &args.checkpoint {
                 checkpoint::load(weights, &mut store, None).map_err(|e| e.to_string())?;
-                println!("starting from the weights of {}", weights.display());
+                report!("starting from the weights of {}", weights.display());
             }
-            (Progress::new(rng), RunDir::create(&args.out)?)
+            // Every rank starts from rank 0's weights; rank 0 writes.
+            across.broadcast_params(&mut store);
+            let run = if across.is_root() {
+                RunDir::create(&args.out)?
+            } else {
+                RunDir::of_state(&args.out.join("rank-0-writes-here"))
+            };
+            (Progress::new(rng), run)
         }
     };
-    println!("writing to {}", run.dir.display());
+    report!("writing to {}", run.dir.display());
     let ckpt = run.join("translate.safetensors");
     let best = run.join("translate.best.safetensors");
     let state_path = run.join("state.safetensors");
@@ -350,7 +319,11 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
         if p.batches.is_empty() {
             p.batches = bucket_batches(&train, args.batch_size, &mut p.rng);
         }
-        let bar = ProgressBar::new(p.batches.len() as u64);
+        let bar = if dist::quiet() {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(p.batches.len() as u64)
+        };
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
                 .expect("valid template")
@@ -361,9 +334,11 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
         let epoch_start = Instant::now();
         let pairs_before = p.pairs_seen;
         while p.next_batch < p.batches.len() {
-            if elapsed(&p) > args.time_budget {
+            // Every rank stops at the same step: rank 0's clock decides.
+            let over = elapsed(&p) > args.time_budget;
+            if (alone && over) || (!alone && across.root_decides(over)) {
                 bar.finish_and_clear();
-                println!(
+                report!(
                     "time budget of {:.0} s reached during epoch {epoch}",
                     args.time_budget
                 );
@@ -376,8 +351,9 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
             let batch = Batch::new(&pairs);
             let tokens = batch.target_tokens();
             let step = p.step;
-            let results = map_shards(SHARDS, threads, |k| {
-                let shard = batch.rows(shard_range(batch.rows, SHARDS, k));
+            let results = map_shards(local.len(), threads, |i| {
+                let k = local.start + i;
+                let shard = batch.rows(shard_range(batch.rows, args.shards, k));
                 let tape = Tape::new();
                 let seed = args.seed ^ ((step as u64) << 8) ^ k as u64;
                 let s = Session::new(&tape, &store, Mode::Train, seed);
@@ -391,8 +367,15 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
                 (loss.item() as f64, s.backward(loss))
             });
             let (losses, shards): (Vec<f64>, Vec<_>) = results.into_iter().unzip();
-            let loss_sum: f64 = losses.iter().sum();
-            let mut grads = ParamGrads::sum(shards, store.len());
+            let (loss_sum, mut grads): (f64, _) = if alone {
+                (losses.iter().sum(), ParamGrads::sum(shards, store.len()))
+            } else {
+                let local: Vec<Option<f64>> = losses.into_iter().map(Some).collect();
+                let all = across.gather_values(&local, args.shards);
+                let shards = shards.into_iter().map(Some).collect();
+                let grads = across.sum_grads(shards, &store, args.shards);
+                (all.into_iter().flatten().sum(), grads)
+            };
             grads.scale(1.0 / tokens as f32);
             let norm = grads.clip_global_norm(args.clip as f32);
             if !loss_sum.is_finite() || !norm.is_finite() {
@@ -414,13 +397,14 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
                 p.epoch_loss / p.epoch_tokens as f64,
                 (p.pairs_seen - pairs_before) as f64 / epoch_start.elapsed().as_secs_f64()
             ));
-            let signal = signals.received();
-            if signal.is_some() || (args.save_every > 0 && p.step % args.save_every == 0) {
+            let signal = signals.as_ref().and_then(Signals::received);
+            let save_every = if alone { args.save_every } else { 0 };
+            if signal.is_some() || (save_every > 0 && p.step % save_every == 0) {
                 progress::save(&state_path, &settings, &store, &opt, &p, elapsed(&p))?;
             }
             if let Some(signal) = signal {
                 bar.abandon();
-                println!(
+                report!(
                     "{} received: saved the state after step {} to {}; continue with --resume {}",
                     signal_name(signal),
                     p.step,
@@ -431,6 +415,10 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
             }
         }
         bar.finish_and_clear();
+        if !across.is_root() {
+            p.next_epoch();
+            continue;
+        }
         let train_loss = p.epoch_loss / p.epoch_tokens.max(1) as f64;
         let valid_loss = mean_loss(&model, &store, &valid);
         let sources: Vec<Vec<usize>> = valid.iter().map(|(s, _)| s.clone()).collect();
@@ -439,7 +427,7 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
             .map(|h| decode(&saved.tgt_vocab, h))
             .collect();
         let bleu = corpus_bleu(&hyps, &valid_refs).score;
-        println!(
+        report!(
             "epoch {epoch:>2}: train loss {train_loss:.3}, valid loss {valid_loss:.3} (ppl {:.1}), valid BLEU {bleu:.2}, {:.0} pairs/s, {:.0} s",
             valid_loss.exp(),
             (p.pairs_seen - pairs_before) as f64 / epoch_start.elapsed().as_secs_f64(),
@@ -453,10 +441,17 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
             p.best_valid = valid_loss;
             save_weights(&best, &store)?;
         }
-        progress::save(&state_path, &settings, &store, &opt, &p, elapsed(&p))?;
+        if alone {
+            progress::save(&state_path, &settings, &store, &opt, &p, elapsed(&p))?;
+        }
+    }
+    if !across.is_root() {
+        return Ok(None);
     }
     save_weights(&ckpt, &store)?;
-    progress::save(&state_path, &settings, &store, &opt, &p, elapsed(&p))?;
+    if alone {
+        progress::save(&state_path, &settings, &store, &opt, &p, elapsed(&p))?;
+    }
 
     let test_refs: Vec<&str> = corpus.test.iter().map(|(_, t)| t.as_str()).collect();
     let sources: Vec<Vec<usize>> = test.iter().map(|(s, _)| s.clone()).collect();
@@ -464,12 +459,12 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
         .iter()
         .map(|h| decode(&saved.tgt_vocab, h))
         .collect();
-    println!(
+    report!(
         "test BLEU = {:.2} (greedy, {} sentences)",
         corpus_bleu(&greedy_out, &test_refs).score,
         test.len()
     );
-    println!(
+    report!(
         "test chrF2 = {:.2} (greedy)",
         corpus_chrf(&greedy_out, &test_refs)
     );
@@ -483,18 +478,20 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
             .iter()
             .map(|h| decode(&saved.tgt_vocab, h))
             .collect();
-        println!(
+        report!(
             "test BLEU = {:.2} (beam {}, alpha {})",
             corpus_bleu(&beam_out, &test_refs).score,
             args.beam,
             args.alpha
         );
     }
-    println!("\nsample test translations (greedy):");
+    report!("\nsample test translations (greedy):");
     for i in (0..test.len()).step_by((test.len() / 10).max(1)).take(10) {
-        println!(
+        report!(
             "  source:    {}\n  reference: {}\n  output:    {}\n",
-            corpus.test[i].0, corpus.test[i].1, greedy_out[i]
+            corpus.test[i].0,
+            corpus.test[i].1,
+            greedy_out[i]
         );
     }
     let total = elapsed(&p);
@@ -515,11 +512,15 @@ fn train(args: &Args) -> Result<Option<i32>, String> {
             },
         ],
     )?;
-    println!(
-        "wrote {}, {}, {} and {}; total time {:.0} s",
+    report!(
+        "wrote {}, {}, {}{}; total time {:.0} s",
         ckpt.display(),
         best.display(),
-        state_path.display(),
+        if alone {
+            format!("{}, ", state_path.display())
+        } else {
+            String::new()
+        },
         svg.display(),
         total
     );

@@ -10,6 +10,7 @@
 pub mod check;
 pub mod checkpoint;
 pub mod data;
+pub mod distributed;
 pub mod dropout;
 pub mod embedding;
 pub mod init;

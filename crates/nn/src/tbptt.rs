@@ -4,6 +4,7 @@
 //! depend on the thread count.
 
 use crate::data::LmBatch;
+use crate::distributed::DataParallel;
 use crate::optim::Optimizer;
 use crate::parallel::{map_shards, shard_range};
 use crate::params::{ParamGrads, ParamStore};
@@ -12,6 +13,7 @@ use crate::train_state::{StateError, TrainState};
 use recur_tape::{Element, Reduction, Tape, Tensor, Var};
 use std::collections::VecDeque;
 use std::fmt;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// A model that reads a token stream in chunks and carries a state between them.
@@ -166,6 +168,7 @@ pub struct Tbptt<T: Element> {
     pub options: TbpttOptions,
     memory: Vec<ShardMemory<T>>,
     step: usize,
+    across: Option<Rc<DataParallel>>,
 }
 
 impl<T: Element> Tbptt<T> {
@@ -189,7 +192,17 @@ impl<T: Element> Tbptt<T> {
             options,
             memory,
             step: 0,
+            across: None,
         }
+    }
+
+    /// Spreads the shards over the ranks of `across`: this process computes its block of
+    /// shards (each rank passes the same whole chunks), and the gradients and losses are
+    /// summed over all shards in shard order, so every rank makes the update one process
+    /// would, bit for bit. Each rank carries only its own shards' state.
+    pub fn distribute(&mut self, across: Rc<DataParallel>) {
+        across.local_shards(self.options.shards);
+        self.across = Some(across);
     }
 
     /// Forgets the carried state (the start of a new pass over the stream).
@@ -309,7 +322,12 @@ impl<T: Element> Tbptt<T> {
         let store_ref: &ParamStore<T> = store;
         let memory = &self.memory;
         let step = self.step;
-        let results = map_shards(o.shards, o.threads, |k| {
+        let local = match &self.across {
+            Some(across) => across.local_shards(o.shards),
+            None => 0..o.shards,
+        };
+        let results = map_shards(local.len(), o.threads, |i| {
+            let k = local.start + i;
             let rows = shard_range(chunk.batch, o.shards, k);
             let b = rows.len();
             if b == 0 {
@@ -354,19 +372,31 @@ impl<T: Element> Tbptt<T> {
             Some((value, grads, final_state, column(&chunk.inputs)))
         });
         let tokens = (chunk.batch * o.k1) as f64;
-        let mut loss_sum = 0.0;
+        let mut values = Vec::with_capacity(results.len());
         let mut shard_grads = Vec::with_capacity(results.len());
-        let carried: Vec<_> = results
-            .into_iter()
-            .map(|r| {
-                r.map(|(value, g, state, new_inputs)| {
-                    loss_sum += value;
-                    shard_grads.push(g);
-                    (state, new_inputs)
-                })
-            })
-            .collect();
-        let mut grads = ParamGrads::sum(shard_grads, store.len());
+        let mut carried = Vec::with_capacity(results.len());
+        for r in results {
+            let (value, grads, state) = match r {
+                Some((value, g, state, new_inputs)) => {
+                    (Some(value), Some(g), Some((state, new_inputs)))
+                }
+                None => (None, None, None),
+            };
+            values.push(value);
+            shard_grads.push(grads);
+            carried.push(state);
+        }
+        let (loss_sum, mut grads) = match &self.across {
+            Some(across) => {
+                let all = across.gather_values(&values, o.shards);
+                let grads = across.sum_grads(shard_grads, store, o.shards);
+                (all.into_iter().flatten().fold(0.0, |a, v| a + v), grads)
+            }
+            None => (
+                values.into_iter().flatten().fold(0.0, |a, v| a + v),
+                ParamGrads::sum(shard_grads.into_iter().flatten(), store.len()),
+            ),
+        };
         grads.scale(T::of(1.0 / tokens));
         let loss = loss_sum / tokens;
         let grad_norm = grads.global_norm().to_f64().unwrap_or(f64::NAN);
@@ -381,7 +411,7 @@ impl<T: Element> Tbptt<T> {
             grads.clip_global_norm(T::of(clip));
         }
         optimizer.step(store, &grads);
-        for (mem, r) in self.memory.iter_mut().zip(carried) {
+        for (mem, r) in self.memory[local].iter_mut().zip(carried) {
             let Some((state, new_inputs)) = r else {
                 continue;
             };

@@ -8,7 +8,17 @@ use std::iter::Sum;
 
 /// A floating-point element type: `f32` for training, `f64` for gradient checks and parity.
 pub trait Element:
-    Float + FromPrimitive + NumAssign + Sum + Default + Debug + Display + Send + Sync + 'static
+    Float
+    + FromPrimitive
+    + NumAssign
+    + Sum
+    + Default
+    + Debug
+    + Display
+    + Send
+    + Sync
+    + bytemuck::Pod
+    + 'static
 {
     /// The safetensors / PyTorch name of the type ("F32", "F64").
     const DTYPE: &'static str;

@@ -1,0 +1,127 @@
+//! char_lm's model files and text generation: the checkpoint format (the model's
+//! configuration and the vocabulary in the metadata) and sampling with temperature and top-k.
+
+use crate::lm::{LmConfig, RnnLm};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+use recur::nn::checkpoint;
+use recur::nn::data::Vocab;
+use recur::nn::tbptt::StreamModel;
+use recur::nn::{Mode, ParamStore, Session};
+use recur::tape::{Tape, Tensor, Var};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// How much text to sample, and how.
+pub struct Sampling {
+    pub length: usize,
+    pub temperature: f64,
+    /// Only among the k most likely characters (0: all).
+    pub top_k: usize,
+}
+
+/// Samples `length` characters after `prefix` (batch 1, no graph); a prefix with characters
+/// outside the vocabulary is an error naming them.
+pub fn generate(
+    model: &RnnLm,
+    store: &ParamStore<f32>,
+    vocab: &Vocab,
+    prefix: &str,
+    how: &Sampling,
+    rng: &mut ChaCha12Rng,
+) -> Result<String, String> {
+    let mut state: Option<Vec<Tensor<f32>>> = None;
+    let mut text = prefix.to_string();
+    let mut inputs: Vec<usize> = vocab
+        .try_encode_chars(prefix)
+        .map_err(|e| format!("--prefix {prefix:?}: {e}"))?;
+    if inputs.is_empty() {
+        inputs.push(rng.gen_range(0..vocab.len()));
+    }
+    for _ in 0..how.length {
+        let tape = Tape::new();
+        let s = Session::new(&tape, store, Mode::Eval, 0);
+        let next = tape.no_grad(|| {
+            let init: Option<Vec<Var<f32>>> = state
+                .as_ref()
+                .map(|st| st.iter().map(|t| tape.constant(t.clone())).collect());
+            let (logits, st) = model.forward(&s, &inputs, 1, init.as_deref());
+            state = Some(st.iter().map(|v| v.to_tensor()).collect());
+            let values = logits.value();
+            let width = vocab.len();
+            sample(
+                &values.data()[values.numel() - width..],
+                how.temperature,
+                how.top_k,
+                rng,
+            )
+        });
+        text.push_str(vocab.token(next));
+        inputs = vec![next];
+    }
+    Ok(text)
+}
+
+/// Samples from softmax(logits / temperature) restricted to the top k.
+pub fn sample(logits: &[f32], temperature: f64, top_k: usize, rng: &mut ChaCha12Rng) -> usize {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    if top_k > 0 {
+        order.truncate(top_k);
+    }
+    let t = temperature.max(1e-6);
+    let max = logits[order[0]] as f64;
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&i| ((logits[i] as f64 - max) / t).exp())
+        .collect();
+    let mut r = rng.gen::<f64>() * weights.iter().sum::<f64>();
+    for (&i, w) in order.iter().zip(&weights) {
+        r -= w;
+        if r <= 0.0 {
+            return i;
+        }
+    }
+    order[order.len() - 1]
+}
+
+pub fn metadata(c: &LmConfig, vocab: &Vocab) -> HashMap<String, String> {
+    let config = json!({"cell": c.cell.to_string(), "vocab": c.vocab, "embed": c.embed, "hidden": c.hidden,
+        "layers": c.layers, "dropout": c.dropout});
+    HashMap::from([
+        ("config".into(), config.to_string()),
+        ("vocab".into(), json!(vocab.tokens()).to_string()),
+    ])
+}
+
+pub fn load(path: &Path) -> Result<(RnnLm, ParamStore<f32>, Vocab), String> {
+    let file = checkpoint::read(path).map_err(|e| e.to_string())?;
+    let bad = |what: &str| format!("{}: not a char_lm checkpoint ({what})", path.display());
+    let cfg: serde_json::Value = serde_json::from_str(
+        file.metadata
+            .get("config")
+            .ok_or_else(|| bad("no config"))?,
+    )
+    .map_err(|_| bad("config"))?;
+    let tokens: Vec<String> =
+        serde_json::from_str(file.metadata.get("vocab").ok_or_else(|| bad("no vocab"))?)
+            .map_err(|_| bad("vocab"))?;
+    let n = |k: &str| cfg[k].as_u64().map(|v| v as usize).ok_or_else(|| bad(k));
+    let c = LmConfig {
+        cell: cfg["cell"].as_str().ok_or_else(|| bad("cell"))?.parse()?,
+        vocab: n("vocab")?,
+        embed: n("embed")?,
+        hidden: n("hidden")?,
+        layers: n("layers")?,
+        dropout: 0.0,
+    };
+    let vocab = Vocab::from_tokens(tokens);
+    if vocab.len() != c.vocab {
+        return Err(bad("vocabulary size differs from the config"));
+    }
+    let mut store = ParamStore::new();
+    let model = RnnLm::new(&mut store, &c, &mut ChaCha12Rng::seed_from_u64(0));
+    checkpoint::load(path, &mut store, None).map_err(|e| e.to_string())?;
+    Ok((model, store, vocab))
+}

@@ -1,0 +1,80 @@
+//! How a training example runs across processes: built with `--features mpi` it joins the
+//! MPI job it was started in (`mpirun -np N`; alone it is a job of one), otherwise it is one
+//! process. Rank 0 prints, evaluates and writes files; the other ranks are silent. A rank
+//! that fails ends the whole job at once, naming itself, so no rank waits forever.
+
+use recur::nn::distributed::DataParallel;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process keeps quiet (every rank but 0).
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// `println!` on rank 0 only.
+#[macro_export]
+macro_rules! report {
+    ($($arg:tt)*) => {
+        if !dist::quiet() {
+            println!($($arg)*);
+        }
+    };
+}
+
+/// The job this process is part of.
+pub fn join() -> Rc<DataParallel> {
+    let across = connect();
+    QUIET.store(!across.is_root(), Ordering::Relaxed);
+    Rc::new(across)
+}
+
+#[cfg(feature = "mpi")]
+fn connect() -> DataParallel {
+    use recur::nn::distributed::Mpi;
+    let mpi = Mpi::init().expect("MPI is initialised once");
+    let (rank, size) = {
+        use recur::nn::distributed::Collective;
+        (mpi.rank(), mpi.size())
+    };
+    if size > 1 {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            eprintln!("rank {rank} of {size} failed:");
+            default(info);
+            Mpi::abort_job(101);
+        }));
+    }
+    DataParallel::new(Box::new(mpi))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn connect() -> DataParallel {
+    DataParallel::new(Box::new(recur::nn::distributed::SingleProcess))
+}
+
+/// Ends a failed run: with other ranks, the whole job (they would wait for this one).
+pub fn fail(across: &DataParallel, message: &str) -> std::process::ExitCode {
+    if across.size() > 1 {
+        eprintln!(
+            "error on rank {} of {}: {message}",
+            across.rank(),
+            across.size()
+        );
+        abort_job();
+    }
+    eprintln!("error: {message}");
+    std::process::ExitCode::FAILURE
+}
+
+#[cfg(feature = "mpi")]
+fn abort_job() -> ! {
+    recur::nn::distributed::Mpi::abort_job(1)
+}
+
+#[cfg(not(feature = "mpi"))]
+fn abort_job() -> ! {
+    unreachable!("one process has no other ranks")
+}

@@ -1,0 +1,263 @@
+//! Data-parallel training across processes on MPI (built with `--features mpi`; `.ci/run`
+//! installs Open MPI and runs these): char_lm under `mpirun -np 1, 2, 4` prints the same
+//! losses and ends with bit-for-bit the weights of one process with the same seed, batch and
+//! shard count; a killed rank ends the whole job within seconds, naming the rank, and the
+//! checkpoint on disk stays whole; too few shards for the ranks is an error naming the rank.
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use common::examples::{example, scratch};
+use recur::nn::checkpoint;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn args(dir: &Path, extra: &str) -> Vec<String> {
+    let corpus = dir.join("corpus.txt");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tinyshakespeare/input.txt"),
+    )
+    .unwrap();
+    std::fs::write(&corpus, &text[..40_000]).unwrap();
+    let flags = format!(
+        "--embed 8 --layers 2 --dropout 0.1 --batch-size 8 --num-steps 16 --log-every 1 \
+         --length 80 --threads 1 {extra}"
+    );
+    let mut args: Vec<String> = flags.split_whitespace().map(String::from).collect();
+    args.extend(["--data".into(), corpus.display().to_string()]);
+    args
+}
+
+/// One MPI job at a time: concurrent jobs would share Open MPI's session directory, and two
+/// cores are enough for one.
+static ONE_JOB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_job() -> std::sync::MutexGuard<'static, ()> {
+    ONE_JOB
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `mpirun -np ranks char_lm args --out out`.
+fn mpirun(ranks: usize, args: &[String], out: &Path) -> Command {
+    let mut command = Command::new("mpirun");
+    command
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-np",
+            &ranks.to_string(),
+        ])
+        .arg(example("char_lm"))
+        .args(args)
+        .arg("--out")
+        .arg(out);
+    command
+}
+
+fn lines(out: &Output) -> Vec<String> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("step ") || l.starts_with("epoch ") || l.starts_with("ROMEO"))
+        .map(|l| l.split(" (").next().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn weights(out: &Path) -> Vec<(String, checkpoint::StoredTensor)> {
+    checkpoint::read(&out.join("latest/char_lm.safetensors"))
+        .unwrap()
+        .tensors
+}
+
+#[test]
+fn one_two_and_four_ranks_train_bit_for_bit_like_one_process() {
+    let _job = one_job();
+    let dir = scratch("mpi-same");
+    let args = args(
+        &dir,
+        "--shards 4 --hidden 32 --steps 120 --epochs 1 --eval-every 40",
+    );
+    let alone = Command::new(example("char_lm"))
+        .args(&args)
+        .arg("--out")
+        .arg(dir.join("alone"))
+        .output()
+        .unwrap();
+    let want = lines(&alone);
+    assert!(want.len() > 120, "{want:?}");
+    let want_weights = weights(&dir.join("alone"));
+    for ranks in [1, 2, 4] {
+        let out_dir = dir.join(format!("ranks{ranks}"));
+        let out = mpirun(ranks, &args, &out_dir).output().unwrap();
+        assert_eq!(lines(&out), want, "{ranks} ranks");
+        assert_eq!(weights(&out_dir), want_weights, "{ranks} ranks");
+        // Only rank 0 printed and wrote.
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(said.matches("step 120: loss").count(), 1);
+        assert_eq!(
+            std::fs::read_dir(&out_dir).unwrap().count(),
+            2,
+            "version_0 and latest"
+        );
+    }
+}
+
+#[test]
+fn a_killed_rank_ends_the_job_within_seconds_and_the_checkpoint_stays_whole() {
+    let _job = one_job();
+    let dir = scratch("mpi-kill");
+    let args = args(
+        &dir,
+        "--shards 2 --steps 1000000 --epochs 1000 --eval-every 20 --hidden 96",
+    );
+    let out_dir = dir.join("out");
+    let mut job = mpirun(2, &args, &out_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for a checkpoint, then kill one of the two ranks (either will do: the job must
+    // end).
+    let ckpt = out_dir.join("latest/char_lm.safetensors");
+    let started = Instant::now();
+    while !ckpt.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no checkpoint written"
+        );
+        if let Some(status) = job.try_wait().unwrap() {
+            let out = job.wait_with_output().unwrap();
+            panic!(
+                "the job ended ({status}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ranks = Command::new("pgrep")
+        .args(["-P", &job.id().to_string()])
+        .output()
+        .unwrap();
+    let pids: Vec<String> = String::from_utf8_lossy(&ranks.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(pids.len(), 2, "two ranks under mpirun: {pids:?}");
+    let killed = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-9", &pids[1]])
+        .status()
+        .unwrap()
+        .success());
+    let out = job.wait_with_output().unwrap();
+    let took = killed.elapsed();
+    assert!(!out.status.success());
+    assert!(
+        took < Duration::from_secs(10),
+        "the job took {took:?} to end"
+    );
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("rank") && said.contains("signal 9"), "{said}");
+    checkpoint::read(&ckpt).expect("the last checkpoint is whole");
+}
+
+#[test]
+fn more_ranks_than_shards_is_an_error_naming_the_rank() {
+    let _job = one_job();
+    let dir = scratch("mpi-shards");
+    let started = Instant::now();
+    let out = mpirun(3, &args(&dir, "--shards 2 --steps 5"), &dir.join("out"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("error on rank")
+            && said.contains("of 3: --shards 2 cannot keep 3 ranks busy"),
+        "{said}"
+    );
+}
+
+/// `command`'s lines starting with one of `prefixes`, without their timings and speeds.
+fn result_lines(out: &Output, prefixes: &[&str]) -> Vec<String> {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
+        .map(|l| {
+            l.split(", ")
+                .filter(|p| !(p.ends_with(" s") || p.ends_with("/s")))
+                .collect::<Vec<_>>()
+                .join(", ")
+                .split("; ")
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// One process, then `mpirun -np 2`, of `name` with `args`: the same result lines.
+fn same_on_two_ranks(name: &str, args: &[String], dir: &Path, prefixes: &[&str]) {
+    let _job = one_job();
+    let alone = Command::new(example(name))
+        .args(args)
+        .arg("--out")
+        .arg(dir.join("alone"))
+        .output()
+        .unwrap();
+    let want = result_lines(&alone, prefixes);
+    assert!(want.len() > 5, "{want:?}");
+    let out = Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "-np", "2"])
+        .arg(example(name))
+        .args(args)
+        .arg("--out")
+        .arg(dir.join("ranks2"))
+        .output()
+        .unwrap();
+    assert_eq!(result_lines(&out, prefixes), want);
+}
+
+#[test]
+fn word_lm_on_two_ranks_prints_what_one_process_prints() {
+    let dir = scratch("mpi-word-lm");
+    let ptb = dir.join("ptb");
+    std::fs::create_dir_all(&ptb).unwrap();
+    let mut x: u64 = 7;
+    for (name, sentences) in [("train", 800), ("valid", 300), ("test", 300)] {
+        let mut text = String::new();
+        for _ in 0..sentences {
+            for _ in 0..8 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                text.push_str(&format!(" w{}", (x >> 33) % 25));
+            }
+            text.push_str(" \n");
+        }
+        std::fs::write(ptb.join(format!("ptb.{name}.txt")), text).unwrap();
+    }
+    let args: Vec<String> = "--epochs 2 --log-every 4 --threads 1 --shards 2 --data"
+        .split(' ')
+        .map(String::from)
+        .chain([ptb.display().to_string()])
+        .collect();
+    same_on_two_ranks("word_lm", &args, &dir, &["step ", "epoch ", "test "]);
+}
+
+#[test]
+fn translate_on_two_ranks_prints_what_one_process_prints() {
+    let dir = scratch("mpi-translate");
+    let args: Vec<String> = "--hidden 16 --embed 16 --epochs 1 --beam 2 --threads 1 --shards 2"
+        .split(' ')
+        .map(String::from)
+        .collect();
+    same_on_two_ranks("translate", &args, &dir, &["epoch ", "test ", "  "]);
+}
