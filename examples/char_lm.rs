@@ -483,6 +483,9 @@ fn train(args: &Args, across: &Rc<DataParallel>) -> Result<Option<i32>, String> 
     if !across.is_root() {
         return Ok(None);
     }
+    if let Some(line) = dist::exchange_summary(across) {
+        report!("{line}");
+    }
     let LmRun {
         store,
         progress,

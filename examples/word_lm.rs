@@ -340,6 +340,9 @@ fn train(args: &Args, dir: PathBuf, across: &Rc<DataParallel>) -> Result<Option<
     if !across.is_root() {
         return Ok(None);
     }
+    if let Some(line) = dist::exchange_summary(across) {
+        report!("{line}");
+    }
     let test_ppl = evaluate(&model, &lm.store, &test, BATCH, STEPS).exp();
     report!("test perplexity = {test_ppl:.1} (Zaremba et al. 2014 small: valid 120.7 / test 114.5); {:.0} s", elapsed(&lm.progress));
     report!("wrote {} and {}", last.display(), best.display());

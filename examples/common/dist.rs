@@ -78,3 +78,18 @@ fn abort_job() -> ! {
 fn abort_job() -> ! {
     unreachable!("one process has no other ranks")
 }
+
+/// What the gradient exchanges cost rank 0, for the run's summary (none in one process).
+pub fn exchange_summary(across: &DataParallel) -> Option<String> {
+    let stats = across.stats();
+    (across.size() > 1 && stats.reductions > 0).then(|| {
+        let per = stats.reductions as f64;
+        format!(
+            "gradient exchange on {} ranks: {} sums, {:.2} MB sent by rank 0 and {:.1} ms per sum",
+            across.size(),
+            stats.reductions,
+            stats.bytes_sent as f64 / per / 1e6,
+            1e3 * stats.seconds / per
+        )
+    })
+}

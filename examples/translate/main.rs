@@ -448,6 +448,9 @@ fn train(args: &Args, across: &DataParallel) -> Result<Option<i32>, String> {
     if !across.is_root() {
         return Ok(None);
     }
+    if let Some(line) = dist::exchange_summary(across) {
+        report!("{line}");
+    }
     save_weights(&ckpt, &store)?;
     if alone {
         progress::save(&state_path, &settings, &store, &opt, &p, elapsed(&p))?;
