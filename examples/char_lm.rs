@@ -6,6 +6,9 @@
 //!     cargo run --release --example char_lm -- --generate --checkpoint runs/char_lm/latest/char_lm.safetensors --prefix "ROMEO:"
 //!     cargo run --release --example char_lm -- --resume runs/char_lm/latest/state.safetensors
 
+#[macro_use]
+#[path = "common/dist.rs"]
+mod dist;
 #[path = "common/bundled.rs"]
 mod bundled;
 #[path = "common/char_model.rs"]
@@ -16,9 +19,6 @@ mod lm;
 mod plot;
 #[path = "common/run.rs"]
 mod run;
-#[macro_use]
-#[path = "common/dist.rs"]
-mod dist;
 
 use bundled::bundled;
 use char_model::{generate, load, metadata, Sampling};
@@ -35,7 +35,7 @@ use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{Tbptt, TbpttOptions};
 use recur::nn::train_state::sha256_hex;
 use recur::nn::{LayerKind, ParamStore};
-use run::{signal_name, RunDir, Signals};
+use run::{signal_name, Signals};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -203,22 +203,7 @@ fn train(args: &Args, across: &Rc<DataParallel>) -> Result<Option<i32>, String> 
     let started = Instant::now();
     let threads = use_threads(args.threads);
     let alone = across.size() == 1;
-    if args.shards < across.size() {
-        return Err(format!(
-            "--shards {} cannot keep {} ranks busy: use at least as many shards as ranks",
-            args.shards,
-            across.size()
-        ));
-    }
-    if !alone && args.resume.is_some() {
-        return Err("--resume runs in one process: a training state holds every shard's carried state, which is spread over the ranks under mpirun".into());
-    }
-    // Under mpirun, Ctrl-C ends the job as mpirun does (no state is saved there).
-    let signals = if alone {
-        Some(Signals::install()?)
-    } else {
-        None
-    };
+    let signals = dist::start(across, args.shards, args.resume.is_some())?;
     let path = match &args.data {
         Some(path) => path.clone(),
         None => bundled("tinyshakespeare/input.txt")?,
@@ -295,34 +280,14 @@ fn train(args: &Args, across: &Rc<DataParallel>) -> Result<Option<i32>, String> 
         progress: LmProgress::default(),
         rng,
     };
-    let run = match &args.resume {
-        Some(state) => {
-            lm.restore(state, &settings, vocab.len())?;
-            report!(
-                "resuming {} after step {} (epoch {})",
-                state.display(),
-                lm.driver.steps(),
-                lm.progress.epoch
-            );
-            RunDir::of_state(state)
-        }
-        None => {
-            if let Some(weights) = &args.checkpoint {
-                checkpoint::load(weights, &mut lm.store, None).map_err(|e| e.to_string())?;
-                report!("starting from the weights of {}", weights.display());
-            }
-            // Every rank starts from rank 0's weights.
-            across.broadcast_params(&mut lm.store);
-            if !alone {
-                lm.driver.distribute(Rc::clone(across));
-            }
-            if across.is_root() {
-                RunDir::create(&args.out)?
-            } else {
-                RunDir::of_state(&args.out.join("rank-0-writes-here"))
-            }
-        }
-    };
+    let run = lm.begin(
+        args.resume.as_deref(),
+        args.checkpoint.as_deref(),
+        &settings,
+        vocab.len(),
+        across,
+        &args.out,
+    )?;
     report!("writing to {}", run.dir.display());
     let ckpt = run.join("char_lm.safetensors");
     let best = run.join("char_lm.best.safetensors");

@@ -7,13 +7,13 @@
 //! PTB is not open data and is not shipped: pass a directory with ptb.train.txt,
 //! ptb.valid.txt and ptb.test.txt (the Mikolov/Zaremba split).
 
+#[macro_use]
+#[path = "common/dist.rs"]
+mod dist;
 #[path = "common/lm.rs"]
 mod lm;
 #[path = "common/run.rs"]
 mod run;
-#[macro_use]
-#[path = "common/dist.rs"]
-mod dist;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,7 +29,7 @@ use recur::nn::tbptt::{Tbptt, TbpttOptions};
 use recur::nn::train_state::sha256_hex;
 use recur::nn::{CellKind, LayerKind, ParamStore};
 use recur::tape::Tensor;
-use run::{signal_name, RunDir, Signals};
+use run::{signal_name, Signals};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,22 +108,7 @@ fn train(args: &Args, dir: PathBuf, across: &Rc<DataParallel>) -> Result<Option<
     let started = Instant::now();
     let threads = use_threads(args.threads);
     let alone = across.size() == 1;
-    if args.shards < across.size() {
-        return Err(format!(
-            "--shards {} cannot keep {} ranks busy: use at least as many shards as ranks",
-            args.shards,
-            across.size()
-        ));
-    }
-    if !alone && args.resume.is_some() {
-        return Err("--resume runs in one process: a training state holds every shard's carried state, which is spread over the ranks under mpirun".into());
-    }
-    // Under mpirun, Ctrl-C ends the job as mpirun does (no state is saved there).
-    let signals = if alone {
-        Some(Signals::install()?)
-    } else {
-        None
-    };
+    let signals = dist::start(across, args.shards, args.resume.is_some())?;
     let read = |name: &str| read_words(&dir.join(name)).map_err(|e| e.to_string());
     let (train, valid, test) = (
         read("ptb.train.txt")?,
@@ -206,30 +191,14 @@ fn train(args: &Args, dir: PathBuf, across: &Rc<DataParallel>) -> Result<Option<
         rng,
     };
     report!("model: 2×200 LSTM, {} parameters; SGD lr 1 (halved after epoch 4), clip 5, {threads} threads", lm.store.num_elements());
-    let run = match &args.resume {
-        Some(state) => {
-            lm.restore(state, &settings, vocab.len())?;
-            report!(
-                "resuming {} after step {} (epoch {})",
-                state.display(),
-                lm.driver.steps(),
-                lm.progress.epoch
-            );
-            RunDir::of_state(state)
-        }
-        None => {
-            // Every rank starts from rank 0's weights.
-            across.broadcast_params(&mut lm.store);
-            if !alone {
-                lm.driver.distribute(Rc::clone(across));
-            }
-            if across.is_root() {
-                RunDir::create(&args.out)?
-            } else {
-                RunDir::of_state(&args.out.join("rank-0-writes-here"))
-            }
-        }
-    };
+    let run = lm.begin(
+        args.resume.as_deref(),
+        None,
+        &settings,
+        vocab.len(),
+        across,
+        &args.out,
+    )?;
     report!("writing to {}", run.dir.display());
     let (last, best, state_path) = (
         run.join("word_lm.safetensors"),

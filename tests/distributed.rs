@@ -188,7 +188,11 @@ fn more_ranks_than_shards_is_an_error_naming_the_rank() {
 
 /// `command`'s lines starting with one of `prefixes`, without their timings and speeds.
 fn result_lines(out: &Output, prefixes: &[&str]) -> Vec<String> {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
@@ -237,7 +241,9 @@ fn word_lm_on_two_ranks_prints_what_one_process_prints() {
         let mut text = String::new();
         for _ in 0..sentences {
             for _ in 0..8 {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 text.push_str(&format!(" w{}", (x >> 33) % 25));
             }
             text.push_str(" \n");

@@ -168,6 +168,17 @@ fn assert_part_of(piece: &[String], reference: &[String]) {
     );
 }
 
+/// What `command` printed, after checking that it succeeded.
+fn succeed(mut command: Command) -> String {
+    let out = command.output().expect("the example runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn resume_to_end(dir: &Path, threads: usize) -> Vec<String> {
     let out = char_lm(
         &args(dir, threads),
@@ -452,13 +463,7 @@ fn word_lm_interrupted_and_resumed_ends_as_if_uninterrupted() {
         c.args(args);
         c
     };
-    let out = word_lm(&set(&base, "--threads", "1")).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reference = record(&String::from_utf8_lossy(&out.stdout));
+    let reference = record(&succeed(word_lm(&set(&base, "--threads", "1"))));
     let reference_weights = weights_of(&dir, "version_0", "word_lm");
     let (status, printed) = interrupt(word_lm(&base), 30, "TERM");
     assert_eq!(status.code(), Some(143), "{printed}");
@@ -469,15 +474,11 @@ fn word_lm_interrupted_and_resumed_ends_as_if_uninterrupted() {
         "KILL",
     );
     assert!(!status.success());
-    let out = word_lm(&set(&base, "--resume", &state(&dir).display().to_string()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = record(&String::from_utf8_lossy(&out.stdout));
+    let last = record(&succeed(word_lm(&set(
+        &base,
+        "--resume",
+        &state(&dir).display().to_string(),
+    ))));
     assert_part_of(&last, &reference);
     assert_eq!(last.last(), reference.last(), "the same test perplexity");
     assert_eq!(weights_of(&dir, "latest", "word_lm"), reference_weights);
@@ -498,13 +499,7 @@ fn translate_interrupted_and_resumed_ends_as_if_uninterrupted() {
         c.args(args);
         c
     };
-    let out = translate(&set(&base, "--threads", "1")).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reference = record(&String::from_utf8_lossy(&out.stdout));
+    let reference = record(&succeed(translate(&set(&base, "--threads", "1"))));
     assert!(reference.iter().any(|l| l.starts_with("test BLEU = ")));
     let reference_weights = weights_of(&dir, "version_0", "translate");
     // The progress bar is hidden without a terminal: step numbers come from the state
@@ -512,13 +507,7 @@ fn translate_interrupted_and_resumed_ends_as_if_uninterrupted() {
     let (status, printed) = interrupt_on(translate(&base), "epoch  1:", "INT");
     assert_eq!(status.code(), Some(130), "{printed}");
     let resume = set(&base, "--resume", &state(&dir).display().to_string());
-    let out = translate(&resume).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = record(&String::from_utf8_lossy(&out.stdout));
+    let last = record(&succeed(translate(&resume)));
     assert_part_of(&last, &reference);
     assert_eq!(last.last(), reference.last());
     assert!(last.iter().any(|l| l.starts_with("test BLEU = ")));

@@ -18,7 +18,7 @@ pub fn quiet() -> bool {
 #[macro_export]
 macro_rules! report {
     ($($arg:tt)*) => {
-        if !dist::quiet() {
+        if !$crate::dist::quiet() {
             println!($($arg)*);
         }
     };
@@ -92,4 +92,27 @@ pub fn exchange_summary(across: &DataParallel) -> Option<String> {
             1e3 * stats.seconds / per
         )
     })
+}
+
+/// What every training example checks before it starts, and its stop signals: SIGINT and
+/// SIGTERM save the state in one process; under mpirun they end the job as mpirun does, and
+/// no training state is written or resumed (the carried state is spread over the ranks).
+pub fn start(
+    across: &DataParallel,
+    shards: usize,
+    resume: bool,
+) -> Result<Option<crate::run::Signals>, String> {
+    if shards < across.size() {
+        return Err(format!(
+            "--shards {shards} cannot keep {} ranks busy: use at least as many shards as ranks",
+            across.size()
+        ));
+    }
+    if across.size() > 1 {
+        if resume {
+            return Err("--resume runs in one process: under mpirun no training state is written (the carried state is spread over the ranks)".into());
+        }
+        return Ok(None);
+    }
+    crate::run::Signals::install().map(Some)
 }

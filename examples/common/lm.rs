@@ -1,9 +1,12 @@
 //! The language model shared by char_lm and word_lm: embedding → recurrent stack → linear
 //! to the vocabulary, read as a stream by the truncated-BPTT driver, and its evaluation.
 
+use crate::run::RunDir;
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
+use recur::nn::checkpoint;
 use recur::nn::data::sequential_batches;
+use recur::nn::distributed::DataParallel;
 use recur::nn::optim::Optimizer;
 use recur::nn::tbptt::{StreamModel, Tbptt};
 use recur::nn::train_state::{StateError, TrainState};
@@ -11,6 +14,7 @@ use recur::nn::{AnyLayer, Embedding, LayerKind, Linear, Mode, ParamStore, RnnOpt
 use recur::tape::{Reduction, Tape, Tensor, Var};
 use serde_json::Value;
 use std::path::Path;
+use std::rc::Rc;
 
 #[derive(Clone, Debug)]
 pub struct LmConfig {
@@ -219,6 +223,44 @@ impl LmRun {
         state
             .save(path)
             .map_err(|e| format!("{e}; training stopped (the previous state file is intact)"))
+    }
+
+    /// Where this run starts and writes: from the state at `resume` (refused unless it was
+    /// saved with `config`; the run goes on writing in its folder), or afresh from `weights`
+    /// if given (fine-tuning), with rank 0's weights on every rank, in a new folder under
+    /// `out` that rank 0 makes.
+    pub fn begin(
+        &mut self,
+        resume: Option<&Path>,
+        weights: Option<&Path>,
+        config: &Value,
+        vocab: usize,
+        across: &Rc<DataParallel>,
+        out: &Path,
+    ) -> Result<RunDir, String> {
+        if let Some(state) = resume {
+            self.restore(state, config, vocab)?;
+            report!(
+                "resuming {} after step {} (epoch {})",
+                state.display(),
+                self.driver.steps(),
+                self.progress.epoch
+            );
+            return Ok(RunDir::of_state(state));
+        }
+        if let Some(weights) = weights {
+            checkpoint::load(weights, &mut self.store, None).map_err(|e| e.to_string())?;
+            report!("starting from the weights of {}", weights.display());
+        }
+        across.broadcast_params(&mut self.store);
+        if across.size() > 1 {
+            self.driver.distribute(Rc::clone(across));
+        }
+        if across.is_root() {
+            RunDir::create(out)
+        } else {
+            Ok(RunDir::of_state(&out.join("rank-0-writes-here")))
+        }
     }
 
     /// Continues from the state at `path`, refused unless it was saved with `config`.

@@ -179,25 +179,8 @@ fn train(args: &Args, across: &DataParallel) -> Result<Option<i32>, String> {
     let threads = use_threads(args.threads);
     let started = Instant::now();
     let alone = across.size() == 1;
-    if !alone && args.resume.is_some() {
-        return Err(
-            "--resume runs in one process (under mpirun, training states are not written)".into(),
-        );
-    }
-    if args.shards < across.size() {
-        return Err(format!(
-            "--shards {} cannot keep {} ranks busy: use at least as many shards as ranks",
-            args.shards,
-            across.size()
-        ));
-    }
+    let signals = dist::start(across, args.shards, args.resume.is_some())?;
     let local = across.local_shards(args.shards);
-    // Under mpirun, Ctrl-C ends the job as mpirun does (no state is saved there).
-    let signals = if alone {
-        Some(Signals::install()?)
-    } else {
-        None
-    };
     let (corpus, normalization) = match &args.data_dir {
         Some(dir) => (data::multi30k(dir, &args.src, &args.tgt)?, "plain"),
         None => {
