@@ -351,7 +351,7 @@ pub fn write<T: Element>(
 }
 
 /// Writes a [`TensorFile`] (tensors of any stored dtype, and its metadata) atomically, as
-/// [`write`] does.
+/// [`write()`] does.
 pub fn write_file(path: &Path, file: &TensorFile) -> Result<(), CheckpointError> {
     let raw: Vec<(&str, Raw)> = file
         .tensors

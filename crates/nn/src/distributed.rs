@@ -6,7 +6,7 @@
 //! shard, and an all-gather spreads the sums: a ring allreduce's traffic (2(N−1)/N of the
 //! gradient per rank), in a fixed order.
 //!
-//! The transport is MPI ([`Mpi`], feature `mpi`); [`Collective`] is all the reduction needs
+//! The transport is MPI (`Mpi`, with the feature `mpi`); [`Collective`] is all the reduction needs
 //! from it, and [`SingleProcess`] is the one-rank case.
 
 use crate::parallel::shard_range;
@@ -60,6 +60,13 @@ impl Collective for SingleProcess {
         recv.copy_from_slice(send);
     }
     fn broadcast(&self, _: &mut [u8], _: usize) {}
+}
+
+/// Shard `g`'s gradient for parameter `i`, if it has one.
+fn grad<T: Element>(g: &Option<ParamGrads<T>>, i: usize) -> Option<&Tensor<T>> {
+    g.as_ref()
+        .and_then(|g| g.grads.get(i))
+        .and_then(Option::as_ref)
 }
 
 /// What the exchanges of a run cost so far.
@@ -162,7 +169,7 @@ impl DataParallel {
         shards: usize,
     ) -> ParamGrads<T> {
         let started = Instant::now();
-        let size = self.size();
+        let (size, rank) = (self.size(), self.rank());
         let width = std::mem::size_of::<T>();
         let n = params.len();
         let lengths: Vec<usize> = params.ids().map(|id| params.get(id).numel()).collect();
@@ -179,97 +186,87 @@ impl DataParallel {
         let per_rank = self.shards_per_rank(shards);
         assert_eq!(
             local.len(),
-            per_rank[self.rank()],
+            per_rank[rank],
             "sum_grads: one entry per local shard"
         );
+        // The parameters' parts inside `segment`: (parameter, its range there, flat range).
+        let pieces = |segment: &Range<usize>| -> Vec<(usize, Range<usize>, Range<usize>)> {
+            (0..n)
+                .filter_map(|i| {
+                    let (start, end) = (
+                        offsets[i].max(segment.start),
+                        (offsets[i] + lengths[i]).min(segment.end),
+                    );
+                    (start < end).then(|| (i, start - offsets[i]..end - offsets[i], start..end))
+                })
+                .collect()
+        };
 
         // Which shards have a gradient for which parameter, for all shards in order.
         let present_local: Vec<u8> = local
             .iter()
-            .flat_map(|g| {
-                (0..n).map(move |i| {
-                    u8::from(
-                        g.as_ref()
-                            .is_some_and(|g| g.grads.get(i).is_some_and(Option::is_some)),
-                    )
-                })
-            })
+            .flat_map(|g| (0..n).map(move |i| u8::from(grad(g, i).is_some())))
             .collect();
         let mut present = vec![0u8; shards * n];
         let counts: Vec<usize> = per_rank.iter().map(|s| s * n).collect();
         self.comm.all_gather(&present_local, &mut present, &counts);
 
-        // Each local shard's flat gradient, cut by destination segment.
-        let flat: Vec<Vec<T>> = local
-            .iter()
-            .map(|g| {
-                let mut flat = vec![T::zero(); total];
-                if let Some(g) = g {
-                    for (i, grad) in g.grads.iter().enumerate() {
-                        if let Some(grad) = grad {
-                            flat[offsets[i]..offsets[i] + lengths[i]].copy_from_slice(grad.data());
-                        }
+        // Segment q of every local shard, for rank q, straight from the gradients.
+        let mut send: Vec<T> = Vec::with_capacity(local.len() * total);
+        for segment in &segments {
+            for g in &local {
+                for (i, within, flat) in pieces(segment) {
+                    match grad(g, i) {
+                        Some(t) => send.extend_from_slice(&t.data()[within]),
+                        None => send.resize(send.len() + flat.len(), T::zero()),
                     }
                 }
-                flat
-            })
-            .collect();
-        let mut send = Vec::with_capacity(flat.len() * total * width);
-        for segment in &segments {
-            for f in &flat {
-                send.extend_from_slice(bytemuck::cast_slice(&f[segment.clone()]));
             }
         }
-        drop(flat);
         let send_counts: Vec<usize> = segments
             .iter()
             .map(|s| local.len() * s.len() * width)
             .collect();
-        let mine = segments[self.rank()].clone();
+        let mine = segments[rank].clone();
         let recv_counts: Vec<usize> = per_rank.iter().map(|s| s * mine.len() * width).collect();
-        let mut recv = vec![0u8; recv_counts.iter().sum()];
-        self.comm
-            .all_to_all(&send, &send_counts, &mut recv, &recv_counts);
+        let mut recv = vec![T::zero(); shards * mine.len()];
+        self.comm.all_to_all(
+            bytemuck::cast_slice(&send),
+            &send_counts,
+            bytemuck::cast_slice_mut(&mut recv),
+            &recv_counts,
+        );
         drop(send);
 
-        // Sum this rank's segment over every shard, in shard order.
-        let mut sum = vec![T::zero(); mine.len()];
-        let mut started_param = vec![false; n];
-        let chunk = (mine.len() * width).max(1);
-        for (s, values) in recv.chunks_exact(chunk).enumerate().take(shards) {
-            let values: Vec<T> = values
-                .chunks_exact(width)
-                .map(|b| bytemuck::pod_read_unaligned(b))
-                .collect();
-            for i in 0..n {
-                let param = offsets[i]..offsets[i] + lengths[i];
-                let (start, end) = (param.start.max(mine.start), param.end.min(mine.end));
-                if start >= end || present[s * n + i] == 0 {
-                    continue;
-                }
-                let (to, from) = (
-                    &mut sum[start - mine.start..end - mine.start],
-                    &values[start - mine.start..end - mine.start],
-                );
-                if started_param[i] {
-                    to.iter_mut().zip(from).for_each(|(a, &b)| *a += b);
-                } else {
-                    to.copy_from_slice(from);
-                    started_param[i] = true;
+        // This rank's segment summed over every shard in shard order; then everyone's sums.
+        let mut all = vec![T::zero(); total];
+        let sum = &mut all[mine.clone()];
+        let mut begun = vec![false; n];
+        if !mine.is_empty() {
+            for (s, values) in recv.chunks_exact(mine.len()).enumerate() {
+                for (i, _, flat) in pieces(&mine) {
+                    if present[s * n + i] == 0 {
+                        continue;
+                    }
+                    let at = flat.start - mine.start..flat.end - mine.start;
+                    let (to, from) = (&mut sum[at.clone()], &values[at]);
+                    if begun[i] {
+                        to.iter_mut().zip(from).for_each(|(a, &b)| *a += b);
+                    } else {
+                        to.copy_from_slice(from);
+                        begun[i] = true;
+                    }
                 }
             }
         }
         drop(recv);
-
-        // Everyone's sums, in segment order: the whole flat gradient.
         let counts: Vec<usize> = segments.iter().map(|s| s.len() * width).collect();
-        let mut all = vec![0u8; total * width];
-        self.comm
-            .all_gather(bytemuck::cast_slice(&sum), &mut all, &counts);
-        let all: Vec<T> = all
-            .chunks_exact(width)
-            .map(|b| bytemuck::pod_read_unaligned(b))
-            .collect();
+        let own: Vec<T> = all[mine.clone()].to_vec();
+        self.comm.all_gather(
+            bytemuck::cast_slice(&own),
+            bytemuck::cast_slice_mut(&mut all),
+            &counts,
+        );
         let mut grads = ParamGrads::empty(n);
         for (i, id) in params.ids().enumerate() {
             if (0..shards).any(|s| present[s * n + i] == 1) {
@@ -277,10 +274,10 @@ impl DataParallel {
                 grads.set(id, Tensor::from_vec(values, params.get(id).shape()));
             }
         }
-        let sent: usize = send_counts
+        let sent = send_counts
             .iter()
             .enumerate()
-            .filter(|&(q, _)| q != self.rank())
+            .filter(|&(q, _)| q != rank)
             .map(|(_, c)| c)
             .sum::<usize>()
             + (size - 1) * mine.len() * width;
