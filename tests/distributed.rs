@@ -108,6 +108,26 @@ fn one_two_and_four_ranks_train_bit_for_bit_like_one_process() {
     }
 }
 
+/// The processes whose parent is `parent` (from /proc: no procps needed).
+fn children(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // pid (comm) state ppid ...: the comm may hold spaces, so read after its ')'.
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
+}
+
 #[test]
 fn a_killed_rank_ends_the_job_within_seconds_and_the_checkpoint_stays_whole() {
     let _job = one_job();
@@ -140,18 +160,12 @@ fn a_killed_rank_ends_the_job_within_seconds_and_the_checkpoint_stays_whole() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let ranks = Command::new("pgrep")
-        .args(["-P", &job.id().to_string()])
-        .output()
-        .unwrap();
-    let pids: Vec<String> = String::from_utf8_lossy(&ranks.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let pids = children(job.id());
     assert_eq!(pids.len(), 2, "two ranks under mpirun: {pids:?}");
     let killed = Instant::now();
-    assert!(Command::new("kill")
-        .args(["-9", &pids[1]])
+    let kill = format!("kill -s KILL {}", pids[1]);
+    assert!(Command::new("bash")
+        .args(["-c", &kill])
         .status()
         .unwrap()
         .success());

@@ -1,6 +1,5 @@
-//! How a training example runs across processes: built with `--features mpi` it joins the
-//! MPI job it was started in (`mpirun -np N`; alone it is a job of one), otherwise it is one
-//! process. Rank 0 prints, evaluates and writes files; the other ranks are silent. A rank
+//! How a training example runs across processes: built with `--features mpi` and started by
+//! `mpirun -np N`, it joins that MPI job; otherwise it is one process. Rank 0 prints, evaluates and writes files; the other ranks are silent. A rank
 //! that fails ends the whole job at once, naming itself, so no rank waits forever.
 
 use recur::nn::distributed::DataParallel;
@@ -31,9 +30,21 @@ pub fn join() -> Rc<DataParallel> {
     Rc::new(across)
 }
 
+/// Started by mpirun (Open MPI's or another PMI launcher's variables are set): only then is
+/// MPI initialised, so a run on its own pays nothing for the feature.
+#[cfg(feature = "mpi")]
+fn launched_by_mpirun() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+}
+
 #[cfg(feature = "mpi")]
 fn connect() -> DataParallel {
     use recur::nn::distributed::Mpi;
+    if !launched_by_mpirun() {
+        return DataParallel::new(Box::new(recur::nn::distributed::SingleProcess));
+    }
     let mpi = Mpi::init().expect("MPI is initialised once");
     let (rank, size) = {
         use recur::nn::distributed::Collective;
