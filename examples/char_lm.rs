@@ -445,6 +445,8 @@ fn train(args: &Args, across: &Rc<DataParallel>) -> Result<Option<i32>, String> 
             lm.save(&state_path, &settings, elapsed(&lm.progress))?;
         }
     }
+    // The state is saved: a signal from now on ends the program as usual.
+    drop(signals);
     if !across.is_root() {
         return Ok(None);
     }

@@ -515,3 +515,17 @@ fn translate_interrupted_and_resumed_ends_as_if_uninterrupted() {
     assert!(last.iter().any(|l| l.starts_with("test BLEU = ")));
     assert_eq!(weights_of(&dir, "latest", "translate"), reference_weights);
 }
+
+#[test]
+fn after_training_a_signal_ends_the_program_at_once() {
+    let dir = scratch("resume-after");
+    let _ = std::fs::remove_dir_all(dir.join("runs"));
+    // A long sample after a few updates: SIGINT while it is written ends the program.
+    let args = set(&set(&args(&dir, 1), "--epochs", "1"), "--length", "200000");
+    let started = std::time::Instant::now();
+    let (status, printed) = interrupt_on(char_lm(&args, &["--steps", "3"]), "sample (", "INT");
+    assert_eq!(status.code(), Some(130), "{printed}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    // The state written at the end of training is there.
+    assert!(state(&dir).exists());
+}

@@ -73,9 +73,28 @@ fn point_latest(out: &Path, target: &str) -> std::io::Result<()> {
 }
 
 /// SIGINT and SIGTERM, noted rather than obeyed at once: the loop asks after each step. A
-/// second signal of either kind exits at once.
+/// second signal of either kind exits at once. Once it is dropped, the first signal exits at
+/// once (after training, during the final evaluation, there is nothing left to save).
 pub struct Signals {
     received: Arc<AtomicUsize>,
+    handlers: Vec<signal_hook::SigId>,
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for id in self.handlers.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+        // The OS-level handler stays signal-hook's, so exit as the first signal arrives.
+        let now = Arc::new(AtomicBool::new(true));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            let _ = signal_hook::flag::register_conditional_shutdown(
+                signal,
+                128 + signal,
+                Arc::clone(&now),
+            );
+        }
+    }
 }
 
 impl Signals {
@@ -84,14 +103,21 @@ impl Signals {
         use signal_hook::flag;
         let received = Arc::new(AtomicUsize::new(0));
         let first = Arc::new(AtomicBool::new(false));
+        let mut handlers = Vec::new();
         for signal in [SIGINT, SIGTERM] {
+            let err = |e: std::io::Error| format!("cannot install the signal handlers: {e}");
             // Runs first: exits only if an earlier signal already arrived.
-            flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&first))
-                .and_then(|_| flag::register(signal, Arc::clone(&first)))
-                .and_then(|_| flag::register_usize(signal, Arc::clone(&received), signal as usize))
-                .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
+            handlers.push(
+                flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&first))
+                    .map_err(err)?,
+            );
+            handlers.push(flag::register(signal, Arc::clone(&first)).map_err(err)?);
+            handlers.push(
+                flag::register_usize(signal, Arc::clone(&received), signal as usize)
+                    .map_err(err)?,
+            );
         }
-        Ok(Signals { received })
+        Ok(Signals { received, handlers })
     }
 
     /// The signal that asked the run to stop, if one did.

@@ -438,6 +438,8 @@ fn train(args: &Args, across: &DataParallel) -> Result<Option<i32>, String> {
     if alone {
         progress::save(&state_path, &settings, &store, &opt, &p, elapsed(&p))?;
     }
+    // The state is saved: a signal from now on ends the program as usual.
+    drop(signals);
 
     let test_refs: Vec<&str> = corpus.test.iter().map(|(_, t)| t.as_str()).collect();
     let sources: Vec<Vec<usize>> = test.iter().map(|(s, _)| s.clone()).collect();
