@@ -315,52 +315,5 @@ impl DataParallel {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-
-    #[test]
-    fn one_process_sums_like_param_grads_sum_bit_for_bit() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        let mut store = ParamStore::<f32>::new();
-        let ids: Vec<_> = [vec![3, 5], vec![7], vec![2, 2]]
-            .iter()
-            .enumerate()
-            .map(|(i, shape)| store.add(format!("p{i}"), Tensor::zeros(shape)))
-            .collect();
-        let shards: Vec<ParamGrads<f32>> = (0..3)
-            .map(|s| {
-                let mut g = ParamGrads::empty(3);
-                for (i, &id) in ids.iter().enumerate() {
-                    // Shard 0 has no gradient for p1; shard 2 none for p2.
-                    if (s, i) != (0, 1) && (s, i) != (2, 2) {
-                        g.set(
-                            id,
-                            Tensor::uniform(store.get(id).shape(), -1.0, 1.0, &mut rng),
-                        );
-                    }
-                }
-                g
-            })
-            .collect();
-        let want = ParamGrads::sum(shards.clone(), 3);
-        let dp = DataParallel::new(Box::new(SingleProcess));
-        let mut local: Vec<Option<ParamGrads<f32>>> = shards.into_iter().map(Some).collect();
-        local.push(None);
-        let got = dp.sum_grads(local, &store, 4);
-        for &id in &ids {
-            let bits = |g: &ParamGrads<f32>| {
-                g.get(id)
-                    .map(|t| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
-            };
-            assert_eq!(bits(&got), bits(&want));
-        }
-        assert_eq!(dp.stats().reductions, 1);
-        assert_eq!(dp.stats().bytes_sent, 0);
-        assert_eq!(
-            dp.gather_values(&[Some(1.5), None], 2),
-            vec![Some(1.5), None]
-        );
-        assert_eq!(dp.local_shards(4), 0..4);
-    }
-}
+#[path = "distributed_tests.rs"]
+mod tests;
