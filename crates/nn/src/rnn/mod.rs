@@ -12,6 +12,7 @@ mod gru_cell;
 mod layer;
 mod lstm_cell;
 mod noise;
+mod options;
 mod rnn_cell;
 mod scan;
 mod steps;
@@ -22,8 +23,9 @@ pub use any_layer::{AnyLayer, LayerKind};
 pub use cell::{Cell, State};
 pub use fused::FusedSpec;
 pub use gru_cell::GruCell;
-pub use layer::{layer_suffix, Gru, Lstm, Recurrent, RecurrentOutput, Rnn, RnnOptions};
+pub use layer::{layer_suffix, Gru, Lstm, Recurrent, RecurrentOutput, Rnn};
 pub use lstm_cell::LstmCell;
+pub use options::RnnOptions;
 pub use rnn_cell::{Nonlinearity, RnnCell};
 pub use scan::{
     Lru, LruCell, LruOptions, MinGru, MinGruCell, MinLstm, MinLstmCell, Qrnn, QrnnCell, RgLru,
