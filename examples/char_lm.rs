@@ -35,7 +35,7 @@ use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{Tbptt, TbpttOptions};
 use recur::nn::train_state::sha256_hex;
 use recur::nn::{LayerKind, ParamStore};
-use run::{signal_name, Signals};
+use run::{saved_on_signal, Signals};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -396,17 +396,12 @@ fn train(args: &Args, across: &Rc<DataParallel>) -> Result<Option<i32>, String> 
             }
             if let Some(signal) = signal {
                 bar.abandon();
-                report!(
-                    "{} received: saved the state after step {step} to {}; continue with --resume {}",
-                    signal_name(signal),
-                    state_path.display(),
-                    state_path.display()
-                );
+                report!("{}", saved_on_signal(signal, step, &state_path));
                 return Ok(Some(signal));
             }
             // Every rank stops at the same step: rank 0's clock decides.
             let over = elapsed(&lm.progress) > args.time_budget;
-            if step >= max_steps || (alone && over) || (!alone && across.root_decides(over)) {
+            if step >= max_steps || across.root_decides(over) {
                 done = true;
                 break;
             }

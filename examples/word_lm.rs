@@ -29,7 +29,7 @@ use recur::nn::tbptt::{Tbptt, TbpttOptions};
 use recur::nn::train_state::sha256_hex;
 use recur::nn::{CellKind, LayerKind, ParamStore};
 use recur::tape::Tensor;
-use run::{signal_name, Signals};
+use run::{saved_on_signal, Signals};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -270,13 +270,7 @@ fn train(args: &Args, dir: PathBuf, across: &Rc<DataParallel>) -> Result<Option<
             }
             if let Some(signal) = signal {
                 bar.abandon();
-                report!(
-                    "{} received: saved the state after step {} to {}; continue with --resume {}",
-                    signal_name(signal),
-                    r.step,
-                    state_path.display(),
-                    state_path.display()
-                );
+                report!("{}", saved_on_signal(signal, r.step, &state_path));
                 return Ok(Some(signal));
             }
             if r.step >= max_steps {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::examples::{example, scratch};
+use common::examples::{example, record, scratch, succeed};
 use recur::nn::checkpoint;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -48,36 +48,6 @@ fn char_lm(args: &[String], extra: &[&str]) -> Command {
     command
 }
 
-/// What must not change when a run is interrupted: the step, epoch and test lines (without
-/// their wall-clock seconds and speeds) and the sample.
-fn record(stdout: &str) -> Vec<String> {
-    let timeless = |line: &str| -> String {
-        let line = line.split("; ").next().unwrap_or_default();
-        let line = match line.rfind(" (") {
-            Some(at) if line.ends_with(" s)") => &line[..at],
-            _ => line,
-        };
-        let parts = line.split(", ");
-        let kept: Vec<&str> = parts
-            .filter(|p| !(p.ends_with(" s") || p.ends_with("/s")))
-            .collect();
-        kept.join(", ")
-    };
-    let mut lines = Vec::new();
-    let mut in_sample = false;
-    for line in stdout.lines() {
-        in_sample |= line.starts_with("sample (");
-        if in_sample
-            || ["step ", "epoch ", "test "]
-                .iter()
-                .any(|p| line.starts_with(p))
-        {
-            lines.push(timeless(line));
-        }
-    }
-    lines
-}
-
 type Weights = Vec<(String, checkpoint::StoredTensor)>;
 
 /// A run's final char_lm weights (`run`: `latest` or `version_N` under `dir/runs`).
@@ -107,13 +77,7 @@ fn reference() -> (Vec<String>, Weights) {
 fn uninterrupted() -> (Vec<String>, Weights) {
     let dir = scratch("resume-reference");
     let _ = std::fs::remove_dir_all(dir.join("runs"));
-    let out = char_lm(&args(&dir, 1), &[]).output().expect("char_lm runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let record = record(&String::from_utf8_lossy(&out.stdout));
+    let record = record(&succeed(char_lm(&args(&dir, 1), &[])));
     assert!(record.len() > 800, "{} lines", record.len());
     (record, weights(&dir, "latest"))
 }
@@ -170,30 +134,12 @@ fn assert_part_of(piece: &[String], reference: &[String]) {
     );
 }
 
-/// What `command` printed, after checking that it succeeded.
-fn succeed(mut command: Command) -> String {
-    let out = command.output().expect("the example runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn resume_to_end(dir: &Path, threads: usize) -> Vec<String> {
-    let out = char_lm(
+    let resume = state(dir).display().to_string();
+    record(&succeed(char_lm(
         &args(dir, threads),
-        &["--resume", &state(dir).display().to_string()],
-    )
-    .output()
-    .expect("char_lm runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    record(&String::from_utf8_lossy(&out.stdout))
+        &["--resume", &resume],
+    )))
 }
 
 #[test]
@@ -318,14 +264,7 @@ fn a_resume_with_other_settings_or_data_is_refused_and_weights_still_fine_tune()
     let dir = scratch("resume-mismatch");
     let _ = std::fs::remove_dir_all(dir.join("runs"));
     let base = args(&dir, 2);
-    let out = char_lm(&set(&base, "--epochs", "1"), &["--steps", "3"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(char_lm(&set(&base, "--epochs", "1"), &["--steps", "3"]));
     let resume = state(&dir).display().to_string();
     let refused = |extra: &[&str], base: &[String]| {
         let out = char_lm(base, &[&["--resume", &resume][..], extra].concat())
@@ -361,15 +300,11 @@ fn a_resume_with_other_settings_or_data_is_refused_and_weights_still_fine_tune()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("weights-only checkpoint, not a training state"));
-    let out = char_lm(&base, &["--checkpoint", &weights_only, "--steps", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("starting from the weights of"));
+    let said = succeed(char_lm(
+        &base,
+        &["--checkpoint", &weights_only, "--steps", "1"],
+    ));
+    assert!(said.contains("starting from the weights of"));
 }
 
 #[test]
@@ -377,14 +312,7 @@ fn a_new_run_never_destroys_an_earlier_one() {
     let dir = scratch("resume-versions");
     let _ = std::fs::remove_dir_all(dir.join("runs"));
     let base = args(&dir, 2);
-    let out = char_lm(&set(&base, "--epochs", "1"), &["--steps", "5"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(char_lm(&set(&base, "--epochs", "1"), &["--steps", "5"]));
     let first: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join("runs/version_0"))
         .unwrap()
         .map(|e| {

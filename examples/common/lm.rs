@@ -158,10 +158,8 @@ impl LmProgress {
             "progress.sums",
             &[self.loss_sum, self.window_sum, self.best_valid, elapsed],
         );
-        let flat =
-            |curve: &[(f64, f64)]| curve.iter().flat_map(|&(x, y)| [x, y]).collect::<Vec<_>>();
-        state.put_f64s("progress.train_curve", &flat(&self.train_curve));
-        state.put_f64s("progress.valid_curve", &flat(&self.valid_curve));
+        state.put_points("progress.train_curve", &self.train_curve);
+        state.put_points("progress.valid_curve", &self.valid_curve);
     }
 
     pub fn load(state: &TrainState) -> Result<Self, StateError> {
@@ -178,13 +176,6 @@ impl LmProgress {
         let [loss_sum, window_sum, best_valid, elapsed] = sums[..] else {
             return Err(invalid("progress.sums"));
         };
-        let curve = |name: &str| -> Result<Vec<(f64, f64)>, StateError> {
-            let flat = state.f64s(name)?;
-            if flat.len() % 2 != 0 {
-                return Err(invalid(name));
-            }
-            Ok(flat.chunks(2).map(|p| (p[0], p[1])).collect())
-        };
         Ok(LmProgress {
             epoch: epoch as usize,
             next_chunk: next_chunk as usize,
@@ -192,8 +183,8 @@ impl LmProgress {
             n: n as usize,
             window_sum,
             window_n: window_n as usize,
-            train_curve: curve("progress.train_curve")?,
-            valid_curve: curve("progress.valid_curve")?,
+            train_curve: state.points("progress.train_curve")?,
+            valid_curve: state.points("progress.valid_curve")?,
             best_valid,
             elapsed,
         })

@@ -129,8 +129,18 @@ impl Signals {
     }
 }
 
+/// What a run stopped by `signal` after `step` says: where its state is and how to go on.
+pub fn saved_on_signal(signal: i32, step: usize, state: &Path) -> String {
+    format!(
+        "{} received: saved the state after step {step} to {}; continue with --resume {}",
+        signal_name(signal),
+        state.display(),
+        state.display()
+    )
+}
+
 /// The name of a stop signal, for messages.
-pub fn signal_name(signal: i32) -> &'static str {
+fn signal_name(signal: i32) -> &'static str {
     match signal {
         signal_hook::consts::SIGINT => "SIGINT",
         signal_hook::consts::SIGTERM => "SIGTERM",

@@ -41,7 +41,7 @@ use recur::seq2seq::{
     ContextMode, Seq2Seq, Seq2SeqConfig, TeacherForcing, SPECIALS,
 };
 use recur::tape::Tape;
-use run::{signal_name, RunDir, Signals};
+use run::{saved_on_signal, RunDir, Signals};
 use saved::{attention_kind, config_json, decode, encode, saved_from, Saved};
 use serde_json::{json, Value};
 use std::io::BufRead;
@@ -319,7 +319,7 @@ fn train(args: &Args, across: &DataParallel) -> Result<Option<i32>, String> {
         while p.next_batch < p.batches.len() {
             // Every rank stops at the same step: rank 0's clock decides.
             let over = elapsed(&p) > args.time_budget;
-            if (alone && over) || (!alone && across.root_decides(over)) {
+            if across.root_decides(over) {
                 bar.finish_and_clear();
                 report!(
                     "time budget of {:.0} s reached during epoch {epoch}",
@@ -387,13 +387,7 @@ fn train(args: &Args, across: &DataParallel) -> Result<Option<i32>, String> {
             }
             if let Some(signal) = signal {
                 bar.abandon();
-                report!(
-                    "{} received: saved the state after step {} to {}; continue with --resume {}",
-                    signal_name(signal),
-                    p.step,
-                    state_path.display(),
-                    state_path.display()
-                );
+                report!("{}", saved_on_signal(signal, p.step, &state_path));
                 return Ok(Some(signal));
             }
         }

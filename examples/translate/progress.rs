@@ -74,9 +74,8 @@ pub fn save(
     let counts = [p.epoch, p.next_batch, p.step, p.epoch_tokens, p.pairs_seen];
     state.put_u64s("progress.counts", &counts.map(|c| c as u64));
     state.put_f64s("progress.sums", &[p.epoch_loss, p.best_valid, elapsed]);
-    let flat = |curve: &[(f64, f64)]| curve.iter().flat_map(|&(x, y)| [x, y]).collect::<Vec<_>>();
-    state.put_f64s("progress.history_train", &flat(&p.history_train));
-    state.put_f64s("progress.history_valid", &flat(&p.history_valid));
+    state.put_points("progress.history_train", &p.history_train);
+    state.put_points("progress.history_valid", &p.history_valid);
     let order: Vec<u64> = p.batches.iter().flatten().map(|&i| i as u64).collect();
     let sizes: Vec<u64> = p.batches.iter().map(|b| b.len() as u64).collect();
     state.put_u64s("progress.batch_order", &order);
@@ -112,13 +111,6 @@ pub fn restore(
         let [epoch_loss, best_valid, elapsed] = sums[..] else {
             return Err(invalid("progress.sums", "expected 3 values"));
         };
-        let curve = |name: &str| -> Result<Vec<(f64, f64)>, StateError> {
-            let flat = state.f64s(name)?;
-            if flat.len() % 2 != 0 {
-                return Err(invalid(name, "an odd number of values"));
-            }
-            Ok(flat.chunks(2).map(|p| (p[0], p[1])).collect())
-        };
         let mut order = state.indices("progress.batch_order", pairs)?.into_iter();
         let mut batches = Vec::new();
         for size in state.u64s("progress.batch_sizes")? {
@@ -142,8 +134,8 @@ pub fn restore(
             epoch_loss,
             epoch_tokens: epoch_tokens as usize,
             pairs_seen: pairs_seen as usize,
-            history_train: curve("progress.history_train")?,
-            history_valid: curve("progress.history_valid")?,
+            history_train: state.points("progress.history_train")?,
+            history_valid: state.points("progress.history_valid")?,
             best_valid,
             elapsed,
             rng: state.rng("data")?,

@@ -1,6 +1,7 @@
 //! Running the example binaries from integration tests.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The example binary built for this test run (`target/<profile>/examples/NAME`). `cargo
 /// test` without a target filter (the README's command) builds the examples before it runs
@@ -38,4 +39,48 @@ pub fn scratch(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("recur-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a scratch directory");
     dir
+}
+
+/// What `command` printed, after checking that it succeeded.
+pub fn succeed(mut command: Command) -> String {
+    let out = command.output().expect("the example runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What must not depend on how a run was carried out (interrupted and resumed, on several
+/// ranks): the step, epoch and test lines, without their wall-clock seconds and speeds, and
+/// everything from the sample on (char_lm's text, translate's translations) but the
+/// closing list of written files.
+pub fn record(stdout: &str) -> Vec<String> {
+    let timeless = |line: &str| -> String {
+        let line = line.split("; ").next().unwrap_or_default();
+        let line = match line.rfind(" (") {
+            Some(at) if line.ends_with(" s)") => &line[..at],
+            _ => line,
+        };
+        let parts = line.split(", ");
+        let kept: Vec<&str> = parts
+            .filter(|p| !(p.ends_with(" s") || p.ends_with("/s")))
+            .collect();
+        kept.join(", ")
+    };
+    let mut lines = Vec::new();
+    let mut in_sample = false;
+    for line in stdout.lines() {
+        in_sample |= line.starts_with("sample ");
+        let kept = in_sample && !line.starts_with("wrote ");
+        if kept
+            || ["step ", "epoch ", "test "]
+                .iter()
+                .any(|p| line.starts_with(p))
+        {
+            lines.push(timeless(line));
+        }
+    }
+    lines
 }

@@ -263,6 +263,21 @@ impl TrainState {
         Ok(self.tensor::<f64>(name)?.data().to_vec())
     }
 
+    /// Stores (x, y) points exactly (a loss curve), as f64 values x₀ y₀ x₁ y₁ …
+    pub fn put_points(&mut self, name: &str, points: &[(f64, f64)]) {
+        let flat: Vec<f64> = points.iter().flat_map(|&(x, y)| [x, y]).collect();
+        self.put_f64s(name, &flat);
+    }
+
+    /// The points stored by [`TrainState::put_points`].
+    pub fn points(&self, name: &str) -> Result<Vec<(f64, f64)>, StateError> {
+        let flat = self.f64s(name)?;
+        if flat.len() % 2 != 0 {
+            return Err(self.invalid(name, "an odd number of values"));
+        }
+        Ok(flat.chunks_exact(2).map(|p| (p[0], p[1])).collect())
+    }
+
     /// Stores integers exactly (counters, positions, token ids).
     pub fn put_u64s(&mut self, name: &str, values: &[u64]) {
         let shape = vec![values.len()];
@@ -404,6 +419,7 @@ mod tests {
         state.put_params(&store, &adam);
         state.put_f64s("sums", &[0.1 + 0.2, f64::MIN_POSITIVE, -0.0]);
         state.put_u64s("counters", &[0, u64::MAX, 17]);
+        state.put_points("curve", &[(1.0, 0.1 + 0.2), (2.0, -0.0)]);
         let path = temp("state-round-trip");
         state.save(&path).unwrap();
         let back = TrainState::load(&path).unwrap();
@@ -425,6 +441,10 @@ mod tests {
             bits(vec![0.1 + 0.2, f64::MIN_POSITIVE, -0.0])
         );
         assert_eq!(back.u64s("counters").unwrap(), [0, u64::MAX, 17]);
+        let curve = back.points("curve").unwrap();
+        assert_eq!(curve[0].1.to_bits(), (0.1f64 + 0.2).to_bits());
+        assert_eq!(curve[1].1.to_bits(), (-0.0f64).to_bits());
+        assert!(back.points("sums").is_err(), "three values are not points");
         assert!(back.indices("counters", 100).is_err());
         assert!(matches!(
             back.f64s("counters"),
