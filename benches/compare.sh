@@ -20,7 +20,7 @@ recur() { ./target/release/examples/lm_bench "$1" "$2" >> "$out/recur-$1.jsonl";
 torch() { "$PYTHON" "$BENCH/torch_lm_bench.py" "$1" "$2" >> "$out/torch-$1.jsonl"; }
 small_recur() {
   ./target/release/examples/lm_bench 1 timeseries-rnn32-b1-t100 custom-lstm-cell-char-small \
-    generate-lstm256x2-200chars >> "$out/recur-small.jsonl"
+    generate-lstm256x2-200chars generate-lstm256x2-200chars-bf16 >> "$out/recur-small.jsonl"
 }
 small_torch() { "$PYTHON" "$BENCH/torch_small_bench.py" 1 >> "$out/torch-small.jsonl"; }
 for round in $(seq "$ROUNDS"); do
@@ -42,8 +42,12 @@ def rounds(path):
     for line in open(path):
         if line.strip().startswith("{"):
             r = json.loads(line)
+            if "error" in r:  # work the tool cannot run on this machine
+                failed[r.get("config") or r.get("case")] = r["error"]
+                continue
             found.setdefault((r.get("config") or r.get("case"), r.get("threads")), []).append(r)
     return found
+failed = {}
 def metric_of(r):
     return next((m, h) for m, h in METRICS if m in r)
 def ratio(r, t):
@@ -56,6 +60,8 @@ for path in sorted(glob.glob(os.path.join(out, "recur-*.jsonl"))):
     for key, rs in rounds(path).items():
         ts = torch.get(key)
         if not ts:
+            if key[0] in failed:
+                print(f"{key[0]:<40} {str(key[1] or 1):>7}  PyTorch failed: {failed[key[0]][:60]}")
             continue
         metric, higher = metric_of(rs[0])
         pick = max if higher else min

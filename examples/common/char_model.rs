@@ -6,9 +6,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use recur::nn::checkpoint;
 use recur::nn::data::Vocab;
-use recur::nn::tbptt::StreamModel;
-use recur::nn::{Mode, ParamStore, Session};
-use recur::tape::{Tape, Tensor, Var};
+use recur::nn::{AnyLayer, Mode, PackedLinear, ParamStore, Session, Stepper};
+use recur::tape::kernels::Precision;
+use recur::tape::{Tape, Tensor};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,7 +31,6 @@ pub fn generate(
     how: &Sampling,
     rng: &mut ChaCha12Rng,
 ) -> Result<String, String> {
-    let mut state: Option<Vec<Tensor<f32>>> = None;
     let mut text = prefix.to_string();
     let mut inputs: Vec<usize> = vocab
         .try_encode_chars(prefix)
@@ -39,28 +38,84 @@ pub fn generate(
     if inputs.is_empty() {
         inputs.push(rng.gen_range(0..vocab.len()));
     }
+    let mut next = NextLogits::new(model, store);
     for _ in 0..how.length {
-        let tape = Tape::new();
-        let s = Session::new(&tape, store, Mode::Eval, 0);
-        let next = tape.no_grad(|| {
-            let init: Option<Vec<Var<f32>>> = state
-                .as_ref()
-                .map(|st| st.iter().map(|t| tape.constant(t.clone())).collect());
-            let (logits, st) = model.forward(&s, &inputs, 1, init.as_deref());
-            state = Some(st.iter().map(|v| v.to_tensor()).collect());
-            let values = logits.value();
-            let width = vocab.len();
-            sample(
-                &values.data()[values.numel() - width..],
-                how.temperature,
-                how.top_k,
-                rng,
-            )
-        });
-        text.push_str(vocab.token(next));
-        inputs = vec![next];
+        let token = sample(next.after(&inputs), how.temperature, how.top_k, rng);
+        text.push_str(vocab.token(token));
+        inputs = vec![token];
     }
     Ok(text)
+}
+
+/// The model's next-character logits as the text grows: the built-in cells step without a
+/// tape (`Stepper`, weights packed once), the other layers run on a tape per step.
+enum NextLogits<'a> {
+    Stepped {
+        stepper: Box<Stepper<f32>>,
+        head: PackedLinear<f32>,
+        logits: Vec<f32>,
+    },
+    Taped {
+        model: &'a RnnLm,
+        store: &'a ParamStore<f32>,
+        state: Option<Vec<Tensor<f32>>>,
+        logits: Vec<f32>,
+    },
+}
+
+impl<'a> NextLogits<'a> {
+    fn new(model: &'a RnnLm, store: &'a ParamStore<f32>) -> Self {
+        let stepper = match &model.rnn {
+            AnyLayer::Cell(layer) => Stepper::new(store, layer, Precision::Full).ok(),
+            _ => None,
+        };
+        match stepper {
+            Some(stepper) => NextLogits::Stepped {
+                stepper: Box::new(stepper.with_embedding(store, &model.emb)),
+                head: model.out.packed(store, Precision::Full),
+                logits: vec![0.0; model.out.out_features],
+            },
+            None => NextLogits::Taped {
+                model,
+                store,
+                state: None,
+                logits: Vec::new(),
+            },
+        }
+    }
+
+    /// The logits after the text so far and then `inputs`.
+    fn after(&mut self, inputs: &[usize]) -> &[f32] {
+        match self {
+            NextLogits::Stepped {
+                stepper,
+                head,
+                logits,
+            } => {
+                let (last, earlier) = inputs.split_last().expect("at least one input");
+                for &token in earlier {
+                    stepper.step_token(token);
+                }
+                head.forward(stepper.step_token(*last), logits);
+                logits
+            }
+            NextLogits::Taped {
+                model,
+                store,
+                state,
+                logits,
+            } => {
+                let tape = Tape::new();
+                let s = Session::new(&tape, store, Mode::Eval, 0);
+                tape.no_grad(|| {
+                    let values = model.forward_carrying(&s, inputs, 1, state).value();
+                    let width = model.out.out_features;
+                    *logits = values.data()[values.numel() - width..].to_vec();
+                });
+                logits
+            }
+        }
+    }
 }
 
 /// Samples from softmax(logits / temperature) restricted to the top k.

@@ -42,6 +42,23 @@ impl RnnLm {
         let out = Linear::new(store, "decoder", c.hidden, c.vocab, true, rng);
         RnnLm { emb, rnn, out }
     }
+
+    /// The logits of `inputs` (no dropout in evaluation) from the state a previous tape left
+    /// in `state` (none: zeros); leaves this run's final state there.
+    pub fn forward_carrying<'t>(
+        &self,
+        s: &Session<'t, '_, f32>,
+        inputs: &[usize],
+        batch: usize,
+        state: &mut Option<Vec<Tensor<f32>>>,
+    ) -> Var<'t, f32> {
+        let init: Option<Vec<Var<f32>>> = state
+            .as_ref()
+            .map(|st| st.iter().map(|t| s.constant(t.clone())).collect());
+        let (logits, next) = self.forward(s, inputs, batch, init.as_deref());
+        *state = Some(next.iter().map(|v| v.to_tensor()).collect());
+        logits
+    }
 }
 
 impl StreamModel<f32> for RnnLm {
@@ -81,15 +98,11 @@ pub fn evaluate(
         let tape = Tape::new();
         let s = Session::new(&tape, store, Mode::Eval, 0);
         tape.no_grad(|| {
-            let init: Option<Vec<Var<f32>>> = state
-                .as_ref()
-                .map(|st| st.iter().map(|t| tape.constant(t.clone())).collect());
-            let (logits, next) = model.forward(&s, &chunk.inputs, batch, init.as_deref());
+            let logits = model.forward_carrying(&s, &chunk.inputs, batch, &mut state);
             total += logits
                 .cross_entropy(&chunk.targets, None, Reduction::Sum)
                 .item() as f64;
             count += chunk.targets.len();
-            state = Some(next.iter().map(|v| v.to_tensor()).collect());
         });
     }
     total / count.max(1) as f64

@@ -6,7 +6,8 @@
 //! NAME: char-small, zaremba-small, char-large, long-unroll, gru-medium, rnn-medium (one LM
 //! training step: embedding → recurrent layers → linear → cross-entropy → backward → clip 1.0
 //! → SGD 0.1), or timeseries-rnn32-b1-t100, custom-lstm-cell-char-small,
-//! generate-lstm256x2-200chars; and the linear-recurrence cases of torch_scan_bench.py:
+//! generate-lstm256x2-200chars (-bf16: bf16 weights); read-bandwidth (one thread's read
+//! rate by buffer size, only when named); and the linear-recurrence cases of torch_scan_bench.py:
 //! scan-op-b16-t512-h1024 (the scan op alone), mingru-char-t512, minlstm-char-t512 and
 //! lstm-char-t512 (LM steps as above); custom-lstm-layer-char-small, custom-lstm-layer-char-large,
 //! custom-gru-layer-gru-medium and lnlstm-char-small, user cells (custom.rs) through the generic
@@ -24,12 +25,14 @@ use recur::nn::optim::{Adam, AdamOptions, Optimizer, Sgd, SgdOptions};
 use recur::nn::parallel::{map_shards, set_threads, shard_range};
 use recur::nn::{
     AnyLayer, CellKind, Embedding, LayerKind, Linear, Lstm, Mode, Nonlinearity, ParamGrads,
-    ParamStore, Rnn, RnnOptions, Session,
+    ParamStore, Rnn, RnnOptions, Session, Stepper,
 };
+use recur::tape::kernels::Precision;
 use recur::tape::{stack, Reduction, Tape, Tensor, Var};
 use std::time::Instant;
 
 mod custom;
+mod roofline;
 mod scan;
 
 use custom::{UserKind, UserLayer};
@@ -220,6 +223,9 @@ const SMALL: [&str; 3] = [
     "generate-lstm256x2-200chars",
 ];
 
+/// generate-lstm256x2-200chars with bf16 weights.
+const GENERATE_BF16: &str = "generate-lstm256x2-200chars-bf16";
+
 /// Seconds per call of `f` after `warmup` calls, over `reps` calls.
 pub(crate) fn time_per(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
     for _ in 0..warmup {
@@ -364,7 +370,10 @@ fn custom_cell() {
     );
 }
 
-fn generate() {
+/// Greedy generation of 200 characters, batch 1, with a 2×256 LSTM: the stepper (weights
+/// packed once, the embedding folded into the first layer's input projection) and the
+/// output layer, in `precision`.
+fn generate(precision: Precision) {
     let mut rng = StdRng::seed_from_u64(0);
     let mut store = ParamStore::<f32>::new();
     let lstm = Lstm::new(
@@ -375,33 +384,29 @@ fn generate() {
     );
     let emb = Embedding::new(&mut store, "emb", 65, 256, None, &mut rng);
     let out = Linear::new(&mut store, "out", 256, 65, true, &mut rng);
-    let dt = time_per(1, 5, || {
+    let mut stepper = Stepper::new(&store, &lstm, precision)
+        .expect("an LSTM steps")
+        .with_embedding(&store, &emb);
+    let head = out.packed(&store, precision);
+    let mut logits = vec![0.0; 65];
+    let dt = time_per(2, 20, || {
+        stepper.reset();
         let mut token = 0;
-        let mut state: Option<Vec<Tensor<f32>>> = None;
         for _ in 0..200 {
-            let tape = Tape::new();
-            let s = Session::new(&tape, &store, Mode::Eval, 0);
-            tape.no_grad(|| {
-                let init: Option<Vec<_>> = state
-                    .as_ref()
-                    .map(|st| st.iter().map(|t| tape.constant(t.clone())).collect());
-                let r = lstm.forward(
-                    &s,
-                    emb.forward(&s, &[token]).reshape(&[1, 1, 256]),
-                    init.as_deref(),
-                    None,
-                );
-                let logits = out.forward(&s, r.output.reshape(&[1, 256])).to_tensor();
-                token = (0..65)
-                    .max_by(|&a, &b| logits.data()[a].total_cmp(&logits.data()[b]))
-                    .expect("65 logits");
-                state = Some(r.final_state.iter().map(|v| v.to_tensor()).collect());
-            });
+            head.forward(stepper.step_token(token), &mut logits);
+            token = (0..65)
+                .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+                .expect("65 logits");
         }
     });
+    let case = match precision {
+        Precision::Full => SMALL[2],
+        Precision::Bf16 => GENERATE_BF16,
+    };
     println!(
-        "{{\"case\": \"generate-lstm256x2-200chars\", \"chars_per_s\": {}}}",
-        (200.0 / dt).round()
+        "{{\"case\": \"{case}\", \"chars_per_s\": {}, \"weight_bytes_per_char\": {}}}",
+        (200.0 / dt).round(),
+        stepper.bytes_per_step() + head.bytes()
     );
 }
 
@@ -435,7 +440,8 @@ fn main() {
         .iter()
         .map(|c| c.name)
         .chain(SMALL)
-        .chain([scan::OP_CASE])
+        .chain([GENERATE_BF16])
+        .chain([scan::OP_CASE, roofline::CASE])
         .collect();
     for n in &names {
         if !all.contains(&n.as_str()) {
@@ -454,9 +460,15 @@ fn main() {
         custom_cell();
     }
     if wanted(SMALL[2]) {
-        generate();
+        generate(Precision::Full);
+    }
+    if wanted(GENERATE_BF16) {
+        generate(Precision::Bf16);
     }
     if wanted(scan::OP_CASE) {
         scan::scan_op(threads);
+    }
+    if names.iter().any(|n| n == roofline::CASE) {
+        roofline::read_bandwidth();
     }
 }

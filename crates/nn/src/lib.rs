@@ -30,12 +30,12 @@ pub use check::gradcheck_params;
 pub use checkpoint::CheckpointError;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
-pub use linear::Linear;
+pub use linear::{Linear, PackedLinear};
 pub use norm::{LayerNorm, RmsNorm};
 pub use params::{join_name, ParamGrads, ParamId, ParamStore};
 pub use rnn::{
     AnyCell, AnyLayer, Cell, CellKind, Gru, GruCell, LayerKind, Lru, LruCell, LruOptions, Lstm,
     LstmCell, LstmState, MinGru, MinGruCell, MinLstm, MinLstmCell, Nonlinearity, Qrnn, QrnnCell,
-    Recurrent, RecurrentOutput, RgLru, RgLruCell, Rnn, RnnCell, RnnOptions, State,
+    Recurrent, RecurrentOutput, RgLru, RgLruCell, Rnn, RnnCell, RnnOptions, State, Stepper,
 };
 pub use session::{Mode, Session};

@@ -4,6 +4,8 @@ use crate::init;
 use crate::params::{join_name, ParamId, ParamStore};
 use crate::session::Session;
 use rand::Rng;
+use recur_tape::kernels::packed::AddTo;
+use recur_tape::kernels::{MatRef, PackedRows, Precision};
 use recur_tape::{Element, Var};
 
 /// `torch.nn.Linear`: y = x·Wᵀ + b over the last dimension.
@@ -73,6 +75,45 @@ impl Linear {
     /// x `[..., in_features]` → `[..., out_features]`.
     pub fn forward<'t, T: Element>(&self, s: &Session<'t, '_, T>, x: Var<'t, T>) -> Var<'t, T> {
         x.linear(s.param(self.weight), self.bias.map(|b| s.param(b)))
+    }
+
+    /// The layer's current weights packed for single vectors in `precision` (batch-1
+    /// inference beside a [`Stepper`](crate::rnn::Stepper)).
+    pub fn packed<T: Element>(
+        &self,
+        store: &ParamStore<T>,
+        precision: Precision,
+    ) -> PackedLinear<T> {
+        let w = store.get(self.weight).data();
+        PackedLinear {
+            weight: PackedRows::new(
+                MatRef::row_major(w, self.out_features, self.in_features),
+                precision,
+            ),
+            bias: self.bias.map(|b| store.get(b).data().to_vec()),
+        }
+    }
+}
+
+/// A [`Linear`] packed for one input vector at a time, without a tape.
+pub struct PackedLinear<T> {
+    weight: PackedRows<T>,
+    bias: Option<Vec<T>>,
+}
+
+impl<T: Element> PackedLinear<T> {
+    /// y ← W·x + b for one input `x` (`in_features` values) into `y` (`out_features`).
+    pub fn forward(&self, x: &[T], y: &mut [T]) {
+        let add = match &self.bias {
+            Some(b) => AddTo::Row(b),
+            None => AddTo::Nothing,
+        };
+        self.weight.mul_vec(x, y, add)
+    }
+
+    /// Bytes of weights one product reads.
+    pub fn bytes(&self) -> usize {
+        self.weight.bytes()
     }
 }
 

@@ -61,6 +61,11 @@ pub trait Element:
     /// Elementwise logistic sigmoid into a new vector, vectorized.
     fn sigmoid_of(xs: &[Self]) -> Vec<Self>;
 
+    /// Converts to f32 (rounding an f64 to nearest): what bf16 rounding starts from.
+    fn to_f32_nearest(self) -> f32;
+    /// Converts from f32, exactly.
+    fn of_f32(v: f32) -> Self;
+
     /// Converts from f64 (for constants and initialisers).
     fn of(v: f64) -> Self {
         Self::from_f64(v).expect("every f64 converts to a float type")
@@ -102,6 +107,14 @@ macro_rules! element {
 
             fn panel_kernel() -> PanelKernel<Self> {
                 $panel()
+            }
+
+            fn to_f32_nearest(self) -> f32 {
+                self as f32
+            }
+            #[inline(always)]
+            fn of_f32(v: f32) -> Self {
+                v as $t
             }
 
             fn exp_slice(xs: &mut [Self]) {

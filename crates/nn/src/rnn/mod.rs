@@ -15,6 +15,7 @@ mod noise;
 mod options;
 mod rnn_cell;
 mod scan;
+mod stepper;
 mod steps;
 mod typed_state;
 
@@ -31,6 +32,7 @@ pub use scan::{
     Lru, LruCell, LruOptions, MinGru, MinGruCell, MinLstm, MinLstmCell, Qrnn, QrnnCell, RgLru,
     RgLruCell,
 };
+pub use stepper::Stepper;
 pub use typed_state::LstmState;
 
 #[cfg(test)]

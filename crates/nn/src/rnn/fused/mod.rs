@@ -9,7 +9,7 @@
 //! PyTorch).
 
 mod direction;
-mod pointwise;
+pub(crate) mod pointwise;
 mod recurrence;
 #[cfg(test)]
 mod tests;

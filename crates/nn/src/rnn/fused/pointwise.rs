@@ -9,7 +9,7 @@ use recur_tape::Element;
 use std::mem::MaybeUninit;
 
 /// Values saved per row and step, in units of the hidden size.
-pub(super) fn saved_width(kind: CellKind) -> usize {
+pub(crate) fn saved_width(kind: CellKind) -> usize {
     match kind {
         CellKind::Rnn(_) => 1,
         // i, f, g, o activated, tanh(c) (c itself is the next step's previous state).
@@ -20,7 +20,7 @@ pub(super) fn saved_width(kind: CellKind) -> usize {
 }
 
 /// Gate rows per hidden unit.
-pub(super) fn gate_count(kind: CellKind) -> usize {
+pub(crate) fn gate_count(kind: CellKind) -> usize {
     match kind {
         CellKind::Rnn(_) => 1,
         CellKind::Lstm => 4,
@@ -29,7 +29,7 @@ pub(super) fn gate_count(kind: CellKind) -> usize {
 }
 
 /// State parts (h, plus c for the LSTM).
-pub(super) fn state_parts(kind: CellKind) -> usize {
+pub(crate) fn state_parts(kind: CellKind) -> usize {
     match kind {
         CellKind::Lstm => 2,
         _ => 1,
@@ -41,7 +41,7 @@ pub(super) fn state_parts(kind: CellKind) -> usize {
 /// apart (GRU). `state` is `[h, c]` for the row, updated in place; returns nothing, writes
 /// every value of `saved` (which need not hold values before: its buffer is not
 /// zero-filled first).
-pub(super) struct RowForward<'a, T> {
+pub(crate) struct RowForward<'a, T> {
     pub xg: &'a [T],
     pub hg: &'a [T],
     pub b_hh: Option<&'a [T]>,
@@ -60,7 +60,7 @@ pub(super) fn fill<T>(out: &mut [MaybeUninit<T>], mut value: impl FnMut(usize) -
 }
 
 #[inline(always)]
-pub(super) fn forward_row<T: Element>(kind: CellKind, hidden: usize, row: RowForward<'_, T>) {
+pub(crate) fn forward_row<T: Element>(kind: CellKind, hidden: usize, row: RowForward<'_, T>) {
     let RowForward {
         xg,
         hg,
