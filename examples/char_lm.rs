@@ -35,6 +35,7 @@ use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{Tbptt, TbpttOptions};
 use recur::nn::train_state::sha256_hex;
 use recur::nn::{LayerKind, ParamStore};
+use recur::tape::kernels::Precision;
 use run::{saved_on_signal, Signals};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -127,6 +128,11 @@ struct Args {
     /// Sample only among the k most likely characters (0 = all).
     #[arg(long, default_value_t = 20)]
     top_k: usize,
+    /// Mixed precision: every matrix product (forward and backward) takes operands rounded
+    /// to bf16 and sums in f32; weights, states, losses and the optimizer stay f32 (evaluation
+    /// too). Samples (and --generate) use bf16 weights.
+    #[arg(long)]
+    bf16: bool,
 }
 
 fn main() -> ExitCode {
@@ -166,6 +172,11 @@ fn sampling(args: &Args) -> Sampling {
         length: args.length,
         temperature: args.temperature,
         top_k: args.top_k,
+        weights: if args.bf16 {
+            Precision::Bf16
+        } else {
+            Precision::Full
+        },
     }
 }
 
@@ -192,10 +203,15 @@ fn generate_only(args: &Args) -> Result<(), String> {
 
 /// The settings a resumed run must share with the run that saved the state.
 fn run_config(args: &Args, c: &LmConfig, data_sha256: &str) -> serde_json::Value {
-    json!({"cell": c.cell.to_string(), "vocab": c.vocab, "embed": c.embed, "hidden": c.hidden,
+    let mut config = json!({"cell": c.cell.to_string(), "vocab": c.vocab, "embed": c.embed, "hidden": c.hidden,
         "layers": c.layers, "dropout": c.dropout, "batch_size": args.batch_size,
         "num_steps": args.num_steps, "lr": args.lr, "clip": args.clip, "seed": args.seed,
-        "eval_every": args.eval_every, "shards": args.shards, "log_every": args.log_every, "data_sha256": data_sha256})
+        "eval_every": args.eval_every, "shards": args.shards, "log_every": args.log_every, "data_sha256": data_sha256});
+    if args.bf16 {
+        // Only when set: states saved in f32 before the flag existed still resume.
+        config["bf16"] = json!(true);
+    }
+    config
 }
 
 /// Trains; `Ok(Some(signal))` if SIGINT or SIGTERM stopped it (after saving the state).
@@ -272,6 +288,11 @@ fn train(args: &Args, across: &Rc<DataParallel>) -> Result<Option<i32>, String> 
         threads,
         seed: args.seed,
         checkpoint: false,
+        products: if args.bf16 {
+            Precision::Bf16
+        } else {
+            Precision::Full
+        },
     };
     let mut lm = LmRun {
         store,

@@ -222,7 +222,7 @@ fn main() {
         shards: 2,
         threads,
         seed: args.seed,
-        checkpoint: false,
+        ..TbpttOptions::default()
     });
     let mut opt = Adam::new(AdamOptions::adam(2e-3));
     let mut last = None;

@@ -28,6 +28,7 @@ use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{Tbptt, TbpttOptions};
 use recur::nn::train_state::sha256_hex;
 use recur::nn::{CellKind, LayerKind, ParamStore};
+use recur::tape::kernels::Precision;
 use recur::tape::Tensor;
 use run::{saved_on_signal, Signals};
 use serde_json::json;
@@ -74,6 +75,10 @@ struct Args {
     /// flags; --epochs, --steps and --threads may differ).
     #[arg(long, value_name = "PATH")]
     resume: Option<PathBuf>,
+    /// Mixed precision: every matrix product (forward and backward) takes operands rounded
+    /// to bf16 and sums in f32; weights, states, losses, the optimizer and evaluation stay f32.
+    #[arg(long)]
+    bf16: bool,
 }
 
 const HIDDEN: usize = 200;
@@ -120,8 +125,12 @@ fn train(args: &Args, dir: PathBuf, across: &Rc<DataParallel>) -> Result<Option<
         digest.extend(words.join(" ").bytes());
         digest.push(b'\n');
     }
-    let settings = json!({"seed": args.seed, "log_every": args.log_every, "shards": args.shards,
+    let mut settings = json!({"seed": args.seed, "log_every": args.log_every, "shards": args.shards,
         "data_sha256": sha256_hex(&digest)});
+    if args.bf16 {
+        // Only when set: states saved in f32 before the flag existed still resume.
+        settings["bf16"] = json!(true);
+    }
     let vocab = Vocab::build(&train, 1, &[]);
     let unknown = valid.iter().chain(&test).find(|w| vocab.get(w).is_none());
     if let Some(w) = unknown {
@@ -182,6 +191,11 @@ fn train(args: &Args, dir: PathBuf, across: &Rc<DataParallel>) -> Result<Option<
         threads,
         seed: args.seed,
         checkpoint: false,
+        products: if args.bf16 {
+            Precision::Bf16
+        } else {
+            Precision::Full
+        },
     };
     let mut lm = LmRun {
         store,

@@ -37,8 +37,13 @@ const TARGETS: [(&str, Target); 5] = [
     ("multi30k", targets::multi30k),
 ];
 
+/// A path of its own for every call: the tests run in parallel threads of one process, and
+/// two of them writing and removing the same seed file raced (a read found it gone).
 fn temp_file(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("recur-fuzz-{name}-{}", std::process::id()))
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("recur-fuzz-{name}-{}-{call}", std::process::id()))
 }
 
 /// A training state like the examples write: weights and Adam's moments, the TBPTT

@@ -4,18 +4,13 @@
 
 mod common;
 
-use common::examples::{example, scratch, succeed};
+use common::examples::{example, scratch, shakespeare, succeed};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Trains a small `cell` model for a few updates; returns its checkpoint.
 fn trained(dir: &Path, cell: &str) -> PathBuf {
-    let corpus = dir.join("corpus.txt");
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tinyshakespeare/input.txt"),
-    )
-    .expect("tinyshakespeare");
-    std::fs::write(&corpus, &text[..20_000]).expect("the corpus is written");
+    let corpus = shakespeare(dir, 20_000);
     let out = dir.join(cell);
     let flags = "--hidden 24 --embed 8 --layers 2 --batch-size 4 --num-steps 16 --steps 12 \
                  --eval-every 6 --length 10";

@@ -121,6 +121,7 @@ fn train(threads: usize, seed: u64, checkpoint: bool) -> (Vec<u64>, Vec<Vec<u32>
         threads,
         seed,
         checkpoint,
+        ..TbpttOptions::default()
     });
     let mut opt = Adam::new(AdamOptions::adam(0.01));
     let losses = sequential_batches(&stream, 12, 10, seed)

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::examples::{example, record, scratch, succeed};
+use common::examples::{example, record, scratch, shakespeare, succeed};
 use recur::nn::checkpoint;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,14 +15,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 
 /// A small char_lm run: two epochs of about 420 updates, a state every 3 updates.
 fn args(dir: &Path, threads: usize) -> Vec<String> {
-    let corpus = dir.join("corpus.txt");
-    if !corpus.exists() {
-        let text = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tinyshakespeare/input.txt"),
-        )
-        .expect("tinyshakespeare");
-        std::fs::write(&corpus, &text[..30_000]).expect("the corpus is written");
-    }
+    let corpus = shakespeare(dir, 30_000);
     let flags = "--hidden 32 --embed 8 --layers 1 --batch-size 4 --num-steps 16 --eval-every 50 \
                  --log-every 1 --save-every 3 --epochs 2 --length 60";
     let mut args: Vec<String> = flags.split(' ').map(String::from).collect();

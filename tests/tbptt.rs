@@ -112,7 +112,7 @@ fn options(k1: usize, k2: usize, threads: usize) -> TbpttOptions {
         shards: 1,
         threads,
         seed: 0,
-        checkpoint: false,
+        ..TbpttOptions::default()
     }
 }
 
@@ -212,7 +212,7 @@ fn a_saved_and_restored_run_continues_bit_for_bit() {
         shards: 2,
         threads: 2,
         seed: 9,
-        checkpoint: false,
+        ..TbpttOptions::default()
     };
     let chunks = sequential_batches(&stream(), 3, 4, 0);
     assert!(chunks.len() >= 10);

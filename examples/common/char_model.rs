@@ -19,6 +19,8 @@ pub struct Sampling {
     pub temperature: f64,
     /// Only among the k most likely characters (0: all).
     pub top_k: usize,
+    /// The weights' precision of the built-in cells' steps and the output layer.
+    pub weights: Precision,
 }
 
 /// Samples `length` characters after `prefix` (batch 1, no graph); a prefix with characters
@@ -38,7 +40,7 @@ pub fn generate(
     if inputs.is_empty() {
         inputs.push(rng.gen_range(0..vocab.len()));
     }
-    let mut next = NextLogits::new(model, store);
+    let mut next = NextLogits::new(model, store, how.weights);
     for _ in 0..how.length {
         let token = sample(next.after(&inputs), how.temperature, how.top_k, rng);
         text.push_str(vocab.token(token));
@@ -48,7 +50,8 @@ pub fn generate(
 }
 
 /// The model's next-character logits as the text grows: the built-in cells step without a
-/// tape (`Stepper`, weights packed once), the other layers run on a tape per step.
+/// tape (`Stepper`, weights packed once, in the asked precision), the other layers run on a
+/// tape per step (in f32).
 enum NextLogits<'a> {
     Stepped {
         stepper: Box<Stepper<f32>>,
@@ -64,15 +67,15 @@ enum NextLogits<'a> {
 }
 
 impl<'a> NextLogits<'a> {
-    fn new(model: &'a RnnLm, store: &'a ParamStore<f32>) -> Self {
+    fn new(model: &'a RnnLm, store: &'a ParamStore<f32>, weights: Precision) -> Self {
         let stepper = match &model.rnn {
-            AnyLayer::Cell(layer) => Stepper::new(store, layer, Precision::Full).ok(),
+            AnyLayer::Cell(layer) => Stepper::new(store, layer, weights).ok(),
             _ => None,
         };
         match stepper {
             Some(stepper) => NextLogits::Stepped {
                 stepper: Box::new(stepper.with_embedding(store, &model.emb)),
-                head: model.out.packed(store, Precision::Full),
+                head: model.out.packed(store, weights),
                 logits: vec![0.0; model.out.out_features],
             },
             None => NextLogits::Taped {

@@ -5,7 +5,8 @@
 //!
 //! NAME: char-small, zaremba-small, char-large, long-unroll, gru-medium, rnn-medium (one LM
 //! training step: embedding → recurrent layers → linear → cross-entropy → backward → clip 1.0
-//! → SGD 0.1), or timeseries-rnn32-b1-t100, custom-lstm-cell-char-small,
+//! → SGD 0.1; any LM case with the suffix -bf16, e.g. char-large-bf16, runs in mixed
+//! precision, only when named), or timeseries-rnn32-b1-t100, custom-lstm-cell-char-small,
 //! generate-lstm256x2-200chars (-bf16: bf16 weights); read-bandwidth (one thread's read
 //! rate by buffer size, only when named); and the linear-recurrence cases of torch_scan_bench.py:
 //! scan-op-b16-t512-h1024 (the scan op alone), mingru-char-t512, minlstm-char-t512 and
@@ -223,6 +224,10 @@ const SMALL: [&str; 3] = [
     "generate-lstm256x2-200chars",
 ];
 
+/// An LM case's name with this suffix runs it in mixed precision: every product's operands
+/// rounded to bf16, sums and everything else f32 (`Tape::set_product_precision`).
+const BF16_SUFFIX: &str = "-bf16";
+
 /// generate-lstm256x2-200chars with bf16 weights.
 const GENERATE_BF16: &str = "generate-lstm256x2-200chars-bf16";
 
@@ -242,7 +247,7 @@ fn random_ids(n: usize, vocab: usize, rng: &mut StdRng) -> Vec<usize> {
     (0..n).map(|_| rng.gen_range(0..vocab)).collect()
 }
 
-fn lm(c: &LmConfig, threads: usize, parallel: Parallel) {
+fn lm(c: &LmConfig, threads: usize, parallel: Parallel, products: Precision) {
     let shards = match parallel {
         Parallel::Batch => threads,
         Parallel::Layers => 1,
@@ -271,6 +276,7 @@ fn lm(c: &LmConfig, threads: usize, parallel: Parallel) {
             };
             let b = rows.len();
             let tape = Tape::new();
+            tape.set_product_precision(products);
             let s = Session::new(&tape, &store, Mode::Train, 0);
             let h = rnn.forward(
                 &s,
@@ -293,8 +299,12 @@ fn lm(c: &LmConfig, threads: usize, parallel: Parallel) {
         5
     };
     let dt = time_per(2, reps, &mut step);
+    let suffix = match products {
+        Precision::Full => "",
+        Precision::Bf16 => BF16_SUFFIX,
+    };
     println!(
-        "{{\"config\": \"{}\", \"threads\": {threads}, \"tokens_per_s\": {}, \"step_ms\": {:.2}}}",
+        "{{\"config\": \"{}{suffix}\", \"threads\": {threads}, \"tokens_per_s\": {}, \"step_ms\": {:.2}}}",
         c.name,
         ((c.batch * c.steps) as f64 / dt).round(),
         dt * 1e3
@@ -436,6 +446,10 @@ fn main() {
             }
         };
     }
+    let bf16_names: Vec<String> = CONFIGS
+        .iter()
+        .map(|c| format!("{}{BF16_SUFFIX}", c.name))
+        .collect();
     let all: Vec<&str> = CONFIGS
         .iter()
         .map(|c| c.name)
@@ -444,14 +458,20 @@ fn main() {
         .chain([scan::OP_CASE, roofline::CASE])
         .collect();
     for n in &names {
-        if !all.contains(&n.as_str()) {
+        if !all.contains(&n.as_str()) && !bf16_names.contains(n) {
             eprintln!("unknown benchmark {n:?}; known: {}", all.join(", "));
             std::process::exit(2);
         }
     }
     let wanted = |n: &str| names.is_empty() || names.iter().any(|m| m == n);
     for c in CONFIGS.iter().filter(|c| wanted(c.name)) {
-        lm(c, threads, parallel);
+        lm(c, threads, parallel, Precision::Full);
+    }
+    // Mixed precision only when named.
+    for (c, name) in CONFIGS.iter().zip(&bf16_names) {
+        if names.contains(name) {
+            lm(c, threads, parallel, Precision::Bf16);
+        }
     }
     if wanted(SMALL[0]) {
         timeseries();

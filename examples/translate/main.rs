@@ -40,6 +40,7 @@ use recur::seq2seq::{
     beam_search, bucket_batches, corpus_bleu, corpus_chrf, AttentionKind, Batch, BeamOptions,
     ContextMode, Seq2Seq, Seq2SeqConfig, TeacherForcing, SPECIALS,
 };
+use recur::tape::kernels::Precision;
 use recur::tape::Tape;
 use run::{saved_on_signal, RunDir, Signals};
 use saved::{attention_kind, config_json, decode, encode, saved_from, Saved};
@@ -126,6 +127,11 @@ struct Args {
     /// Train on all 135k pairs instead of the tutorial's 11,445.
     #[arg(long)]
     full: bool,
+    /// Mixed precision: every matrix product of training (forward and backward) takes
+    /// operands rounded to bf16 and sums in f32; weights, losses, the optimizer, evaluation
+    /// and decoding stay f32.
+    #[arg(long)]
+    bf16: bool,
     /// Train on a Multi30k directory (train/val/test_2016_flickr files) instead of eng-fra.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -170,6 +176,10 @@ fn run_config(args: &Args, saved: &Saved, data_sha256: &str) -> Value {
         "max_len": args.max_len, "data_sha256": data_sha256});
     for (k, v) in config {
         fields[k] = Value::String(v);
+    }
+    if args.bf16 {
+        // Only when set: states saved in f32 before the flag existed still resume.
+        fields["bf16"] = Value::Bool(true);
     }
     fields
 }
@@ -338,6 +348,9 @@ fn train(args: &Args, across: &DataParallel) -> Result<Option<i32>, String> {
                 let k = local.start + i;
                 let shard = batch.rows(shard_range(batch.rows, args.shards, k));
                 let tape = Tape::new();
+                if args.bf16 {
+                    tape.set_product_precision(Precision::Bf16);
+                }
                 let seed = args.seed ^ ((step as u64) << 8) ^ k as u64;
                 let s = Session::new(&tape, &store, Mode::Train, seed);
                 let loss = model.loss(

@@ -34,6 +34,19 @@ pub fn example(name: &str) -> PathBuf {
     binary
 }
 
+/// The first `chars` bytes of the bundled tinyshakespeare as `dir/corpus.txt` (written once).
+pub fn shakespeare(dir: &Path, chars: usize) -> PathBuf {
+    let corpus = dir.join("corpus.txt");
+    if !corpus.exists() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tinyshakespeare/input.txt"),
+        )
+        .expect("tinyshakespeare");
+        std::fs::write(&corpus, &text[..chars]).expect("the corpus is written");
+    }
+    corpus
+}
+
 /// A fresh directory for one test's files.
 pub fn scratch(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("recur-{test}-{}", std::process::id()));

@@ -10,6 +10,7 @@ use crate::parallel::{map_shards, shard_range};
 use crate::params::{ParamGrads, ParamStore};
 use crate::session::{Mode, Session};
 use crate::train_state::{StateError, TrainState};
+use recur_tape::kernels::Precision;
 use recur_tape::{Element, Reduction, Tape, Tensor, Var};
 use std::collections::VecDeque;
 use std::fmt;
@@ -54,6 +55,9 @@ pub struct TbpttOptions {
     pub seed: u64,
     /// Checkpoint through time in every sequence layer (O(√k2) memory, same gradients).
     pub checkpoint: bool,
+    /// The operands' precision of every product (`Precision::Bf16`: mixed precision, see
+    /// `Tape::set_product_precision`).
+    pub products: Precision,
 }
 
 impl Default for TbpttOptions {
@@ -66,6 +70,7 @@ impl Default for TbpttOptions {
             threads: 1,
             seed: 0,
             checkpoint: false,
+            products: Precision::Full,
         }
     }
 }
@@ -349,6 +354,7 @@ impl<T: Element> Tbptt<T> {
                 .collect();
             let targets = column(&chunk.targets);
             let tape = Tape::new();
+            tape.set_product_precision(o.products);
             let s = Session::new(
                 &tape,
                 store_ref,

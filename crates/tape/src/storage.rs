@@ -1,17 +1,20 @@
-//! A tensor's shared data, with packed copies for repeated matrix products made on first use
-//! and dropped by any write. A weight used at every step of a sequence (a user's cell on the
+//! A tensor's shared data, with packed copies for repeated matrix products and a bf16-rounded
+//! copy for mixed precision, made on first use and dropped by any write. A weight used at every step of a sequence (a user's cell on the
 //! tape) is then packed once per version of its values instead of once per product.
 
+use crate::kernels::bf16::round_slice_bf16;
 use crate::kernels::{MatRef, PackedMatrix};
 use crate::Element;
 use std::borrow::Cow;
 use std::ops::Deref;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 pub(crate) struct Storage<T> {
     values: Vec<T>,
     /// B = this matrix, and B = its transpose.
     packed: [OnceLock<PackedMatrix<T>>; 2],
+    /// The values rounded to bf16 (with packed copies of their own).
+    bf16: OnceLock<Arc<Storage<T>>>,
 }
 
 impl<T> Storage<T> {
@@ -20,12 +23,14 @@ impl<T> Storage<T> {
         Storage {
             values,
             packed: [OnceLock::new(), OnceLock::new()],
+            bf16: OnceLock::new(),
         }
     }
 
-    /// Write access: the packed copies no longer match, so they go.
+    /// Write access: the packed and rounded copies no longer match, so they go.
     pub fn values_mut(&mut self) -> &mut Vec<T> {
         self.packed = [OnceLock::new(), OnceLock::new()];
+        self.bf16 = OnceLock::new();
         &mut self.values
     }
 
@@ -36,6 +41,17 @@ impl<T> Storage<T> {
 }
 
 impl<T: Element> Storage<T> {
+    /// Every value rounded to bf16, made on first use and kept until the values change.
+    pub fn bf16(&self) -> Arc<Storage<T>> {
+        self.bf16
+            .get_or_init(|| {
+                let mut values = self.values.clone();
+                round_slice_bf16(&mut values);
+                Arc::new(Storage::new(values))
+            })
+            .clone()
+    }
+
     /// `rows × cols` values from `offset` on as a matrix packed as the right-hand side of
     /// products, transposed (`[cols, rows]`) if asked. The first shape asked for at offset 0
     /// is cached; tensors sharing the storage under another shape or at another offset (a

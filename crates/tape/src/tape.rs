@@ -3,6 +3,7 @@
 
 use crate::deferred::Products;
 use crate::grad_slots::GradSlots;
+use crate::kernels::Precision;
 use crate::op::{BackwardCtx, MultiOp, Op};
 use crate::shape::Shape;
 use crate::{Element, Tensor};
@@ -17,6 +18,7 @@ use std::fmt;
 pub struct Tape<T: Element> {
     pub(crate) nodes: RefCell<Vec<Node<T>>>,
     recording: Cell<bool>,
+    products: Cell<Precision>,
 }
 
 pub(crate) struct Node<T: Element> {
@@ -76,6 +78,7 @@ impl<T: Element> Tape<T> {
         Tape {
             nodes: RefCell::new(Vec::with_capacity(nodes)),
             recording: Cell::new(true),
+            products: Cell::new(Precision::Full),
         }
     }
 
@@ -190,6 +193,21 @@ impl<T: Element> Tape<T> {
         }
         let _restore = Restore(&self.recording, self.recording.replace(false));
         f()
+    }
+
+    /// Sets the operands' precision of the matrix products recorded from now on (`matmul`,
+    /// `linear`, and the fused recurrent layers that read it): [`Precision::Bf16`] is mixed
+    /// precision, each product's operands rounded to bf16 (weights once per version of their
+    /// values) and summed in the element type, in forward and in backward; values, gradient
+    /// sums and everything else stay in the element type.
+    pub fn set_product_precision(&self, precision: Precision) {
+        self.products.set(precision);
+    }
+
+    /// The operands' precision of products recorded now (see
+    /// [`set_product_precision`](Self::set_product_precision)).
+    pub fn product_precision(&self) -> Precision {
+        self.products.get()
     }
 
     /// Whether ops are being recorded (false inside [`Tape::no_grad`]).

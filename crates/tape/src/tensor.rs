@@ -205,6 +205,20 @@ impl<T: Element> Tensor<T> {
             .packed(self.offset, self.shape[0], self.shape[1], transposed)
     }
 
+    /// This tensor with its values rounded to bf16 (kept in its own type): for a tensor
+    /// sharing a parameter's storage, rounded once per version of the values and kept (with
+    /// its own packed copies) until they change.
+    pub fn bf16_rounded(&self) -> Self
+    where
+        T: Element,
+    {
+        Tensor {
+            data: self.data.bf16(),
+            offset: self.offset,
+            shape: self.shape.clone(),
+        }
+    }
+
     /// The values as a vector (without a copy when the storage is not shared).
     pub fn into_vec(self) -> Vec<T> {
         let n = self.numel();

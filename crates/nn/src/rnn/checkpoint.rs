@@ -15,6 +15,7 @@ use super::noise::StateNoise;
 use super::steps::{masked, run_steps, StepRows};
 use crate::params::{ParamId, ParamStore};
 use crate::session::{Mode, Session};
+use recur_tape::kernels::Precision;
 use recur_tape::{BackwardCtx, Element, MultiOp, Tape, Tensor, Var};
 use smallvec::SmallVec;
 
@@ -64,6 +65,7 @@ where
         noise,
         segment: ((steps as f64).sqrt().ceil() as usize).max(1),
         boundaries: Vec::new(),
+        products: s.tape().product_precision(),
     };
     let mut all: Vec<Var<'t, T>> = vec![x];
     all.extend(state.iter().copied());
@@ -90,6 +92,8 @@ struct Checkpointed<C, T: Element> {
     segment: usize,
     /// The state at the start of each segment, in processing order.
     boundaries: Vec<Vec<Tensor<T>>>,
+    /// The recording tape's product precision, which the recomputation repeats.
+    products: Precision,
 }
 
 impl<C, T: Element> Checkpointed<C, T> {
@@ -190,6 +194,7 @@ impl<C: Cell<T> + Clone + 'static, T: Element> MultiOp<T> for Checkpointed<C, T>
         for seg in self.order().chunks(self.segment) {
             self.boundaries.push(state.clone());
             let tape = Tape::new();
+            tape.set_product_precision(self.products);
             let s = Session::new(&tape, &store, Mode::Eval, 0);
             tape.no_grad(|| {
                 let st: State<T> = state.iter().map(|t| tape.constant(t.clone())).collect();
@@ -241,6 +246,7 @@ impl<C: Cell<T> + Clone + 'static, T: Element> MultiOp<T> for Checkpointed<C, T>
         for k in (0..segs.len()).rev() {
             let seg = segs[k];
             let tape = Tape::new();
+            tape.set_product_precision(self.products);
             let s = Session::new(&tape, &store, Mode::Eval, 0);
             let start: State<T> = self.boundaries[k]
                 .iter()

@@ -10,6 +10,7 @@ use crate::rnn::{AnyCell, CellKind};
 use crate::session::{Mode, Session};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use recur_tape::kernels::Precision;
 use recur_tape::{concat, Element, Tape, Tensor, Var};
 use smallvec::{smallvec, SmallVec};
 
@@ -332,7 +333,20 @@ pub(super) fn run_values<C: Cell<f64> + Clone + 'static>(
     lengths: Option<&[usize]>,
     with_initial: bool,
 ) -> Vec<Tensor<f64>> {
+    run_values_with(layer, store, x, lengths, with_initial, Precision::Full)
+}
+
+/// [`run_values`] on a tape whose products take operands in `precision`.
+pub(super) fn run_values_with<C: Cell<f64> + Clone + 'static>(
+    layer: &Recurrent<C>,
+    store: &ParamStore<f64>,
+    x: &Tensor<f64>,
+    lengths: Option<&[usize]>,
+    with_initial: bool,
+    precision: Precision,
+) -> Vec<Tensor<f64>> {
     let tape = Tape::new();
+    tape.set_product_precision(precision);
     let s = Session::new(&tape, store, Mode::Eval, 0);
     let xv = tape.var(x.clone());
     let steps_batch = (x.shape()[0], x.shape()[1]);

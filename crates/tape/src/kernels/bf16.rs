@@ -4,19 +4,25 @@
 //! product of two bf16 values is exact in f32, so "bf16 operands, f32 accumulation" is
 //! f32 arithmetic on rounded operands, the same on every machine.
 
+use super::simd::widest;
 use crate::Element;
 
-/// `v` rounded to bf16, as its 16 bits.
+/// `v` rounded to bf16, as its 16 bits. Branch-free, so that loops over slices vectorize.
+#[inline(always)]
 pub fn bf16_bits(v: f32) -> u16 {
     let bits = v.to_bits();
-    if v.is_nan() {
-        return ((bits >> 16) | 0x40) as u16;
-    }
-    if v.is_subnormal() {
-        return ((bits >> 16) & 0x8000) as u16;
-    }
-    let round = 0x7FFF + ((bits >> 16) & 1);
-    ((bits + round) >> 16) as u16
+    let nan = bits & 0x7FFF_FFFF > 0x7F80_0000;
+    let zero_or_subnormal = bits & 0x7F80_0000 == 0;
+    let rounded = bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16;
+    let high = bits >> 16;
+    let out = if nan {
+        high | 0x40
+    } else if zero_or_subnormal {
+        high & 0x8000
+    } else {
+        rounded
+    };
+    out as u16
 }
 
 /// The f32 holding the bf16 value `bits`.
@@ -26,13 +32,24 @@ pub fn bf16_value(bits: u16) -> f32 {
 }
 
 /// `v` rounded to bf16 precision, kept in its own type (an f64 is rounded to f32 first).
+#[inline(always)]
 pub fn round_bf16<T: Element>(v: T) -> T {
     T::of_f32(bf16_value(bf16_bits(v.to_f32_nearest())))
 }
 
-/// Rounds every value of `values` to bf16 precision in place.
+/// Rounds every value of `values` to bf16 precision in place (vectorized).
 pub fn round_slice_bf16<T: Element>(values: &mut [T]) {
-    values.iter_mut().for_each(|v| *v = round_bf16(*v));
+    widest(
+        #[inline(always)]
+        || values.iter_mut().for_each(|v| *v = round_bf16(*v)),
+    )
+}
+
+/// `values` rounded to bf16 precision, appended to `out` (vectorized).
+pub fn extend_rounded_bf16<T: Element>(out: &mut Vec<T>, values: &[T]) {
+    let start = out.len();
+    out.extend_from_slice(values);
+    round_slice_bf16(&mut out[start..]);
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! Matrix products: `matmul` (2-D, leading dimensions flattened against a 2-D right side,
 //! and batched 3-D) and `linear` (x·Wᵀ + b, PyTorch's F.linear, with W never copied).
 
+use crate::kernels::bf16::round_slice_bf16;
 use crate::kernels::packed::{suits_many_rows, AddTo};
 use crate::kernels::simd::widest;
-use crate::kernels::{gemm, MatRef};
+use crate::kernels::{gemm, MatRef, Precision};
 use crate::shape::{numel, Shape};
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
+use std::borrow::Cow;
 
 /// Products with fewer rows than this (a batch at one time step) use the right-hand matrix
 /// packed once and cached on its tensor (`Tensor::packed`), so a weight used at every step
@@ -84,6 +86,22 @@ struct Dims {
 #[derive(Default)]
 struct Matmul {
     dims: Dims,
+    /// Round the operands of every product to bf16 (the tape's product precision).
+    bf16: bool,
+}
+
+/// `t`, or a copy rounded to bf16 if `bf16`. A parameter's copy (`cached`) is made once per
+/// version of its values; an activation's is made for the product at hand.
+fn operand<T: Element>(t: &Tensor<T>, bf16: bool, cached: bool) -> Cow<'_, Tensor<T>> {
+    match (bf16, cached) {
+        (false, _) => Cow::Borrowed(t),
+        (true, true) => Cow::Owned(t.bf16_rounded()),
+        (true, false) => {
+            let mut values = t.data().to_vec();
+            round_slice_bf16(&mut values);
+            Cow::Owned(Tensor::from_vec(values, t.shape()))
+        }
+    }
 }
 
 fn matmul_dims(a: &[usize], b: &[usize]) -> (Dims, Shape) {
@@ -132,10 +150,16 @@ impl<T: Element> Op<T> for Matmul {
         let (dims, shape) = matmul_dims(inputs[0].shape(), inputs[1].shape());
         self.dims = dims;
         let Dims { batch, m, k, n } = dims;
-        let (a, b) = (inputs[0].data(), inputs[1].data());
-        if inputs[1].ndim() == 2 {
+        let weight = inputs[1].ndim() == 2;
+        let (a, b) = (
+            operand(inputs[0], self.bf16, false),
+            operand(inputs[1], self.bf16, weight),
+        );
+        let (a, b_matrix) = (a.data(), &*b);
+        let b = b_matrix.data();
+        if weight {
             let av = MatRef::row_major(a, m, k);
-            return Tensor::from_vec(new_product(av, inputs[1], false, None), &shape);
+            return Tensor::from_vec(new_product(av, b_matrix, false, None), &shape);
         }
         let mut out = Tensor::zeros(&shape);
         for (i, c) in out
@@ -153,27 +177,28 @@ impl<T: Element> Op<T> for Matmul {
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
         let Dims { batch, m, k, n } = self.dims;
-        let (a, b, g) = (
-            ctx.input(0).data(),
-            ctx.input(1).data(),
-            ctx.grad_output().data(),
+        let weight = ctx.input(1).ndim() == 2;
+        let (a_t, b_t, g_t) = (
+            operand(ctx.input(0), self.bf16, false).into_owned(),
+            operand(ctx.input(1), self.bf16, weight).into_owned(),
+            operand(ctx.grad_output(), self.bf16, false).into_owned(),
         );
+        let (a, b, g) = (a_t.data(), b_t.data(), g_t.data());
         for i in 0..batch {
             let av = MatRef::row_major(&a[i * m * k..(i + 1) * m * k], m, k);
             let bv = MatRef::row_major(&b[i * k * n..(i + 1) * k * n], k, n);
             let gv = MatRef::row_major(&g[i * m * n..(i + 1) * m * n], m, n);
-            let b_matrix = ctx.input(1);
             if let Some(ga) = ctx.grad_input(0) {
                 let ga = &mut ga[i * m * k..(i + 1) * m * k];
-                if b_matrix.ndim() == 2 {
-                    add_product(gv, b_matrix, true, ga, k);
+                if weight {
+                    add_product(gv, &b_t, true, ga, k);
                 } else {
                     gemm(T::one(), gv, bv.t(), T::one(), ga, k);
                 }
             }
-            if b_matrix.ndim() == 2 {
+            if weight {
                 // One weight for all rows (batch is 1).
-                ctx.add_transposed_product(1, ctx.input(0), ctx.grad_output());
+                ctx.add_transposed_product(1, &a_t, &g_t);
             } else if let Some(gb) = ctx.grad_input(1) {
                 gemm(
                     T::one(),
@@ -193,6 +218,8 @@ struct Linear {
     rows: usize,
     fan_in: usize,
     fan_out: usize,
+    /// Round the operands of every product to bf16 (the tape's product precision).
+    bf16: bool,
 }
 
 impl<T: Element> Op<T> for Linear {
@@ -218,16 +245,15 @@ impl<T: Element> Op<T> for Linear {
                 w.shape()
             );
         }
-        *self = Linear {
-            rows: numel(&xs[..xs.len() - 1]),
-            fan_in,
-            fan_out,
-        };
+        self.rows = numel(&xs[..xs.len() - 1]);
+        self.fan_in = fan_in;
+        self.fan_out = fan_out;
         let mut shape = Shape::from_slice(xs);
         *shape.last_mut().unwrap() = fan_out;
+        let (x, w) = (operand(x, self.bf16, false), operand(w, self.bf16, true));
         let xv = MatRef::row_major(x.data(), self.rows, fan_in);
         let bias = inputs.get(2).map(|b| b.data());
-        Tensor::from_vec(new_product(xv, w, true, bias), &shape)
+        Tensor::from_vec(new_product(xv, &w, true, bias), &shape)
     }
 
     fn backward(&self, ctx: &mut BackwardCtx<'_, T>) {
@@ -235,13 +261,17 @@ impl<T: Element> Op<T> for Linear {
             rows,
             fan_in,
             fan_out,
+            bf16,
         } = *self;
-        let (w, g) = (ctx.input(1), ctx.grad_output().data());
-        let gv = MatRef::row_major(g, rows, fan_out);
+        let w = operand(ctx.input(1), bf16, true).into_owned();
+        let g_operand = operand(ctx.grad_output(), bf16, false).into_owned();
+        let gv = MatRef::row_major(g_operand.data(), rows, fan_out);
         if let Some(gx) = ctx.grad_input(0) {
-            add_product(gv, w, false, gx, fan_in);
+            add_product(gv, &w, false, gx, fan_in);
         }
-        ctx.add_transposed_product(1, ctx.grad_output(), ctx.input(0));
+        let x = operand(ctx.input(0), bf16, false).into_owned();
+        ctx.add_transposed_product(1, &g_operand, &x);
+        let g = ctx.grad_output().data();
         if ctx.num_inputs() == 3 {
             if let Some(gb) = ctx.grad_input(2) {
                 // The output gradient's column sums, compiled for the widest vectors (a
@@ -262,7 +292,11 @@ impl<T: Element> Op<T> for Linear {
 impl<'t, T: Element> Var<'t, T> {
     /// Matrix product: `[.., m, k] x [k, n] → [.., m, n]` or `[b, m, k] x [b, k, n] → [b, m, n]`.
     pub fn matmul(self, other: Var<'t, T>) -> Var<'t, T> {
-        self.tape().apply(Matmul::default(), &[self, other])
+        let op = Matmul {
+            dims: Dims::default(),
+            bf16: self.tape().product_precision() == Precision::Bf16,
+        };
+        self.tape().apply(op, &[self, other])
     }
 
     /// `x·Wᵀ + b` over the last dimension (PyTorch's `F.linear`); W is `[out, in]`.
@@ -271,6 +305,7 @@ impl<'t, T: Element> Var<'t, T> {
             rows: 0,
             fan_in: 0,
             fan_out: 0,
+            bf16: self.tape().product_precision() == Precision::Bf16,
         };
         match bias {
             Some(b) => self.tape().apply(op, &[self, weight, b]),
@@ -322,6 +357,62 @@ mod tests {
                 fused.max_abs_diff(&composed) < tolerance,
                 "{rows}x{fan_in}x{fan_out}"
             );
+        }
+    }
+
+    /// With bf16 products a tape computes exactly what a full-precision tape computes from
+    /// operands rounded to bf16, forward and backward (the bias gradient sums the unrounded
+    /// output gradient); the weight's rounded copy follows its writes.
+    #[test]
+    fn bf16_products_are_products_of_rounded_operands() {
+        use crate::kernels::bf16::round_bf16;
+        use crate::kernels::Precision;
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
+        let round = |t: &Tensor<f32>| t.map(round_bf16);
+        for (rows, fan_in, fan_out) in [(1, 3, 2), (6, 20, 30), (200, 64, 96)] {
+            let x = Tensor::<f32>::uniform(&[rows, fan_in], -1.0, 1.0, &mut rng);
+            let mut w = Tensor::uniform(&[fan_out, fan_in], -1.0, 1.0, &mut rng);
+            let b = Tensor::uniform(&[fan_out], -1.0, 1.0, &mut rng);
+            let g = Tensor::uniform(&[rows, fan_out], -1.0, 1.0, &mut rng);
+            for _version in 0..2 {
+                let mixed = Tape::new();
+                mixed.set_product_precision(Precision::Bf16);
+                let (vx, vw, vb) = (
+                    mixed.var(x.clone()),
+                    mixed.var(w.clone()),
+                    mixed.var(b.clone()),
+                );
+                let y = vx.linear(vw, Some(vb));
+                let z = vx.matmul(vw.t());
+                let got = mixed.backward_seeded(vec![(y, g.clone()), (z, g.clone())]);
+                let full = Tape::new();
+                let (rx, rw, rb) = (
+                    full.var(round(&x)),
+                    full.var(round(&w)),
+                    full.var(b.clone()),
+                );
+                let y_ref = rx.linear(rw, Some(rb));
+                let z_ref = rx.matmul(rw.t());
+                let want = full.backward_seeded(vec![(y_ref, round(&g)), (z_ref, round(&g))]);
+                assert_eq!(y.to_tensor(), y_ref.to_tensor());
+                assert_eq!(z.to_tensor(), z_ref.to_tensor());
+                assert_eq!(got.wrt(vx), want.wrt(rx), "{rows}x{fan_in}x{fan_out}");
+                assert_eq!(got.wrt(vw), want.wrt(rw));
+                let sums: Vec<f32> = (0..fan_out)
+                    .map(|j| (0..rows).map(|i| g.data()[i * fan_out + j]).sum())
+                    .collect();
+                let gb = got.wrt(vb);
+                for (a, b) in gb.data().iter().zip(&sums) {
+                    assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+                }
+                let plain = Tape::new();
+                let unrounded = plain
+                    .constant(x.clone())
+                    .linear(plain.constant(w.clone()), Some(plain.constant(b.clone())));
+                assert_ne!(y.to_tensor(), unrounded.to_tensor(), "bf16 changed nothing");
+                // The optimizer writes the weight: the next tape rounds the new values.
+                w.data_mut().iter_mut().for_each(|v| *v *= 0.5);
+            }
         }
     }
 

@@ -22,6 +22,7 @@ use crate::params::ParamId;
 use crate::session::Session;
 use direction::{chunk_steps, Dims, Grads, Outputs, Weights};
 use pointwise::state_parts;
+use recur_tape::kernels::Precision;
 use recur_tape::{BackwardCtx, Element, MultiOp, Tensor, Var};
 use wavefront::StackForward;
 
@@ -98,6 +99,7 @@ pub(crate) fn fused_layers<'t, T: Element>(
                 hidden,
                 lengths: lengths.map(<[usize]>::to_vec),
                 chunk_steps,
+                bf16: s.tape().product_precision() == Precision::Bf16,
             })
             .collect(),
         arrangement,
@@ -180,6 +182,23 @@ impl<T: Element> FusedRnn<T> {
         g
     }
 
+    /// Every unit's `weight_ih` and `weight_hh` rounded to bf16 (each cached on its
+    /// parameter until the values change), by input index, when the products are mixed
+    /// precision; nothing otherwise.
+    fn rounded_weights(&self, inputs: &[&Tensor<T>]) -> Vec<(usize, Tensor<T>)> {
+        if !self.units[0].bf16 {
+            return Vec::new();
+        }
+        let parts = self.units[0].parts();
+        (0..self.units.len())
+            .flat_map(|u| {
+                let at = self.first_input(u) + parts;
+                [at, at + 1]
+            })
+            .map(|k| (k, inputs[k].bf16_rounded()))
+            .collect()
+    }
+
     /// Directions: each direction forward over `x` (on its own thread if allowed); the
     /// outputs interleaved per row.
     fn forward_directions(&mut self, inputs: &[&Tensor<T>]) -> (Vec<T>, Vec<Vec<T>>) {
@@ -258,6 +277,12 @@ impl<T: Element> MultiOp<T> for FusedRnn<T> {
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Vec<Tensor<T>> {
+        let rounded = self.rounded_weights(inputs);
+        let mut inputs = inputs.to_vec();
+        for (k, w) in &rounded {
+            inputs[*k] = w;
+        }
+        let inputs = &inputs[..];
         let (out, finals) = match self.arrangement {
             Arrangement::Directions => self.forward_directions(inputs),
             Arrangement::Stack => {
@@ -308,7 +333,11 @@ impl<T: Element> MultiOp<T> for FusedRnn<T> {
         let g_finals: Vec<Vec<T>> = (0..self.units.len())
             .map(|u| self.g_final(ctx, u))
             .collect();
-        let inputs: Vec<&Tensor<T>> = (0..ctx.num_inputs()).map(|k| ctx.input(k)).collect();
+        let mut inputs: Vec<&Tensor<T>> = (0..ctx.num_inputs()).map(|k| ctx.input(k)).collect();
+        let rounded = self.rounded_weights(&inputs);
+        for (k, w) in &rounded {
+            inputs[*k] = w;
+        }
         let needs_x = ctx.needs_grad(0);
         let results = match &self.kept {
             Kept::None => unreachable!("backward runs after forward"),

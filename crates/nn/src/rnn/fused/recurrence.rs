@@ -1,7 +1,9 @@
 //! The recurrent product of the fused kernels, h·W_hhᵀ forward and ∂g·W_hh backward. The
 //! weights come packed from the tensor (packed on first use, kept until the optimizer changes
-//! them), so every step streams the packed panels.
+//! them), so every step streams the packed panels. In mixed precision (bf16 weights, rounded
+//! by the caller) each step's input rows are rounded to bf16 first.
 
+use recur_tape::kernels::bf16::extend_rounded_bf16;
 use recur_tape::kernels::{MatRef, PackedMatrix};
 use recur_tape::{Element, Tensor};
 use std::borrow::Cow;
@@ -9,20 +11,27 @@ use std::borrow::Cow;
 /// `weight_hh` `[gates, hidden]` as the right-hand side of the per-step product.
 pub(super) struct Recurrence<'a, T: Element> {
     packed: Cow<'a, PackedMatrix<T>>,
+    /// Round each step's input to bf16 (into `rounded`) before the product.
+    bf16: bool,
+    rounded: Vec<T>,
 }
 
 impl<'a, T: Element> Recurrence<'a, T> {
     /// For forward steps: B = W_hhᵀ `[hidden, gates]`.
-    pub fn forward(w_hh: &'a Tensor<T>) -> Self {
+    pub fn forward(w_hh: &'a Tensor<T>, bf16: bool) -> Self {
         Recurrence {
             packed: w_hh.packed(true),
+            bf16,
+            rounded: Vec::new(),
         }
     }
 
     /// For backward steps: B = W_hh `[gates, hidden]`.
-    pub fn backward(w_hh: &'a Tensor<T>) -> Self {
+    pub fn backward(w_hh: &'a Tensor<T>, bf16: bool) -> Self {
         Recurrence {
             packed: w_hh.packed(false),
+            bf16,
+            rounded: Vec::new(),
         }
     }
 
@@ -30,7 +39,7 @@ impl<'a, T: Element> Recurrence<'a, T> {
     /// `rows(B)` columns of the `[batch, in_stride]` rows of `input`, writing the first
     /// `cols(B)` columns of the `[batch, out_stride]` rows of `out`.
     pub fn step(
-        &self,
+        &mut self,
         input: &[T],
         in_stride: usize,
         batch: usize,
@@ -38,13 +47,21 @@ impl<'a, T: Element> Recurrence<'a, T> {
         out_stride: usize,
         accumulate: bool,
     ) {
-        let a = MatRef {
+        let cols = self.packed.rows();
+        let mut a = MatRef {
             data: input,
             rows: batch,
-            cols: self.packed.rows(),
+            cols,
             row_stride: in_stride,
             col_stride: 1,
         };
+        if self.bf16 {
+            self.rounded.clear();
+            for row in input.chunks(in_stride).take(batch) {
+                extend_rounded_bf16(&mut self.rounded, &row[..cols]);
+            }
+            a = MatRef::row_major(&self.rounded, batch, cols);
+        }
         self.packed.mul_into(a, out, out_stride, accumulate);
     }
 }

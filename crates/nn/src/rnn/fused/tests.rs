@@ -5,9 +5,10 @@
 
 use crate::check::gradcheck_params;
 use crate::params::ParamStore;
-use crate::rnn::tests::{rand_tensor, rng, run_values};
+use crate::rnn::tests::{rand_tensor, rng, run_values, run_values_with};
 use crate::rnn::{AnyCell, Cell, CellKind, Nonlinearity, Recurrent, RnnOptions};
 use recur_tape::concat;
+use recur_tape::kernels::Precision;
 
 const KINDS: [CellKind; 4] = [
     CellKind::Rnn(Nonlinearity::Tanh),
@@ -48,6 +49,46 @@ fn fused_matches_composed_steps() {
             let a = run_values(&fused, &store, &x, lengths.as_deref(), *init);
             let b = run_values(&composed, &store, &x, lengths.as_deref(), *init);
             assert_close(&a, &b, &format!("{kind} {options:?} {lengths:?}"));
+        }
+    }
+}
+
+/// In mixed precision the fused kernels round the same operands as the composed steps'
+/// `linear` ops (weights, inputs, states and, in backward, gate gradients), so values and
+/// every gradient still agree to rounding, and checkpointing through time recomputes in
+/// bf16 too; bf16 moves them visibly away from full precision.
+#[test]
+fn bf16_products_round_the_same_operands_fused_and_composed() {
+    let x = rand_tensor(&[7, 3, 3], 12);
+    let lengths = vec![7, 2, 5];
+    for kind in KINDS {
+        for (options, lengths) in [
+            (RnnOptions::new(3, 5).num_layers(2), None),
+            (
+                RnnOptions::new(3, 4).bidirectional(true),
+                Some(lengths.as_slice()),
+            ),
+        ] {
+            let mut store = ParamStore::new();
+            let fused = layer(&mut store, kind, options.clone());
+            let mut composed = fused.clone();
+            composed.options.fused = false;
+            let mut checkpointed = composed.clone();
+            checkpointed.options.checkpoint = true;
+            let what = format!("{kind} {options:?} bf16");
+            let a = run_values_with(&fused, &store, &x, lengths, true, Precision::Bf16);
+            let b = run_values_with(&composed, &store, &x, lengths, true, Precision::Bf16);
+            let c = run_values_with(&checkpointed, &store, &x, lengths, true, Precision::Bf16);
+            assert_close(&a, &b, &what);
+            assert_close(&c, &b, &format!("{what} checkpointed"));
+            let full = run_values(&fused, &store, &x, lengths, true);
+            let largest = a
+                .iter()
+                .zip(&full)
+                .flat_map(|(u, v)| u.data().iter().zip(v.data()).map(|(p, q)| (p - q).abs()))
+                .fold(0.0, f64::max);
+            assert!(largest > 1e-4, "{what}: bf16 changed nothing ({largest})");
+            assert!(largest < 0.1, "{what}: bf16 off by {largest}");
         }
     }
 }

@@ -23,6 +23,10 @@ pub(in crate::rnn::fused) struct BackwardRun<'a, T: Element> {
     prev_h: Vec<T>,
     outputs: Outputs<'a, T>,
     grads: Grads<T>,
+    /// Operands rounded to bf16 (mixed precision): the gate gradients, and x or the
+    /// previous states.
+    rounded_d: Vec<T>,
+    rounded_rows: Vec<T>,
 }
 
 impl<'a, T: Element> BackwardRun<'a, T> {
@@ -43,7 +47,7 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             dims,
             reverse,
             saved,
-            recurrence: Recurrence::backward(weights.w_hh),
+            recurrence: Recurrence::backward(weights.w_hh, dims.bf16),
             grads: Grads {
                 x: None,
                 init: Vec::new(),
@@ -67,6 +71,8 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             } else {
                 Vec::new()
             },
+            rounded_d: Vec::new(),
+            rounded_rows: Vec::new(),
         }
     }
 
@@ -149,20 +155,27 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             rows,
             gates,
         );
+        let bf16 = dims.bf16;
+        let d_xg_operand = operand(d_xg, bf16, &mut self.rounded_d);
         if let Some(dx) = dx {
             let w = self.weights.w_ih;
             if suits_many_rows() {
-                w.packed(false).mul_into(d_xg, dx, dims.input, false);
+                w.packed(false)
+                    .mul_into(d_xg_operand, dx, dims.input, false);
             } else {
                 let w = MatRef::row_major(w.data(), gates, dims.input);
-                gemm(T::one(), d_xg, w, T::zero(), dx, dims.input);
+                gemm(T::one(), d_xg_operand, w, T::zero(), dx, dims.input);
             }
         }
         let grads = &mut self.grads;
         gemm(
             T::one(),
-            d_xg.t(),
-            MatRef::row_major(x, rows, dims.input),
+            d_xg_operand.t(),
+            operand(
+                MatRef::row_major(x, rows, dims.input),
+                bf16,
+                &mut self.rounded_rows,
+            ),
             T::one(),
             &mut grads.w_ih,
             dims.input,
@@ -196,7 +209,12 @@ impl<'a, T: Element> BackwardRun<'a, T> {
         };
         for (local, prev) in runs {
             let d = &d_hg.data[local.start * gates..local.end * gates];
-            let d = MatRef::row_major(d, local.len(), gates);
+            let d = operand(
+                MatRef::row_major(d, local.len(), gates),
+                bf16,
+                &mut self.rounded_d,
+            );
+            let prev = operand(prev, bf16, &mut self.rounded_rows);
             gemm(T::one(), d.t(), prev, T::one(), &mut grads.w_hh, hidden);
         }
         // The biases' gradients are the gate gradients' column sums; b_hh's are b_ih's

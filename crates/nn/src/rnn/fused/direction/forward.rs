@@ -18,8 +18,8 @@ fn input_bias<T: Element>(dims: &Dims, weights: &Weights<'_, T>) -> Option<Vec<T
     })
 }
 
-/// The input part `xg` ← x·W_ihᵀ + `bias` of the `rows` rows of `x`; the kernel adds the
-/// bias as it stores the product.
+/// The input part `xg` ← x·W_ihᵀ + `bias` of the `rows` rows of `x` (in mixed precision
+/// rounded into `rounded` first); the kernel adds the bias as it stores the product.
 fn input_part<T: Element>(
     dims: &Dims,
     x: &[T],
@@ -27,9 +27,10 @@ fn input_part<T: Element>(
     weights: &Weights<'_, T>,
     bias: Option<&[T]>,
     xg: &mut [T],
+    rounded: &mut Vec<T>,
 ) {
     let gates = dims.gates();
-    let x = MatRef::row_major(x, rows, dims.input);
+    let x = operand(MatRef::row_major(x, rows, dims.input), dims.bf16, rounded);
     let xg = &mut xg[..rows * gates];
     if suits_many_rows() {
         let add = bias.map_or(AddTo::Nothing, AddTo::Row);
@@ -68,6 +69,8 @@ pub(in crate::rnn::fused) struct ForwardRun<'a, T: Element> {
     /// backward reads).
     keep: bool,
     scratch: Vec<MaybeUninit<T>>,
+    /// The chunk's input rounded to bf16 (mixed precision).
+    rounded: Vec<T>,
 }
 
 impl<'a, T: Element> ForwardRun<'a, T> {
@@ -82,7 +85,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
         ForwardRun {
             dims,
             reverse,
-            recurrence: Recurrence::forward(weights.w_hh),
+            recurrence: Recurrence::forward(weights.w_hh, dims.bf16),
             bias: input_bias(dims, &weights),
             weights,
             state,
@@ -93,6 +96,7 @@ impl<'a, T: Element> ForwardRun<'a, T> {
             scratch: std::iter::repeat_with(MaybeUninit::uninit)
                 .take(scratch_len)
                 .collect(),
+            rounded: Vec::new(),
         }
     }
 
@@ -109,7 +113,15 @@ impl<'a, T: Element> ForwardRun<'a, T> {
             .map(|(_, b)| b.data());
         let first = chunk.start * batch;
         let (rows, bias) = (chunk.len() * batch, self.bias.as_deref());
-        input_part(dims, x, rows, &self.weights, bias, &mut self.xg);
+        input_part(
+            dims,
+            x,
+            rows,
+            &self.weights,
+            bias,
+            &mut self.xg,
+            &mut self.rounded,
+        );
         let save = self.keep && !dims.state_is_output();
         let saved = self.saved.chunk_mut(dims, chunk);
         // The chunk's saved values are written by its steps into fresh capacity, not
