@@ -71,7 +71,7 @@ mod tests {
         // Just below rounds down.
         assert_eq!(bf16_value(bf16_bits(1.0 + 2f32.powi(-9))), 1.0);
         assert_eq!(bf16_value(bf16_bits(-3.0)), -3.0);
-        assert_eq!(bf16_value(bf16_bits(0.1)), 0.10009765625);
+        assert_eq!(bf16_value(bf16_bits(0.1)), 205.0 / 2048.0);
     }
 
     #[test]
@@ -101,6 +101,6 @@ mod tests {
             assert!((r - v).abs() <= v.abs() * 2f32.powi(-8));
             previous = r;
         }
-        assert_eq!(round_bf16(0.1f64), f64::from(0.10009765625f32));
+        assert_eq!(round_bf16(0.1f64), 205.0 / 2048.0);
     }
 }
