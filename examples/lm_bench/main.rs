@@ -382,8 +382,10 @@ fn custom_cell() {
 
 /// Greedy generation of 200 characters, batch 1, with a 2×256 LSTM: the stepper (weights
 /// packed once, the embedding folded into the first layer's input projection) and the
-/// output layer, in `precision`.
-fn generate(precision: Precision) {
+/// output layer, in `precision`; with several threads each large product's rows are shared
+/// out over them.
+fn generate(precision: Precision, threads: usize) {
+    set_threads(threads);
     let mut rng = StdRng::seed_from_u64(0);
     let mut store = ParamStore::<f32>::new();
     let lstm = Lstm::new(
@@ -480,10 +482,10 @@ fn main() {
         custom_cell();
     }
     if wanted(SMALL[2]) {
-        generate(Precision::Full);
+        generate(Precision::Full, threads);
     }
     if wanted(GENERATE_BF16) {
-        generate(Precision::Bf16);
+        generate(Precision::Bf16, threads);
     }
     if wanted(scan::OP_CASE) {
         scan::scan_op(threads);

@@ -18,8 +18,9 @@ thread_local! {
 }
 
 /// How many threads recur may use for independent work inside one step: the two directions
-/// of a bidirectional layer, the layers of a unidirectional stack as a wavefront, and large
-/// elementwise passes over parameters and gradients. Default 1. Results are identical for
+/// of a bidirectional layer, the layers of a unidirectional stack as a wavefront, large
+/// elementwise passes over parameters and gradients, and the rows of a `Stepper`'s large
+/// products. Default 1. Results are identical for
 /// any count. Inside the workers of [`map_shards`] (a batch already split across threads)
 /// the count is 1.
 pub fn set_threads(n: usize) {

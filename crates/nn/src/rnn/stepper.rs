@@ -2,13 +2,17 @@
 //! sequence, without a tape: text generation and greedy decoding, where each step's input
 //! depends on the last step's output. It is bound by reading the weights once per step, so
 //! it packs them once ([`PackedRows`], in full precision or bf16), allocates nothing per
-//! step, and can fold an embedding into the first layer's input projection: a table of
-//! W_ih·e + b per token, read as one row. The gate arithmetic is the fused layer's.
+//! step (at one thread), and can fold an embedding into the first layer's input projection:
+//! a table of W_ih·e + b per token, read as one row. The gate arithmetic is the fused
+//! layer's. With `parallel::set_threads(n)` the rows of each large product are shared out
+//! over n threads, each core reading its share of the weights; results do not change.
 
 use super::fused::pointwise::{forward_row, gate_count, saved_width, state_parts, RowForward};
 use super::{Cell, CellKind, Recurrent};
 use crate::embedding::Embedding;
+use crate::parallel::{map_parts, threads};
 use crate::params::ParamStore;
+use recur_tape::kernels::matvec::PANEL_ROWS;
 use recur_tape::kernels::packed::AddTo;
 use recur_tape::kernels::{MatRef, PackedRows, Precision};
 use recur_tape::{Element, Tensor};
@@ -17,6 +21,31 @@ use recur_tape::{Element, Tensor};
 /// embedding and projects its row instead (a 10k-word vocabulary with 4·650 gate rows would
 /// take 100 MB).
 const MAX_TABLE_VALUES: usize = 1 << 23;
+
+/// y ← W·x (+ `bias`), its rows shared out in whole panels over the library's threads
+/// (`parallel::set_threads`) when W is large enough to pay for handing work over
+/// (`parallel::map_parts` decides); each row's sum is the same whichever thread makes it.
+fn product<T: Element>(w: &PackedRows<T>, x: &[T], y: &mut [T], bias: Option<&[T]>) {
+    let (threads, panels) = (threads(), w.rows().div_ceil(PANEL_ROWS));
+    if threads < 2 || panels < 2 {
+        return w.mul_vec(x, y, bias.map_or(AddTo::Nothing, AddTo::Row));
+    }
+    let per = panels.div_ceil(threads) * PANEL_ROWS;
+    let parts: Vec<(usize, &mut [T])> = y
+        .chunks_mut(per)
+        .enumerate()
+        .map(|(k, out)| (k * per, out))
+        .collect();
+    map_parts(
+        parts,
+        |(_, out)| out.len() * w.cols(),
+        |(start, out)| {
+            let rows = start..start + out.len();
+            let add = bias.map_or(AddTo::Nothing, |b| AddTo::Row(&b[rows.clone()]));
+            w.mul_vec_rows(x, rows, out, add)
+        },
+    );
+}
 
 /// A stacked recurrent layer, packed for stepping a single sequence.
 pub struct Stepper<T: Element> {
@@ -225,9 +254,7 @@ impl<T: Element> Stepper<T> {
             x.len(),
             first.w_ih.cols()
         );
-        first
-            .w_ih
-            .mul_vec(x, &mut self.xg, AddTo::Row(&first.input_bias));
+        product(&first.w_ih, x, &mut self.xg, Some(&first.input_bias));
         self.run_layers()
     }
 
@@ -248,9 +275,7 @@ impl<T: Element> Stepper<T> {
                 assert!(token < *vocab, "Stepper: token {token} of {vocab}");
                 let (first, w) = (&self.layers[0], self.layers[0].w_ih.cols());
                 let e = &rows[token * w..(token + 1) * w];
-                first
-                    .w_ih
-                    .mul_vec(e, &mut self.xg, AddTo::Row(&first.input_bias));
+                product(&first.w_ih, e, &mut self.xg, Some(&first.input_bias));
             }
         }
         self.run_layers()
@@ -265,9 +290,7 @@ impl<T: Element> Stepper<T> {
                 // The layer below's new h.
                 let input = &self.state[(l - 1) * width..(l - 1) * width + h];
                 let layer = &self.layers[l];
-                layer
-                    .w_ih
-                    .mul_vec(input, &mut self.xg, AddTo::Row(&layer.input_bias));
+                product(&layer.w_ih, input, &mut self.xg, Some(&layer.input_bias));
             }
             let layer = &self.layers[l];
             let state = &mut self.state[l * width..(l + 1) * width];

@@ -191,3 +191,29 @@ fn a_packed_linear_computes_the_linear_layer() {
         }
     }
 }
+
+/// With two threads the large products' rows are shared out (a 2×256 LSTM's 1024×256
+/// weights are over `map_parts`' threshold), and every step is bit for bit the same.
+#[test]
+fn two_threads_step_bit_for_bit_as_one() {
+    for precision in [Precision::Full, Precision::Bf16] {
+        let (mut store, layer, mut rng) =
+            build::<f32>(CellKind::Lstm, RnnOptions::new(256, 256).num_layers(2), 4);
+        let emb = Embedding::new(&mut store, "emb", 65, 256, None, &mut rng);
+        let run = |threads| {
+            crate::parallel::set_threads(threads);
+            let mut stepper = Stepper::new(&store, &layer, precision)
+                .unwrap()
+                .with_embedding(&store, &emb);
+            let steps: Vec<Vec<u32>> = (0..12)
+                .map(|t| {
+                    let h = stepper.step_token(t * 5 % 65);
+                    h.iter().map(|v| v.to_bits()).collect()
+                })
+                .collect();
+            crate::parallel::set_threads(1);
+            steps
+        };
+        assert_eq!(run(1), run(2), "{precision:?}");
+    }
+}

@@ -14,6 +14,7 @@ use super::simd::widest;
 use super::MatRef;
 use crate::Element;
 use std::cell::RefCell;
+use std::ops::Range;
 
 /// Output rows per panel.
 pub const PANEL_ROWS: usize = 32;
@@ -115,26 +116,41 @@ impl<T: Element> PackedRows<T> {
 
     /// y ← W·x + what `add` says (a row of `rows` values for [`AddTo::Row`]).
     pub fn mul_vec(&self, x: &[T], y: &mut [T], add: AddTo<'_, T>) {
-        let (rows, cols) = (self.rows, self.cols);
+        self.mul_vec_rows(x, 0..self.rows, y, add)
+    }
+
+    /// Rows `rows` of W·x + what `add` says into `y` (`rows.len()` values; a row of as many
+    /// for [`AddTo::Row`]); `rows` starts at a panel, a multiple of [`PANEL_ROWS`]. Threads
+    /// taking disjoint row ranges compute exactly what one product would.
+    pub fn mul_vec_rows(&self, x: &[T], rows: Range<usize>, y: &mut [T], add: AddTo<'_, T>) {
+        let cols = self.cols;
         assert!(
-            x.len() == cols && y.len() == rows,
-            "matvec: W is {rows}x{cols}, x has {} values and y {}",
+            x.len() == cols && y.len() == rows.len() && rows.end <= self.rows,
+            "matvec: W is {}x{cols}, x has {} values, y {} for rows {rows:?}",
+            self.rows,
             x.len(),
             y.len()
         );
+        assert!(
+            rows.start.is_multiple_of(PANEL_ROWS),
+            "matvec: rows {rows:?} do not start at a panel"
+        );
         if let AddTo::Row(row) = add {
             assert!(
-                row.len() == rows,
-                "matvec: a row of {} to add to {rows} outputs",
-                row.len()
+                row.len() == rows.len(),
+                "matvec: a row of {} to add to {} outputs",
+                row.len(),
+                rows.len()
             );
         }
+        let first = rows.start / PANEL_ROWS;
         match &self.weights {
             Weights::Full(w) => widest(
                 #[inline(always)]
                 || {
+                    let stride = cols * PANEL_ROWS;
                     for (p, out) in y.chunks_mut(PANEL_ROWS).enumerate() {
-                        let panel = &w[p * cols * PANEL_ROWS..(p + 1) * cols * PANEL_ROWS];
+                        let panel = &w[(first + p) * stride..(first + p + 1) * stride];
                         finish(full_panel(panel, x), out, p, add);
                     }
                 },
@@ -149,9 +165,9 @@ impl<T: Element> PackedRows<T> {
                     widest(
                         #[inline(always)]
                         || {
+                            let stride = pairs * PANEL_ROWS;
                             for (p, out) in y.chunks_mut(PANEL_ROWS).enumerate() {
-                                let panel =
-                                    &w[p * pairs * PANEL_ROWS..(p + 1) * pairs * PANEL_ROWS];
+                                let panel = &w[(first + p) * stride..(first + p + 1) * stride];
                                 finish(bf16_panel(panel, rounded), out, p, add);
                             }
                         },
@@ -265,6 +281,26 @@ mod tests {
         }
     }
 
+    /// Disjoint row ranges, as threads would take them, make up the whole product.
+    #[test]
+    fn row_ranges_compute_their_rows_of_the_product() {
+        let (rows, cols) = (100, 9);
+        let w = weights(rows, cols);
+        let x: Vec<f32> = (0..cols).map(|k| k as f32 * 0.3 - 1.0).collect();
+        let bias: Vec<f32> = (0..rows).map(|r| r as f32).collect();
+        for precision in [Precision::Full, Precision::Bf16] {
+            let packed = PackedRows::new(MatRef::row_major(&w, rows, cols), precision);
+            let mut whole = vec![0.0; rows];
+            packed.mul_vec(&x, &mut whole, AddTo::Row(&bias));
+            let mut pieces = vec![0.0; rows];
+            for range in [0..32, 32..96, 96..100] {
+                let add = AddTo::Row(&bias[range.clone()]);
+                packed.mul_vec_rows(&x, range.clone(), &mut pieces[range], add);
+            }
+            assert_eq!(whole, pieces);
+        }
+    }
+
     #[test]
     fn a_transposed_view_packs_the_same_weights() {
         let (rows, cols) = (40, 9);
@@ -345,7 +381,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "matvec: W is 4x3, x has 2 values and y 4")]
+    #[should_panic(expected = "matvec: W is 4x3, x has 2 values, y 4 for rows 0..4")]
     fn a_wrong_length_names_both_shapes() {
         let w = vec![0.0f32; 12];
         PackedRows::new(MatRef::row_major(&w, 4, 3), Precision::Full).mul_vec(
