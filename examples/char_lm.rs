@@ -35,8 +35,7 @@ use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{Tbptt, TbpttOptions};
 use recur::nn::train_state::sha256_hex;
 use recur::nn::{LayerKind, ParamStore};
-use recur::tape::kernels::Precision;
-use run::{saved_on_signal, Signals};
+use run::{mark_bf16, products, saved_on_signal, Signals};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -172,11 +171,7 @@ fn sampling(args: &Args) -> Sampling {
         length: args.length,
         temperature: args.temperature,
         top_k: args.top_k,
-        weights: if args.bf16 {
-            Precision::Bf16
-        } else {
-            Precision::Full
-        },
+        weights: products(args.bf16),
     }
 }
 
@@ -207,10 +202,7 @@ fn run_config(args: &Args, c: &LmConfig, data_sha256: &str) -> serde_json::Value
         "layers": c.layers, "dropout": c.dropout, "batch_size": args.batch_size,
         "num_steps": args.num_steps, "lr": args.lr, "clip": args.clip, "seed": args.seed,
         "eval_every": args.eval_every, "shards": args.shards, "log_every": args.log_every, "data_sha256": data_sha256});
-    if args.bf16 {
-        // Only when set: states saved in f32 before the flag existed still resume.
-        config["bf16"] = json!(true);
-    }
+    mark_bf16(&mut config, args.bf16);
     config
 }
 
@@ -288,11 +280,7 @@ fn train(args: &Args, across: &Rc<DataParallel>) -> Result<Option<i32>, String> 
         threads,
         seed: args.seed,
         checkpoint: false,
-        products: if args.bf16 {
-            Precision::Bf16
-        } else {
-            Precision::Full
-        },
+        products: products(args.bf16),
     };
     let mut lm = LmRun {
         store,

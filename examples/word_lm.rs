@@ -28,9 +28,8 @@ use recur::nn::parallel::use_threads;
 use recur::nn::tbptt::{Tbptt, TbpttOptions};
 use recur::nn::train_state::sha256_hex;
 use recur::nn::{CellKind, LayerKind, ParamStore};
-use recur::tape::kernels::Precision;
 use recur::tape::Tensor;
-use run::{saved_on_signal, Signals};
+use run::{mark_bf16, products, saved_on_signal, Signals};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -127,10 +126,7 @@ fn train(args: &Args, dir: PathBuf, across: &Rc<DataParallel>) -> Result<Option<
     }
     let mut settings = json!({"seed": args.seed, "log_every": args.log_every, "shards": args.shards,
         "data_sha256": sha256_hex(&digest)});
-    if args.bf16 {
-        // Only when set: states saved in f32 before the flag existed still resume.
-        settings["bf16"] = json!(true);
-    }
+    mark_bf16(&mut settings, args.bf16);
     let vocab = Vocab::build(&train, 1, &[]);
     let unknown = valid.iter().chain(&test).find(|w| vocab.get(w).is_none());
     if let Some(w) = unknown {
@@ -191,11 +187,7 @@ fn train(args: &Args, dir: PathBuf, across: &Rc<DataParallel>) -> Result<Option<
         threads,
         seed: args.seed,
         checkpoint: false,
-        products: if args.bf16 {
-            Precision::Bf16
-        } else {
-            Precision::Full
-        },
+        products: products(args.bf16),
     };
     let mut lm = LmRun {
         store,

@@ -1,10 +1,29 @@
 //! What the training examples share so that no work is lost: a numbered folder per run under
 //! `--out` with a stable `latest` link (a new run never overwrites an earlier one's model),
-//! and SIGINT/SIGTERM turned into "finish this step, save the state, exit".
+//! and SIGINT/SIGTERM turned into "finish this step, save the state, exit"; and what
+//! `--bf16` means for a run and for the settings its resume must match.
 
+use recur::tape::kernels::Precision;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// The products' precision `--bf16` asks for.
+pub fn products(bf16: bool) -> Precision {
+    if bf16 {
+        Precision::Bf16
+    } else {
+        Precision::Full
+    }
+}
+
+/// Marks the settings a resume must match as a bf16 run's: only when it is one, so that
+/// states saved before `--bf16` existed still resume.
+pub fn mark_bf16(settings: &mut serde_json::Value, bf16: bool) {
+    if bf16 {
+        settings["bf16"] = serde_json::Value::Bool(true);
+    }
+}
 
 /// The folder a run writes into.
 pub struct RunDir {

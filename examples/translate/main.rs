@@ -40,9 +40,8 @@ use recur::seq2seq::{
     beam_search, bucket_batches, corpus_bleu, corpus_chrf, AttentionKind, Batch, BeamOptions,
     ContextMode, Seq2Seq, Seq2SeqConfig, TeacherForcing, SPECIALS,
 };
-use recur::tape::kernels::Precision;
 use recur::tape::Tape;
-use run::{saved_on_signal, RunDir, Signals};
+use run::{mark_bf16, products, saved_on_signal, RunDir, Signals};
 use saved::{attention_kind, config_json, decode, encode, saved_from, Saved};
 use serde_json::{json, Value};
 use std::io::BufRead;
@@ -177,10 +176,7 @@ fn run_config(args: &Args, saved: &Saved, data_sha256: &str) -> Value {
     for (k, v) in config {
         fields[k] = Value::String(v);
     }
-    if args.bf16 {
-        // Only when set: states saved in f32 before the flag existed still resume.
-        fields["bf16"] = Value::Bool(true);
-    }
+    mark_bf16(&mut fields, args.bf16);
     fields
 }
 
@@ -348,9 +344,7 @@ fn train(args: &Args, across: &DataParallel) -> Result<Option<i32>, String> {
                 let k = local.start + i;
                 let shard = batch.rows(shard_range(batch.rows, args.shards, k));
                 let tape = Tape::new();
-                if args.bf16 {
-                    tape.set_product_precision(Precision::Bf16);
-                }
+                tape.set_product_precision(products(args.bf16));
                 let seed = args.seed ^ ((step as u64) << 8) ^ k as u64;
                 let s = Session::new(&tape, &store, Mode::Train, seed);
                 let loss = model.loss(

@@ -8,7 +8,7 @@
 //! pairs of columns), with the same roundings on every machine and vector width, so all
 //! give the same bits.
 
-use super::bf16::{bf16_bits, round_bf16};
+use super::bf16::{bf16_bits, round_slice_bf16};
 use super::packed::AddTo;
 use super::simd::widest;
 use super::MatRef;
@@ -62,8 +62,8 @@ impl<T: Element> PackedRows<T> {
             Precision::Full => Weights::Full(
                 (0..panels * cols * PANEL_ROWS)
                     .map(|i| {
-                        let (r, k) = (i % PANEL_ROWS, i / PANEL_ROWS % cols.max(1));
-                        at(i / PANEL_ROWS / cols.max(1) * PANEL_ROWS + r, k)
+                        let (k, p) = (i / PANEL_ROWS % cols, i / PANEL_ROWS / cols);
+                        at(p * PANEL_ROWS + i % PANEL_ROWS, k)
                     })
                     .collect(),
             ),
@@ -148,32 +148,61 @@ impl<T: Element> PackedRows<T> {
             Weights::Full(w) => widest(
                 #[inline(always)]
                 || {
-                    let stride = cols * PANEL_ROWS;
-                    for (p, out) in y.chunks_mut(PANEL_ROWS).enumerate() {
-                        let panel = &w[(first + p) * stride..(first + p + 1) * stride];
-                        finish(full_panel(panel, x), out, p, add);
-                    }
+                    each_panel(
+                        w,
+                        cols * PANEL_ROWS,
+                        first,
+                        y,
+                        add,
+                        #[inline(always)]
+                        |panel: &[T]| full_panel(panel, x),
+                    )
                 },
             ),
             Weights::Bf16(w) => {
                 let pairs = cols.div_ceil(2);
                 with_scratch(2 * pairs, |rounded: &mut [T]| {
-                    for (r, &v) in rounded.iter_mut().zip(x) {
-                        *r = round_bf16(v);
-                    }
+                    rounded[..cols].copy_from_slice(x);
+                    round_slice_bf16(&mut rounded[..cols]);
                     rounded[cols..].fill(T::zero());
+                    let rounded = &*rounded;
                     widest(
                         #[inline(always)]
                         || {
-                            let stride = pairs * PANEL_ROWS;
-                            for (p, out) in y.chunks_mut(PANEL_ROWS).enumerate() {
-                                let panel = &w[(first + p) * stride..(first + p + 1) * stride];
-                                finish(bf16_panel(panel, rounded), out, p, add);
-                            }
+                            each_panel(
+                                w,
+                                pairs * PANEL_ROWS,
+                                first,
+                                y,
+                                add,
+                                #[inline(always)]
+                                |panel: &[u32]| bf16_panel(panel, rounded),
+                            )
                         },
                     )
                 })
             }
+        }
+    }
+}
+
+/// For each panel of `y` (`PANEL_ROWS` rows from panel `first` of the packed weights `w`,
+/// `stride` words a panel): its sums from `sums(panel's weights)`, plus what `add` says.
+/// Callers pass `sums` as an `#[inline(always)]` closure: one left to the compiler was not
+/// inlined into the vectorized caller and made f32 generation 0.77–0.83× as fast (8 pairs).
+#[inline(always)]
+fn each_panel<W, T: Element>(
+    w: &[W],
+    stride: usize,
+    first: usize,
+    y: &mut [T],
+    add: AddTo<'_, T>,
+    sums: impl Fn(&[W]) -> [T; PANEL_ROWS],
+) {
+    for (p, out) in y.chunks_mut(PANEL_ROWS).enumerate() {
+        let panel_sums = sums(&w[(first + p) * stride..(first + p + 1) * stride]);
+        for (j, (o, &s)) in out.iter_mut().zip(&panel_sums).enumerate() {
+            *o = add.added(s, *o, p * PANEL_ROWS + j);
         }
     }
 }
@@ -226,14 +255,6 @@ fn bf16_panel<T: Element>(panel: &[u32], x: &[T]) -> [T; PANEL_ROWS] {
         }
     }
     sums
-}
-
-/// Writes panel `p`'s sums into its rows of y, adding what `add` says.
-#[inline(always)]
-fn finish<T: Element>(sums: [T; PANEL_ROWS], out: &mut [T], p: usize, add: AddTo<'_, T>) {
-    for (j, (o, &s)) in out.iter_mut().zip(&sums).enumerate() {
-        *o = add.added(s, *o, p * PANEL_ROWS + j);
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The recurrent product of the fused kernels, h·W_hhᵀ forward and ∂g·W_hh backward. The
 //! weights come packed from the tensor (packed on first use, kept until the optimizer changes
 //! them), so every step streams the packed panels. In mixed precision (bf16 weights, rounded
-//! by the caller) each step's input rows are rounded to bf16 first.
+//! by the caller) each step's input rows are rounded to bf16 first, by `operand`, which the
+//! direction runs use for the operands of their other products too.
 
-use recur_tape::kernels::bf16::extend_rounded_bf16;
+use recur_tape::kernels::bf16::{extend_rounded_bf16, round_bf16};
 use recur_tape::kernels::{MatRef, PackedMatrix};
 use recur_tape::{Element, Tensor};
 use std::borrow::Cow;
@@ -47,21 +48,36 @@ impl<'a, T: Element> Recurrence<'a, T> {
         out_stride: usize,
         accumulate: bool,
     ) {
-        let cols = self.packed.rows();
-        let mut a = MatRef {
+        let a = MatRef {
             data: input,
             rows: batch,
-            cols,
+            cols: self.packed.rows(),
             row_stride: in_stride,
             col_stride: 1,
         };
-        if self.bf16 {
-            self.rounded.clear();
-            for row in input.chunks(in_stride).take(batch) {
-                extend_rounded_bf16(&mut self.rounded, &row[..cols]);
-            }
-            a = MatRef::row_major(&self.rounded, batch, cols);
-        }
+        let a = operand(a, self.bf16, &mut self.rounded);
         self.packed.mul_into(a, out, out_stride, accumulate);
     }
+}
+
+/// `a`, or (if `bf16`) its values rounded to bf16, row-major in `scratch`: an activation
+/// operand of a product in mixed precision.
+pub(super) fn operand<'b, T: Element>(
+    a: MatRef<'b, T>,
+    bf16: bool,
+    scratch: &'b mut Vec<T>,
+) -> MatRef<'b, T> {
+    if !bf16 {
+        return a;
+    }
+    scratch.clear();
+    for i in 0..a.rows {
+        if a.col_stride == 1 {
+            extend_rounded_bf16(scratch, &a.data[i * a.row_stride..][..a.cols]);
+        } else {
+            let row = (0..a.cols).map(|j| a.data[i * a.row_stride + j * a.col_stride]);
+            scratch.extend(row.map(round_bf16));
+        }
+    }
+    MatRef::row_major(scratch, a.rows, a.cols)
 }

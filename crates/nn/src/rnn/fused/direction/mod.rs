@@ -15,9 +15,8 @@ pub(super) use forward::{forward, ForwardRun};
 
 use super::pointwise::{backward_row, fill, forward_row, gate_count, saved_width, state_parts};
 use super::pointwise::{RowBackward, RowForward};
-use super::recurrence::Recurrence;
+use super::recurrence::{operand, Recurrence};
 use crate::rnn::CellKind;
-use recur_tape::kernels::bf16::{extend_rounded_bf16, round_bf16};
 use recur_tape::kernels::packed::{suits_many_rows, AddTo};
 use recur_tape::kernels::simd::widest;
 use recur_tape::kernels::{gemm, MatRef};
@@ -123,24 +122,6 @@ impl Dims {
     fn separate_hidden_bias(&self) -> bool {
         self.kind == CellKind::Gru
     }
-}
-
-/// `a`, or (if `bf16`) its values rounded to bf16, row-major in `scratch`: an activation
-/// operand of a product in mixed precision.
-fn operand<'b, T: Element>(a: MatRef<'b, T>, bf16: bool, scratch: &'b mut Vec<T>) -> MatRef<'b, T> {
-    if !bf16 {
-        return a;
-    }
-    scratch.clear();
-    for i in 0..a.rows {
-        if a.col_stride == 1 {
-            extend_rounded_bf16(scratch, &a.data[i * a.row_stride..][..a.cols]);
-        } else {
-            let row = (0..a.cols).map(|j| a.data[i * a.row_stride + j * a.col_stride]);
-            scratch.extend(row.map(round_bf16));
-        }
-    }
-    MatRef::row_major(scratch, a.rows, a.cols)
 }
 
 /// One direction's initial state parts (`[B, H]` each) and weights.
