@@ -4,18 +4,20 @@
 //! whatever the number of ranks. The flat gradient is cut into one segment per rank; an
 //! all-to-all hands each rank every shard's part of its segment, the rank sums it shard by
 //! shard, and an all-gather spreads the sums: a ring allreduce's traffic (2(N−1)/N of the
-//! gradient per rank), in a fixed order.
+//! gradient per rank), in a fixed order. Blocks of a gradient that are all zero (the rows of
+//! an embedding that a shard's tokens did not touch) are named, not sent.
 //!
 //! The transport is MPI (`Mpi`, with the feature `mpi`); [`Collective`] is all the reduction needs
 //! from it, and [`SingleProcess`] is the one-rank case.
 
 use crate::parallel::shard_range;
 use crate::params::{ParamGrads, ParamStore};
-use recur_tape::{Element, Tensor};
-use std::cell::Cell;
+use recur_tape::Element;
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::time::Instant;
 
+mod blocks;
 #[cfg(feature = "mpi")]
 mod mpi_collective;
 #[cfg(feature = "mpi")]
@@ -62,13 +64,6 @@ impl Collective for SingleProcess {
     fn broadcast(&self, _: &mut [u8], _: usize) {}
 }
 
-/// Shard `g`'s gradient for parameter `i`, if it has one.
-fn grad<T: Element>(g: &Option<ParamGrads<T>>, i: usize) -> Option<&Tensor<T>> {
-    g.as_ref()
-        .and_then(|g| g.grads.get(i))
-        .and_then(Option::as_ref)
-}
-
 /// What the exchanges of a run cost so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ExchangeStats {
@@ -85,6 +80,9 @@ pub struct ExchangeStats {
 pub struct DataParallel {
     comm: Box<dyn Collective>,
     stats: Cell<ExchangeStats>,
+    /// Elements per block of the gradient exchange (see [`sum_grads`](Self::sum_grads)).
+    block: usize,
+    scratch: RefCell<blocks::Scratch>,
 }
 
 impl DataParallel {
@@ -93,6 +91,8 @@ impl DataParallel {
         DataParallel {
             comm,
             stats: Cell::new(ExchangeStats::default()),
+            block: 128,
+            scratch: RefCell::default(),
         }
     }
 
@@ -161,7 +161,9 @@ impl DataParallel {
     /// [`ParamGrads::sum`] makes it in one process (per element, the first shard with a
     /// gradient for the parameter, then each later one added in shard order), so the result
     /// is bit-identical for any number of ranks. `local` holds this rank's shards in order
-    /// (`None`: no rows); `params` gives the shapes.
+    /// (`None`: no rows); `params` gives the shapes. The gradients travel in blocks of 128
+    /// elements, and a block that is all +0.0 is not sent: a word model's embedding gradient
+    /// costs the rows its batch touched, not the whole table.
     pub fn sum_grads<T: Element>(
         &self,
         local: Vec<Option<ParamGrads<T>>>,
@@ -169,118 +171,20 @@ impl DataParallel {
         shards: usize,
     ) -> ParamGrads<T> {
         let started = Instant::now();
-        let (size, rank) = (self.size(), self.rank());
-        let width = std::mem::size_of::<T>();
-        let n = params.len();
-        let lengths: Vec<usize> = params.ids().map(|id| params.get(id).numel()).collect();
-        let offsets: Vec<usize> = lengths
-            .iter()
-            .scan(0, |at, &len| {
-                let start = *at;
-                *at += len;
-                Some(start)
-            })
-            .collect();
-        let total: usize = lengths.iter().sum();
-        let segments: Vec<Range<usize>> = (0..size).map(|q| shard_range(total, size, q)).collect();
         let per_rank = self.shards_per_rank(shards);
         assert_eq!(
             local.len(),
-            per_rank[rank],
+            per_rank[self.rank()],
             "sum_grads: one entry per local shard"
         );
-        // The parameters' parts inside `segment`: (parameter, its range there, flat range).
-        let pieces = |segment: &Range<usize>| -> Vec<(usize, Range<usize>, Range<usize>)> {
-            (0..n)
-                .filter_map(|i| {
-                    let (start, end) = (
-                        offsets[i].max(segment.start),
-                        (offsets[i] + lengths[i]).min(segment.end),
-                    );
-                    (start < end).then(|| (i, start - offsets[i]..end - offsets[i], start..end))
-                })
-                .collect()
-        };
-
-        // Which shards have a gradient for which parameter, for all shards in order.
-        let present_local: Vec<u8> = local
-            .iter()
-            .flat_map(|g| (0..n).map(move |i| u8::from(grad(g, i).is_some())))
-            .collect();
-        let mut present = vec![0u8; shards * n];
-        let counts: Vec<usize> = per_rank.iter().map(|s| s * n).collect();
-        self.comm.all_gather(&present_local, &mut present, &counts);
-
-        // Segment q of every local shard, for rank q, straight from the gradients.
-        let mut send: Vec<T> = Vec::with_capacity(local.len() * total);
-        for segment in &segments {
-            for g in &local {
-                for (i, within, flat) in pieces(segment) {
-                    match grad(g, i) {
-                        Some(t) => send.extend_from_slice(&t.data()[within]),
-                        None => send.resize(send.len() + flat.len(), T::zero()),
-                    }
-                }
-            }
-        }
-        let send_counts: Vec<usize> = segments
-            .iter()
-            .map(|s| local.len() * s.len() * width)
-            .collect();
-        let mine = segments[rank].clone();
-        let recv_counts: Vec<usize> = per_rank.iter().map(|s| s * mine.len() * width).collect();
-        let mut recv = vec![T::zero(); shards * mine.len()];
-        self.comm.all_to_all(
-            bytemuck::cast_slice(&send),
-            &send_counts,
-            bytemuck::cast_slice_mut(&mut recv),
-            &recv_counts,
+        let (grads, sent) = blocks::sum_in_shard_order(
+            &*self.comm,
+            local,
+            params,
+            &per_rank,
+            self.block,
+            &mut self.scratch.borrow_mut(),
         );
-        drop(send);
-
-        // This rank's segment summed over every shard in shard order; then everyone's sums.
-        let mut all = vec![T::zero(); total];
-        let sum = &mut all[mine.clone()];
-        let mut begun = vec![false; n];
-        if !mine.is_empty() {
-            for (s, values) in recv.chunks_exact(mine.len()).enumerate() {
-                for (i, _, flat) in pieces(&mine) {
-                    if present[s * n + i] == 0 {
-                        continue;
-                    }
-                    let at = flat.start - mine.start..flat.end - mine.start;
-                    let (to, from) = (&mut sum[at.clone()], &values[at]);
-                    if begun[i] {
-                        to.iter_mut().zip(from).for_each(|(a, &b)| *a += b);
-                    } else {
-                        to.copy_from_slice(from);
-                        begun[i] = true;
-                    }
-                }
-            }
-        }
-        drop(recv);
-        let counts: Vec<usize> = segments.iter().map(|s| s.len() * width).collect();
-        let own: Vec<T> = all[mine.clone()].to_vec();
-        self.comm.all_gather(
-            bytemuck::cast_slice(&own),
-            bytemuck::cast_slice_mut(&mut all),
-            &counts,
-        );
-        let mut grads = ParamGrads::empty(n);
-        for (i, id) in params.ids().enumerate() {
-            if (0..shards).any(|s| present[s * n + i] == 1) {
-                let values = all[offsets[i]..offsets[i] + lengths[i]].to_vec();
-                grads.set(id, Tensor::from_vec(values, params.get(id).shape()));
-            }
-        }
-        let sent = send_counts
-            .iter()
-            .enumerate()
-            .filter(|&(q, _)| q != rank)
-            .map(|(_, c)| c)
-            .sum::<usize>()
-            + (size - 1) * mine.len() * width;
         let mut stats = self.stats.get();
         stats.reductions += 1;
         stats.bytes_sent += sent as u64;
