@@ -275,7 +275,7 @@ pub(super) fn sum_in_shard_order<T: Element>(
         }
         let mut tensor = local
             .iter_mut()
-            .find_map(|g| g.as_mut().and_then(|g| g.grads[i].take()))
+            .find_map(|g| g.as_mut().and_then(|g| g.grads.get_mut(i)?.take()))
             .unwrap_or_else(|| Tensor::zeros(params.get(id).shape()));
         let values = tensor.data_mut();
         for b in of.clone() {
