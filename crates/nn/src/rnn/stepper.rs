@@ -294,9 +294,7 @@ impl<T: Element> Stepper<T> {
             }
             let layer = &self.layers[l];
             let state = &mut self.state[l * width..(l + 1) * width];
-            layer
-                .w_hh
-                .mul_vec(&state[..h], &mut self.hg, AddTo::Nothing);
+            product(&layer.w_hh, &state[..h], &mut self.hg, None);
             forward_row(
                 kind,
                 h,
