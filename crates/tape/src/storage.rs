@@ -1,6 +1,7 @@
 //! A tensor's shared data, with packed copies for repeated matrix products and a bf16-rounded
-//! copy for mixed precision, made on first use and dropped by any write. A weight used at every step of a sequence (a user's cell on the
-//! tape) is then packed once per version of its values instead of once per product.
+//! copy for mixed precision, made on first use and dropped by any write. A weight used at
+//! every step of a sequence (a user's cell on the tape) is then packed once per version of
+//! its values instead of once per product.
 
 use crate::kernels::bf16::round_slice_bf16;
 use crate::kernels::{MatRef, PackedMatrix};

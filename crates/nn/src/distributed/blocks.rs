@@ -7,6 +7,7 @@
 use super::Collective;
 use crate::parallel::shard_range;
 use crate::params::{ParamGrads, ParamStore};
+use recur_tape::kernels::scratch::as_elements;
 use recur_tape::{Element, Tensor};
 use std::ops::Range;
 
@@ -93,19 +94,10 @@ impl Blocks {
 /// per 4 KiB, which took longer than the exchange itself.
 #[derive(Default)]
 pub(super) struct Scratch {
-    send: Vec<f64>,
-    recv: Vec<f64>,
-    sums: Vec<f64>,
-    all: Vec<f64>,
-}
-
-/// The first `len` elements of `buffer` seen as `T`s, growing it if needed.
-fn as_elements<T: Element>(buffer: &mut Vec<f64>, len: usize) -> &mut [T] {
-    let words = (len * std::mem::size_of::<T>()).div_ceil(8);
-    if buffer.len() < words {
-        buffer.resize(words, 0.0);
-    }
-    &mut bytemuck::cast_slice_mut(&mut buffer[..words])[..len]
+    send: Vec<u64>,
+    recv: Vec<u64>,
+    sums: Vec<u64>,
+    all: Vec<u64>,
 }
 
 /// Shard `g`'s gradient for parameter `i`, if it has one.

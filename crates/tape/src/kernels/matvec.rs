@@ -10,6 +10,7 @@
 
 use super::bf16::{bf16_bits, round_slice_bf16};
 use super::packed::AddTo;
+use super::scratch::as_elements;
 use super::simd::widest;
 use super::MatRef;
 use crate::Element;
@@ -215,15 +216,7 @@ thread_local! {
 
 /// Calls `f` with `len` values of this thread's scratch space (any values).
 fn with_scratch<T: Element, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
-    SCRATCH.with(|cell| {
-        let mut words = cell.borrow_mut();
-        let needed = (len * std::mem::size_of::<T>()).div_ceil(8);
-        if words.len() < needed {
-            words.resize(needed, 0);
-        }
-        let values: &mut [T] = bytemuck::cast_slice_mut(&mut words[..needed]);
-        f(&mut values[..len])
-    })
+    SCRATCH.with(|cell| f(as_elements(&mut cell.borrow_mut(), len)))
 }
 
 /// One panel's sums: Σ_k W[r, k]·x_k in column order.

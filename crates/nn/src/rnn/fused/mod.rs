@@ -199,6 +199,19 @@ impl<T: Element> FusedRnn<T> {
             .collect()
     }
 
+    /// `inputs` with the weights of [`rounded_weights`](Self::rounded_weights) in place of
+    /// their parameters: the tensors the products read.
+    fn operands<'a>(
+        inputs: &[&'a Tensor<T>],
+        rounded: &'a [(usize, Tensor<T>)],
+    ) -> Vec<&'a Tensor<T>> {
+        let mut operands = inputs.to_vec();
+        for (k, w) in rounded {
+            operands[*k] = w;
+        }
+        operands
+    }
+
     /// Directions: each direction forward over `x` (on its own thread if allowed); the
     /// outputs interleaved per row.
     fn forward_directions(&mut self, inputs: &[&Tensor<T>]) -> (Vec<T>, Vec<Vec<T>>) {
@@ -278,11 +291,7 @@ impl<T: Element> MultiOp<T> for FusedRnn<T> {
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Vec<Tensor<T>> {
         let rounded = self.rounded_weights(inputs);
-        let mut inputs = inputs.to_vec();
-        for (k, w) in &rounded {
-            inputs[*k] = w;
-        }
-        let inputs = &inputs[..];
+        let inputs = &Self::operands(inputs, &rounded)[..];
         let (out, finals) = match self.arrangement {
             Arrangement::Directions => self.forward_directions(inputs),
             Arrangement::Stack => {
@@ -333,11 +342,9 @@ impl<T: Element> MultiOp<T> for FusedRnn<T> {
         let g_finals: Vec<Vec<T>> = (0..self.units.len())
             .map(|u| self.g_final(ctx, u))
             .collect();
-        let mut inputs: Vec<&Tensor<T>> = (0..ctx.num_inputs()).map(|k| ctx.input(k)).collect();
+        let inputs: Vec<&Tensor<T>> = (0..ctx.num_inputs()).map(|k| ctx.input(k)).collect();
         let rounded = self.rounded_weights(&inputs);
-        for (k, w) in &rounded {
-            inputs[*k] = w;
-        }
+        let inputs = Self::operands(&inputs, &rounded);
         let needs_x = ctx.needs_grad(0);
         let results = match &self.kept {
             Kept::None => unreachable!("backward runs after forward"),
