@@ -6,7 +6,8 @@
 
 use crate::grad_slots::accumulator;
 use crate::kernels::packed::{suits_many_rows, AddTo, PackedMatrix};
-use crate::kernels::{gemm, MatRef};
+use crate::kernels::product::runs_bf16_kernels;
+use crate::kernels::{product, MatRef, Precision};
 use crate::shape::Shape;
 use crate::{Element, Tensor};
 
@@ -73,7 +74,7 @@ impl<T: Element> Deferred<T> {
         }
         let kept = self.kept.contains(&node);
         if rows >= BLOCK_ROWS && !kept {
-            add_product(accumulator(grad, shape, 0), m, n, a, b);
+            add_product(accumulator(grad, shape, 0), m, n, a, b, precision_of(a, b));
             return;
         }
         let at = match self.pending.iter().position(|t| t.node == node) {
@@ -126,15 +127,23 @@ impl<T: Element> Terms<T> {
         // Only nonempty gradients get terms (see `add`).
         let (m, n) = matrix_dims(&self.shape);
         let c = accumulator(grad, &self.shape, 0);
+        let precision = match self
+            .pairs
+            .iter()
+            .all(|(a, b)| precision_of(a, b) == Precision::Bf16)
+        {
+            true => Precision::Bf16,
+            false => Precision::Full,
+        };
         if let [(a, b)] = &self.pairs[..] {
             // A weight used once (an output layer): gemm, with nothing to gain from packing.
-            return add_product(c, m, n, a, b);
+            return add_product(c, m, n, a, b, precision);
         }
-        if suits_many_rows() {
+        if suits_many_rows() || runs_bf16_kernels::<T>(precision) {
             // The panel kernel reads every term where it lies.
             let a: Vec<MatRef<T>> = self.pairs.iter().map(|(a, _)| rows_of(a, m).t()).collect();
             let b: Vec<MatRef<T>> = self.pairs.iter().map(|(_, b)| rows_of(b, n)).collect();
-            PackedMatrix::stacked(&b).product_of_blocks(&a, c, n, AddTo::Output);
+            PackedMatrix::stacked_in(&b, precision).product_of_blocks(&a, c, n, AddTo::Output);
         } else {
             // gemm is faster where the panel kernel does not suit many rows (AVX2), even
             // with the terms copied side by side first: the custom LSTM cell (B = 32,
@@ -146,7 +155,7 @@ impl<T: Element> Terms<T> {
                 MatRef::row_major(&a, rows, m),
                 MatRef::row_major(&b, rows, n),
             );
-            gemm(T::one(), a.t(), b, T::one(), c, n);
+            product(a.t(), b, c, n, true, precision);
         }
     }
 }
@@ -158,9 +167,24 @@ fn gather<'a, T: Element>(parts: impl Iterator<Item = &'a Tensor<T>> + Clone) ->
     all
 }
 
-/// c (m × n) += aᵀ·b through gemm.
-fn add_product<T: Element>(c: &mut [T], m: usize, n: usize, a: &Tensor<T>, b: &Tensor<T>) {
-    gemm(T::one(), rows_of(a, m).t(), rows_of(b, n), T::one(), c, n);
+/// c (m × n) += aᵀ·b through gemm (or the bf16 kernels).
+fn add_product<T: Element>(
+    c: &mut [T],
+    m: usize,
+    n: usize,
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    precision: Precision,
+) {
+    product(rows_of(a, m).t(), rows_of(b, n), c, n, true, precision);
+}
+
+/// A term's precision: terms of bf16 operands (mixed precision) are bf16 products.
+fn precision_of<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Precision {
+    match (a.precision(), b.precision()) {
+        (Precision::Bf16, Precision::Bf16) => Precision::Bf16,
+        _ => Precision::Full,
+    }
 }
 
 /// A term's values as a row-major matrix `width` wide (nonzero).

@@ -4,7 +4,7 @@
 //! its values instead of once per product.
 
 use crate::kernels::bf16::round_slice_bf16;
-use crate::kernels::{MatRef, PackedMatrix};
+use crate::kernels::{MatRef, PackedMatrix, Precision};
 use crate::Element;
 use std::borrow::Cow;
 use std::ops::Deref;
@@ -16,6 +16,8 @@ pub(crate) struct Storage<T> {
     packed: [OnceLock<PackedMatrix<T>>; 2],
     /// The values rounded to bf16 (with packed copies of their own).
     bf16: OnceLock<Arc<Storage<T>>>,
+    /// `Bf16` for that rounded copy: its packed copies run bf16 products.
+    precision: Precision,
 }
 
 impl<T> Storage<T> {
@@ -25,7 +27,21 @@ impl<T> Storage<T> {
             values,
             packed: [OnceLock::new(), OnceLock::new()],
             bf16: OnceLock::new(),
+            precision: Precision::Full,
         }
+    }
+
+    /// Storage holding `values`, already rounded to bf16: its packed copies run bf16 products.
+    pub fn rounded_bf16(values: Vec<T>) -> Self {
+        Storage {
+            precision: Precision::Bf16,
+            ..Storage::new(values)
+        }
+    }
+
+    /// How products read these values: `Bf16` for a rounded copy.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Write access: the packed and rounded copies no longer match, so they go.
@@ -48,7 +64,7 @@ impl<T: Element> Storage<T> {
             .get_or_init(|| {
                 let mut values = self.values.clone();
                 round_slice_bf16(&mut values);
-                Arc::new(Storage::new(values))
+                Arc::new(Storage::rounded_bf16(values))
             })
             .clone()
     }
@@ -66,7 +82,7 @@ impl<T: Element> Storage<T> {
     ) -> Cow<'_, PackedMatrix<T>> {
         let pack = |offset: usize| {
             let m = MatRef::row_major(&self.values[offset..], rows, cols);
-            PackedMatrix::new(if transposed { m.t() } else { m })
+            PackedMatrix::stacked_in(&[if transposed { m.t() } else { m }], self.precision)
         };
         if offset > 0 {
             return Cow::Owned(pack(offset));
@@ -87,7 +103,10 @@ impl<T: Element> Storage<T> {
 
 impl<T: Clone> Clone for Storage<T> {
     fn clone(&self) -> Self {
-        Storage::new(self.values.clone())
+        Storage {
+            precision: self.precision,
+            ..Storage::new(self.values.clone())
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! values are `numel` consecutive values of the storage's from an offset: a slice along the
 //! first axis (`window`) shares its source's storage.
 
-use crate::kernels::PackedMatrix;
+use crate::kernels::bf16::round_slice_bf16;
+use crate::kernels::{PackedMatrix, Precision};
 use crate::shape::{numel, Shape};
 use crate::storage::Storage;
 use crate::Element;
@@ -217,6 +218,28 @@ impl<T: Element> Tensor<T> {
             offset: self.offset,
             shape: self.shape.clone(),
         }
+    }
+
+    /// A new tensor holding this one's values rounded to bf16, for the products at hand (an
+    /// activation's rounded copy is not kept with it, as a parameter's is).
+    pub fn bf16_copy(&self) -> Self
+    where
+        T: Element,
+    {
+        let mut values = self.data().to_vec();
+        round_slice_bf16(&mut values);
+        Tensor {
+            data: Arc::new(Storage::rounded_bf16(values)),
+            offset: 0,
+            shape: self.shape.clone(),
+        }
+    }
+
+    /// How products read this tensor: [`Precision::Bf16`] for a copy rounded to bf16
+    /// ([`bf16_rounded`](Self::bf16_rounded), [`bf16_copy`](Self::bf16_copy)), whose f32
+    /// products run the bf16 kernels.
+    pub fn precision(&self) -> Precision {
+        self.data.precision()
     }
 
     /// The values as a vector (without a copy when the storage is not shared).

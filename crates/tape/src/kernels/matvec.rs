@@ -30,6 +30,17 @@ pub enum Precision {
     Bf16,
 }
 
+impl Precision {
+    /// `Bf16` if `bf16`, else `Full`.
+    pub fn bf16_if(bf16: bool) -> Self {
+        if bf16 {
+            Precision::Bf16
+        } else {
+            Precision::Full
+        }
+    }
+}
+
 /// A `rows × cols` weight packed for products with single vectors.
 #[derive(Clone)]
 pub struct PackedRows<T> {

@@ -5,15 +5,20 @@
 //! AVX-512 / AVX2+FMA kernels chosen at run time, a portable one otherwise: `panel.rs`). While
 //! it sweeps a panel the kernel prefetches the next one into L2: a weight larger than L2
 //! streams from L3 at every step, and the hardware prefetcher stops at each 4 KiB page of a
-//! panel.
+//! panel. A bf16 matrix (mixed precision, f32 only) holds pairs of rows in bf16 and runs the
+//! kernels of `bf16_panel.rs`, which give the same bits with or without AVX512_BF16.
 
 // The kernels take raw matrix descriptions (pointers, sizes, strides), as BLAS does.
 #![allow(clippy::too_many_arguments)]
 
+use super::bf16_operands::Bf16Panels;
+use super::bf16_panel::Bf16Kernel;
 use super::gemm::MatRef;
+use super::matvec::Precision;
 use super::panel::{APiece, PanelKernel};
 use crate::Element;
 use smallvec::SmallVec;
+use std::any::TypeId;
 
 /// Whether the panel kernel beats gemm on products of many rows (hundreds or more) on this
 /// CPU: with AVX-512 it does (it reads A in place), with AVX2 it does not (x·Wᵀ over 8,192
@@ -53,21 +58,47 @@ impl<T: Element> AddTo<'_, T> {
     }
 }
 
+impl<'a, T> AddTo<'a, T> {
+    /// The same addition with the row (if any) seen through `f`.
+    pub fn map<U>(self, f: impl FnOnce(&'a [T]) -> &'a [U]) -> AddTo<'a, U> {
+        match self {
+            AddTo::Nothing => AddTo::Nothing,
+            AddTo::Output => AddTo::Output,
+            AddTo::Row(row) => AddTo::Row(f(row)),
+        }
+    }
+}
+
 /// Rows of a transposed B packed at a time (a 16-row tile of a 32-wide panel is 2 KiB).
 const TRANSPOSE_TILE: usize = 16;
 
 /// Rows of B per pass (a panel slice of `K_BLOCK × width` stays in L1).
-const K_BLOCK: usize = 256;
+pub(super) const K_BLOCK: usize = 256;
 /// Rows of A per pass (an `M_BLOCK × K_BLOCK` slice of A stays in L2).
-const M_BLOCK: usize = 192;
+pub(super) const M_BLOCK: usize = 192;
 
 /// B (`k × n`) packed into column panels for repeated products.
 #[derive(Clone)]
 pub struct PackedMatrix<T> {
-    data: Vec<T>,
     k: usize,
     n: usize,
-    kernel: PanelKernel<T>,
+    panels: Panels<T>,
+}
+
+#[derive(Clone)]
+enum Panels<T> {
+    /// Panel p, row r, column j at `(p·k + r)·width + j`, for `kernel`.
+    Full {
+        data: Vec<T>,
+        kernel: PanelKernel<T>,
+    },
+    /// bf16 pairs of rows, for the bf16 kernels.
+    Bf16(Bf16Panels),
+}
+
+/// Whether `T` is f32 (the only type with bf16 kernels).
+fn is_f32<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<f32>()
 }
 
 impl<T: Element> PackedMatrix<T> {
@@ -82,13 +113,46 @@ impl<T: Element> PackedMatrix<T> {
         Self::with_kernel(blocks, T::panel_kernel())
     }
 
-    fn with_kernel(blocks: &[MatRef<T>], kernel: PanelKernel<T>) -> Self {
+    /// [`stacked`](Self::stacked) in `precision`: bf16 products of f32 matrices run the bf16
+    /// kernels ([`Bf16Kernel::current`]: the best this CPU has); an f64 matrix is packed in full precision (its
+    /// mixed-precision products are f64 products of operands rounded by the caller).
+    pub fn stacked_in(blocks: &[MatRef<T>], precision: Precision) -> Self {
+        match precision {
+            Precision::Bf16 if is_f32::<T>() => Self::bf16_with(blocks, Bf16Kernel::current()),
+            _ => Self::stacked(blocks),
+        }
+    }
+
+    /// [`stacked`](Self::stacked) in bf16, for `kernel` (f32 only; the kernel must run on this
+    /// CPU): tests compare the kernels through it.
+    pub fn bf16_with(blocks: &[MatRef<T>], kernel: Bf16Kernel) -> Self {
+        assert!(
+            is_f32::<T>(),
+            "packed matmul: bf16 kernels take f32 matrices"
+        );
+        assert!(
+            kernel.available(),
+            "packed matmul: this CPU cannot run {kernel:?}"
+        );
+        let (k, n) = Self::extent(blocks);
+        PackedMatrix {
+            k,
+            n,
+            panels: Panels::Bf16(Bf16Panels::new(blocks, k, n, kernel)),
+        }
+    }
+
+    fn extent(blocks: &[MatRef<T>]) -> (usize, usize) {
         let n = blocks.first().map_or(0, |b| b.cols);
         assert!(
             blocks.iter().all(|b| b.cols == n),
             "packed matmul: stacked blocks with different widths"
         );
-        let (k, w) = (blocks.iter().map(|b| b.rows).sum(), kernel.width);
+        (blocks.iter().map(|b| b.rows).sum(), n)
+    }
+
+    fn with_kernel(blocks: &[MatRef<T>], kernel: PanelKernel<T>) -> Self {
+        let ((k, n), w) = (Self::extent(blocks), kernel.width);
         let panels = n.div_ceil(w);
         let mut data = vec![T::zero(); panels * k * w];
         let mut first_row = 0;
@@ -96,7 +160,19 @@ impl<T: Element> PackedMatrix<T> {
             pack_rows(*b, first_row, k, w, &mut data);
             first_row += b.rows;
         }
-        PackedMatrix { data, k, n, kernel }
+        PackedMatrix {
+            k,
+            n,
+            panels: Panels::Full { data, kernel },
+        }
+    }
+
+    /// How the products' operands are held.
+    pub fn precision(&self) -> Precision {
+        match self.panels {
+            Panels::Full { .. } => Precision::Full,
+            Panels::Bf16(_) => Precision::Bf16,
+        }
     }
 
     /// Rows of B (K, the products' inner dimension).
@@ -191,15 +267,23 @@ impl<T: Element> PackedMatrix<T> {
             }
             return;
         }
+        let (data, kernel) = match &self.panels {
+            Panels::Full { data, kernel } => (data, kernel),
+            Panels::Bf16(panels) => {
+                let c = bytemuck::cast_slice_mut(c);
+                let add = add.map(bytemuck::cast_slice);
+                return panels.product(blocks, k, n, c, ldc, add);
+            }
+        };
         // Blocks of K keep a panel's slice in L1 and blocks of M keep A's slice in L2 while
         // the kernel sweeps the panels.
-        let (w, panels) = (self.kernel.width, n.div_ceil(self.kernel.width));
-        let panel_at = |j: usize, k0: usize| self.data[j * k * w + k0 * w..].as_ptr();
+        let (w, panels) = (kernel.width, n.div_ceil(kernel.width));
+        let panel_at = |j: usize, k0: usize| data[j * k * w + k0 * w..].as_ptr();
         let mut many: SmallVec<[APiece<T>; 8]> = SmallVec::new();
         let run = if a_transposed {
-            self.kernel.run_transposed
+            kernel.run_transposed
         } else {
-            self.kernel.run
+            kernel.run
         };
         for k0 in (0..k).step_by(K_BLOCK) {
             let kc = K_BLOCK.min(k - k0);

@@ -1,10 +1,10 @@
 //! Matrix products: `matmul` (2-D, leading dimensions flattened against a 2-D right side,
 //! and batched 3-D) and `linear` (x·Wᵀ + b, PyTorch's F.linear, with W never copied).
 
-use crate::kernels::bf16::round_slice_bf16;
 use crate::kernels::packed::{suits_many_rows, AddTo};
+use crate::kernels::product::runs_bf16_kernels;
 use crate::kernels::simd::widest;
-use crate::kernels::{gemm, MatRef, Precision};
+use crate::kernels::{gemm, product, MatRef, Precision};
 use crate::shape::{numel, Shape};
 use crate::{BackwardCtx, Element, Op, Tensor, Var};
 use std::borrow::Cow;
@@ -21,10 +21,11 @@ const PACK_BELOW_ROWS: usize = 128;
 const PACK_MAX_ELEMENTS: usize = 1 << 18;
 
 /// Whether a product of `a` with `b` runs on `b`'s packed copy rather than gemm (one row
-/// takes gemm's matrix-vector path).
+/// takes gemm's matrix-vector path). A bf16 f32 `b` always does: its packed copy runs the
+/// bf16 kernels.
 fn packs<T: Element>(a: MatRef<T>, b: &Tensor<T>) -> bool {
     let packs = a.rows < PACK_BELOW_ROWS || (b.numel() <= PACK_MAX_ELEMENTS && suits_many_rows());
-    a.rows >= 2 && a.col_stride == 1 && packs
+    a.col_stride == 1 && (runs_bf16_kernels::<T>(b.precision()) || (a.rows >= 2 && packs))
 }
 
 /// The matrix `b`, or its transpose, as gemm's right-hand side.
@@ -96,11 +97,7 @@ fn operand<T: Element>(t: &Tensor<T>, bf16: bool, cached: bool) -> Cow<'_, Tenso
     match (bf16, cached) {
         (false, _) => Cow::Borrowed(t),
         (true, true) => Cow::Owned(t.bf16_rounded()),
-        (true, false) => {
-            let mut values = t.data().to_vec();
-            round_slice_bf16(&mut values);
-            Cow::Owned(Tensor::from_vec(values, t.shape()))
-        }
+        (true, false) => Cow::Owned(t.bf16_copy()),
     }
 }
 
@@ -170,7 +167,7 @@ impl<T: Element> Op<T> for Matmul {
         {
             let av = MatRef::row_major(&a[i * m * k..(i + 1) * m * k], m, k);
             let bv = MatRef::row_major(&b[i * k * n..(i + 1) * k * n], k, n);
-            gemm(T::one(), av, bv, T::zero(), c, n);
+            product(av, bv, c, n, false, Precision::bf16_if(self.bf16));
         }
         out
     }
@@ -193,21 +190,15 @@ impl<T: Element> Op<T> for Matmul {
                 if weight {
                     add_product(gv, &b_t, true, ga, k);
                 } else {
-                    gemm(T::one(), gv, bv.t(), T::one(), ga, k);
+                    product(gv, bv.t(), ga, k, true, Precision::bf16_if(self.bf16));
                 }
             }
             if weight {
                 // One weight for all rows (batch is 1).
                 ctx.add_transposed_product(1, &a_t, &g_t);
             } else if let Some(gb) = ctx.grad_input(1) {
-                gemm(
-                    T::one(),
-                    av.t(),
-                    gv,
-                    T::one(),
-                    &mut gb[i * k * n..(i + 1) * k * n],
-                    n,
-                );
+                let gb = &mut gb[i * k * n..(i + 1) * k * n];
+                product(av.t(), gv, gb, n, true, Precision::bf16_if(self.bf16));
             }
         }
     }
@@ -360,58 +351,76 @@ mod tests {
         }
     }
 
-    /// With bf16 products a tape computes exactly what a full-precision tape computes from
-    /// operands rounded to bf16, forward and backward (the bias gradient sums the unrounded
-    /// output gradient); the weight's rounded copy follows its writes.
+    /// With bf16 products a tape computes what a full-precision tape computes from operands
+    /// rounded to bf16, forward and backward: exactly in f64, and in f32 up to the order
+    /// and roundings of the bf16 kernels' sums (the bias gradient sums the unrounded output
+    /// gradient); the weight's rounded copy follows its writes.
     #[test]
     fn bf16_products_are_products_of_rounded_operands() {
         use crate::kernels::bf16::round_bf16;
         use crate::kernels::Precision;
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
-        let round = |t: &Tensor<f32>| t.map(round_bf16);
-        for (rows, fan_in, fan_out) in [(1, 3, 2), (6, 20, 30), (200, 64, 96)] {
-            let x = Tensor::<f32>::uniform(&[rows, fan_in], -1.0, 1.0, &mut rng);
+        let round = |t: &Tensor<f64>| t.map(round_bf16);
+        let to_f32 = |t: &Tensor<f64>| {
+            Tensor::from_vec(t.data().iter().map(|&v| v as f32).collect(), t.shape())
+        };
+        for (rows, fan_in, fan_out) in [(1, 3, 2), (6, 20, 30), (200, 64, 96), (3, 300, 40)] {
+            let x = Tensor::<f64>::uniform(&[rows, fan_in], -1.0, 1.0, &mut rng);
             let mut w = Tensor::uniform(&[fan_out, fan_in], -1.0, 1.0, &mut rng);
             let b = Tensor::uniform(&[fan_out], -1.0, 1.0, &mut rng);
             let g = Tensor::uniform(&[rows, fan_out], -1.0, 1.0, &mut rng);
             for _version in 0..2 {
-                let mixed = Tape::new();
-                mixed.set_product_precision(Precision::Bf16);
-                let (vx, vw, vb) = (
-                    mixed.var(x.clone()),
-                    mixed.var(w.clone()),
-                    mixed.var(b.clone()),
-                );
-                let y = vx.linear(vw, Some(vb));
-                let z = vx.matmul(vw.t());
-                let got = mixed.backward_seeded(vec![(y, g.clone()), (z, g.clone())]);
-                let full = Tape::new();
-                let (rx, rw, rb) = (
-                    full.var(round(&x)),
-                    full.var(round(&w)),
-                    full.var(b.clone()),
-                );
-                let y_ref = rx.linear(rw, Some(rb));
-                let z_ref = rx.matmul(rw.t());
-                let want = full.backward_seeded(vec![(y_ref, round(&g)), (z_ref, round(&g))]);
-                assert_eq!(y.to_tensor(), y_ref.to_tensor());
-                assert_eq!(z.to_tensor(), z_ref.to_tensor());
-                assert_eq!(got.wrt(vx), want.wrt(rx), "{rows}x{fan_in}x{fan_out}");
-                assert_eq!(got.wrt(vw), want.wrt(rw));
-                let sums: Vec<f32> = (0..fan_out)
-                    .map(|j| (0..rows).map(|i| g.data()[i * fan_out + j]).sum())
-                    .collect();
-                let gb = got.wrt(vb);
-                for (a, b) in gb.data().iter().zip(&sums) {
-                    assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+                // Both products on a tape of bf16 products, then the gradients.
+                fn run<T: crate::Element>(
+                    x: &Tensor<T>,
+                    w: &Tensor<T>,
+                    b: &Tensor<T>,
+                    g: &Tensor<T>,
+                    precision: Precision,
+                ) -> Vec<Tensor<T>> {
+                    let tape = Tape::new();
+                    tape.set_product_precision(precision);
+                    let (vx, vw, vb) = (
+                        tape.var(x.clone()),
+                        tape.var(w.clone()),
+                        tape.var(b.clone()),
+                    );
+                    let y = vx.linear(vw, Some(vb));
+                    let z = vx.matmul(vw.t());
+                    let grads = tape.backward_seeded(vec![(y, g.clone()), (z, g.clone())]);
+                    vec![
+                        y.to_tensor(),
+                        z.to_tensor(),
+                        grads.wrt(vx),
+                        grads.wrt(vw),
+                        grads.wrt(vb),
+                    ]
                 }
-                let plain = Tape::new();
-                let unrounded = plain
-                    .constant(x.clone())
-                    .linear(plain.constant(w.clone()), Some(plain.constant(b.clone())));
-                assert_ne!(y.to_tensor(), unrounded.to_tensor(), "bf16 changed nothing");
+                let mixed64 = run(&x, &w, &b, &g, Precision::Bf16);
+                let full64 = run(&round(&x), &round(&w), &b, &round(&g), Precision::Full);
+                assert_eq!(&mixed64[..4], &full64[..4], "{rows}x{fan_in}x{fan_out}");
+                let mixed32 = run(
+                    &to_f32(&x),
+                    &to_f32(&w),
+                    &to_f32(&b),
+                    &to_f32(&g),
+                    Precision::Bf16,
+                );
+                for (got, want) in mixed32.iter().zip(&mixed64) {
+                    let got = Tensor::from_vec(
+                        got.data().iter().map(|&v| f64::from(v)).collect(),
+                        got.shape(),
+                    );
+                    let diff = got.max_abs_diff(want);
+                    assert!(
+                        diff < 1e-6 * (fan_in.max(rows) as f64),
+                        "{rows}x{fan_in}x{fan_out}: {diff}"
+                    );
+                }
+                let unrounded = run(&x, &w, &b, &g, Precision::Full);
+                assert_ne!(mixed64[0], unrounded[0], "bf16 changed nothing");
                 // The optimizer writes the weight: the next tape rounds the new values.
-                w.data_mut().iter_mut().for_each(|v| *v *= 0.5);
+                w.data_mut().iter_mut().for_each(|v| *v *= 0.75);
             }
         }
     }

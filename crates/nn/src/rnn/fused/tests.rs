@@ -220,3 +220,53 @@ fn two_threads_give_bit_identical_results() {
         }
     }
 }
+
+/// In f32 on a bf16 tape, the fused layers (each kind, stacked, and bidirectional with
+/// variable lengths) give the same values and gradients, bit for bit, on both bf16 kernels.
+#[test]
+fn bf16_fused_layers_give_the_same_bits_on_both_kernels() {
+    use crate::{Mode, Session};
+    use recur_tape::kernels::bf16_panel::Bf16Kernel;
+    use recur_tape::{Tape, Tensor};
+    if !Bf16Kernel::Native.available() {
+        eprintln!("no AVX512_BF16 on this CPU: the native kernel is not compared here");
+        return;
+    }
+    let x = Tensor::<f32>::uniform(&[7, 3, 3], -1.0, 1.0, &mut rng());
+    let lengths = [7, 2, 5];
+    for kind in KINDS {
+        for (options, lengths) in [
+            (RnnOptions::new(3, 20).num_layers(2), None),
+            (
+                RnnOptions::new(3, 17).bidirectional(true),
+                Some(&lengths[..]),
+            ),
+        ] {
+            let run = |kernel: Bf16Kernel| {
+                kernel.run_with(|| {
+                    let mut store = ParamStore::<f32>::new();
+                    let layer =
+                        Recurrent::of_kind(&mut store, "rnn", kind, options.clone(), &mut rng());
+                    let tape = Tape::new();
+                    tape.set_product_precision(Precision::Bf16);
+                    let s = Session::new(&tape, &store, Mode::Eval, 0);
+                    let xv = tape.var(x.clone());
+                    let out = layer.forward(&s, xv, None, lengths).output;
+                    let grads = tape.backward((out * out).sum());
+                    let mut all = vec![out.to_tensor(), grads.wrt(xv)];
+                    all.extend(store.ids().map(|id| grads.wrt(s.param(id))));
+                    all
+                })
+            };
+            let (native, portable) = (run(Bf16Kernel::Native), run(Bf16Kernel::Portable));
+            for (n, p) in native.iter().zip(&portable) {
+                let same = n
+                    .data()
+                    .iter()
+                    .zip(p.data())
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{kind} {options:?}");
+            }
+        }
+    }
+}

@@ -156,10 +156,11 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             gates,
         );
         let bf16 = dims.bf16;
+        let precision = Precision::bf16_if(bf16);
         let d_xg_operand = operand(d_xg, bf16, &mut self.rounded_d);
         if let Some(dx) = dx {
             let w = self.weights.w_ih;
-            if suits_many_rows() {
+            if suits_many_rows() || runs_bf16_kernels::<T>(precision) {
                 w.packed(false)
                     .mul_into(d_xg_operand, dx, dims.input, false);
             } else {
@@ -168,17 +169,15 @@ impl<'a, T: Element> BackwardRun<'a, T> {
             }
         }
         let grads = &mut self.grads;
-        gemm(
-            T::one(),
+        let x = MatRef::row_major(x, rows, dims.input);
+        let x = operand(x, bf16, &mut self.rounded_rows);
+        product(
             d_xg_operand.t(),
-            operand(
-                MatRef::row_major(x, rows, dims.input),
-                bf16,
-                &mut self.rounded_rows,
-            ),
-            T::one(),
+            x,
             &mut grads.w_ih,
             dims.input,
+            true,
+            precision,
         );
         // The states before the chunk's steps, as runs of its rows with their matrix.
         let runs = if !dims.state_is_output() {
@@ -215,7 +214,7 @@ impl<'a, T: Element> BackwardRun<'a, T> {
                 &mut self.rounded_d,
             );
             let prev = operand(prev, bf16, &mut self.rounded_rows);
-            gemm(T::one(), d.t(), prev, T::one(), &mut grads.w_hh, hidden);
+            product(d.t(), prev, &mut grads.w_hh, hidden, true, precision);
         }
         // The biases' gradients are the gate gradients' column sums; b_hh's are b_ih's
         // unless the kind keeps the recurrent part apart (made once, in `finish`).
