@@ -1,22 +1,25 @@
-//! The kernels under a bf16 [`PackedMatrix<f32>`](super::PackedMatrix): C ← A·panel (+ what
-//! `AddTo` says) for a block of A's rows and one panel of B, with bf16 operands and f32 sums.
-//! B comes as pairs of bf16 values in a `u32` (row 2q in the low half, 2q + 1 in the high
-//! half), as AVX512_BF16 takes them; so does A for the native kernel, while the portable
-//! kernel reads A's rounded values as f32 (`bf16_operands.rs` makes both).
+//! The kernels of bf16 products (`PackedMatrix<f32>` packed in bf16, see `bf16_operands.rs`).
 //!
 //! Every kernel computes each output as `vdpbf16ps` does (Intel SDM): the sum starts at +0;
-//! for each pair it adds the odd product, then the even one, each addition rounded to
-//! nearest even and a subnormal result flushed to zero of its sign; the block's sum is then
-//! added to C (or to a bias row) with an ordinary f32 addition. The native kernel runs
-//! `vdpbf16ps` where the CPU has AVX512_BF16. The portable kernel does the same arithmetic
-//! with exactly rounded multiply-adds (a bf16 product is exact in f32); when the operands'
-//! exponents show that no sum can be subnormal ([`flush_needed`]) it skips the flushes,
-//! otherwise it flushes every sum. Both give the same bits on every machine.
+//! for each pair of positions (2q, 2q + 1) it adds the odd product, then the even one, each
+//! addition rounded to nearest even and a subnormal result flushed to zero of its sign; the
+//! block's sum is then added to C (or to a bias row) with an ordinary f32 addition.
+//!
+//! - The native kernel runs `vdpbf16ps` where the CPU has AVX512_BF16: B comes as pairs of
+//!   bf16 values in a `u32` (row 2q in the low half, 2q + 1 in the high half), and so does A.
+//! - Everywhere else, B is packed as f32 with the rows of each pair swapped (odd first) for
+//!   the full-precision panel kernels, whose sums are exactly rounded multiply-adds in order:
+//!   a bf16 product is exact in f32, so they add the same terms in the same order. They do
+//!   not flush; when the operands' exponents show that a sum could be subnormal
+//!   ([`flush_needed`]), `flushing_product` runs instead, flushing every sum.
+//!
+//! Both give the same bits on every machine.
 
-// The kernels take raw matrix descriptions (pointers, sizes, strides), as BLAS does.
+// The native kernel takes raw matrix descriptions (pointers, sizes, strides), as BLAS does.
 #![allow(clippy::too_many_arguments)]
 
-use super::packed::AddTo;
+use super::gemm::MatRef;
+use super::packed::{AddTo, PackedMatrix, K_BLOCK};
 use super::simd::widest;
 use std::cell::Cell;
 
@@ -33,7 +36,8 @@ thread_local! {
 pub enum Bf16Kernel {
     /// `vdpbf16ps` (AVX512_BF16).
     Native,
-    /// Exactly rounded f32 multiply-adds, on any CPU.
+    /// The full-precision panel kernels (exactly rounded f32 multiply-adds) on rows in
+    /// `vdpbf16ps`'s order, or `flushing_product`; on any CPU.
     Portable,
 }
 
@@ -87,34 +91,56 @@ pub fn flush_needed(least_a: u8, least_b: u8) -> bool {
     u32::from(least_a) + u32::from(least_b) < 142
 }
 
-/// A kernel (unsafe: the caller guarantees the CPU feature and the extents): for `m` rows of
-/// A (`pairs` pairs from `a`, rows `lda` words apart: a word a pair for the native kernel, an
-/// f32 a value for the portable one) and a `pairs × BF16_WIDTH` panel (its rows contiguous,
-/// aligned to 64 bytes), C (`m`
-/// rows, first `cols` columns, row stride `ldc`) ← A·panel + what `add` says. `flush`: the
-/// portable kernel must flush subnormal sums (the native one always does).
-pub(crate) type Bf16PanelFn = unsafe fn(
-    m: usize,
-    a: *const u32,
-    lda: usize,
-    pairs: usize,
-    panel: *const u32,
-    c: *mut f32,
+/// C ← A·B + what `add` says for A (`m × k`, unit column stride) and B packed for the
+/// full-precision kernels (rows in `vdpbf16ps`'s order), each sum flushed as the instruction
+/// flushes it: the portable path when a sum could be subnormal.
+pub(crate) fn flushing_product(
+    b: &PackedMatrix<f32>,
+    a: MatRef<f32>,
+    c: &mut [f32],
     ldc: usize,
-    cols: usize,
     add: AddTo<'_, f32>,
-    flush: bool,
-);
+) {
+    let (data, width) = b.full_panels();
+    let (m, k, n) = (a.rows, b.rows(), b.cols());
+    widest(
+        #[inline(always)]
+        || {
+            let mut sums = [0.0f32; BF16_WIDTH];
+            let sums = &mut sums[..width];
+            for (panel, first) in (0..n).step_by(width).enumerate() {
+                let panel = &data[panel * k * width..(panel + 1) * k * width];
+                for i in 0..m {
+                    let row = &a.data[i * a.row_stride..][..k];
+                    for k0 in (0..k).step_by(K_BLOCK) {
+                        sums.fill(0.0);
+                        for (r, &av) in row.iter().enumerate().take(k0 + K_BLOCK).skip(k0) {
+                            for (s, &bv) in sums.iter_mut().zip(&panel[r * width..]) {
+                                *s = flushed(av.mul_add(bv, *s));
+                            }
+                        }
+                        let out = &mut c[i * ldc + first..][..width.min(n - first)];
+                        for (j, (o, &v)) in out.iter_mut().zip(sums.iter()).enumerate() {
+                            *o = if k0 > 0 {
+                                v + *o
+                            } else {
+                                add.added(v, *o, first + j)
+                            };
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
 
-impl Bf16Kernel {
-    pub(crate) fn function(self) -> Bf16PanelFn {
-        match self {
-            Bf16Kernel::Portable => portable,
-            #[cfg(target_arch = "x86_64")]
-            Bf16Kernel::Native => native,
-            #[cfg(not(target_arch = "x86_64"))]
-            Bf16Kernel::Native => unreachable!("no native bf16 kernel on this architecture"),
-        }
+/// `x`, or zero of its sign if it is subnormal.
+#[inline(always)]
+fn flushed(x: f32) -> f32 {
+    if x.abs() < f32::MIN_POSITIVE {
+        f32::from_bits(x.to_bits() & 0x8000_0000)
+    } else {
+        x
     }
 }
 
@@ -122,6 +148,7 @@ impl Bf16Kernel {
 ///
 /// # Safety
 /// `row` holds `cols` values.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn store_row(sums: &[f32; BF16_WIDTH], row: *mut f32, cols: usize, add: AddTo<'_, f32>) {
     for (j, &v) in sums.iter().enumerate().take(cols) {
@@ -133,145 +160,17 @@ unsafe fn store_row(sums: &[f32; BF16_WIDTH], row: *mut f32, cols: usize, add: A
     }
 }
 
-/// Rows of A the portable kernel keeps in registers at once, and columns of the panel (half
-/// of it: 6 rows × 2 AVX2 vectors of sums, a pair's odd or even values and a broadcast fit
-/// in 16 registers).
-const PORTABLE_ROWS: usize = 4;
-const PORTABLE_COLUMNS: usize = BF16_WIDTH / 2;
-
-unsafe fn portable(
-    m: usize,
-    a: *const u32,
-    lda: usize,
-    pairs: usize,
-    panel: *const u32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    add: AddTo<'_, f32>,
-    flush: bool,
-) {
-    widest(
-        #[inline(always)]
-        || {
-            for half in 0..BF16_WIDTH / PORTABLE_COLUMNS {
-                let first = half * PORTABLE_COLUMNS;
-                if first >= cols {
-                    break;
-                }
-                let cols = PORTABLE_COLUMNS.min(cols - first);
-                let add = match add {
-                    AddTo::Row(row) => AddTo::Row(&row[first.min(row.len())..]),
-                    other => other,
-                };
-                let mut row = 0;
-                while row < m {
-                    let rows = PORTABLE_ROWS.min(m - row);
-                    // SAFETY: the caller's contract (`Bf16PanelFn`) covers rows
-                    // `row..row + rows` and the panel's columns `first..first + cols`.
-                    unsafe {
-                        let (a, panel, c) =
-                            (a.add(row * lda), panel.add(first), c.add(row * ldc + first));
-                        let args = (a, lda, pairs, panel, c, ldc, cols, add);
-                        match (rows, flush) {
-                            (6, false) => portable_rows::<6, false>(args),
-                            (6, true) => portable_rows::<6, true>(args),
-                            (5, false) => portable_rows::<5, false>(args),
-                            (5, true) => portable_rows::<5, true>(args),
-                            (4, false) => portable_rows::<4, false>(args),
-                            (4, true) => portable_rows::<4, true>(args),
-                            (3, false) => portable_rows::<3, false>(args),
-                            (3, true) => portable_rows::<3, true>(args),
-                            (2, false) => portable_rows::<2, false>(args),
-                            (2, true) => portable_rows::<2, true>(args),
-                            (_, false) => portable_rows::<1, false>(args),
-                            (_, true) => portable_rows::<1, true>(args),
-                        }
-                    }
-                    row += rows;
-                }
-            }
-        },
-    )
-}
-
-/// `x`, or zero of its sign if it is subnormal (when `FLUSH`).
-#[inline(always)]
-fn flushed<const FLUSH: bool>(x: f32) -> f32 {
-    if FLUSH && x.abs() < f32::MIN_POSITIVE {
-        f32::from_bits(x.to_bits() & 0x8000_0000)
-    } else {
-        x
-    }
-}
-
-/// The arguments of `R` rows of the portable kernel over `PORTABLE_COLUMNS` of a panel: A's
-/// rows, their stride, the pairs, the panel's first column, C's rows, their stride, the
-/// columns to store and what to add.
-type RowsArgs<'a> = (
-    *const u32,
-    usize,
-    usize,
-    *const u32,
-    *mut f32,
-    usize,
-    usize,
-    AddTo<'a, f32>,
-);
-
-/// `R` rows of the portable kernel, over `PORTABLE_COLUMNS` columns of the panel.
-///
-/// # Safety
-/// As [`Bf16PanelFn`] for `R` rows and the columns given.
-#[inline(always)]
-unsafe fn portable_rows<const R: usize, const FLUSH: bool>(
-    (a, lda, pairs, panel, c, ldc, cols, add): RowsArgs<'_>,
-) {
-    const W: usize = PORTABLE_COLUMNS;
-    let mut sums = [[0.0f32; W]; R];
-    for q in 0..pairs {
-        // SAFETY: the caller's contract: the panel holds `pairs` rows of BF16_WIDTH pairs,
-        // and these W columns of them.
-        let b = unsafe { &*(panel.add(q * BF16_WIDTH) as *const [u32; W]) };
-        // Every row's odd products, then every row's even ones: each sum still adds its
-        // pair's odd product first, and only half the panel's values are held at a time.
-        for half in [1, 0] {
-            let mut values = [0.0f32; W];
-            for j in 0..W {
-                let bits = if half == 1 {
-                    b[j] & 0xFFFF_0000
-                } else {
-                    b[j] << 16
-                };
-                values[j] = f32::from_bits(bits);
-            }
-            for (r, sums) in sums.iter_mut().enumerate() {
-                // SAFETY: the caller's contract: row r of A holds `pairs` pairs of f32 values.
-                let a = f32::from_bits(unsafe { *a.add(r * lda + 2 * q + half) });
-                for j in 0..W {
-                    sums[j] = flushed::<FLUSH>(a.mul_add(values[j], sums[j]));
-                }
-            }
-        }
-    }
-    for (r, sums) in sums.iter().enumerate() {
-        for (j, &v) in sums.iter().enumerate().take(cols) {
-            // SAFETY: the caller's contract: C's row r holds these `cols` values.
-            unsafe {
-                let out = c.add(r * ldc + j);
-                *out = add.added(v, *out, j);
-            }
-        }
-    }
-}
-
 /// Rows of A the native kernel keeps in registers at once (16 sums, 2 panel vectors and a
 /// broadcast pair of the 32 vector registers).
 #[cfg(target_arch = "x86_64")]
 const NATIVE_ROWS: usize = 8;
 
+/// The native kernel (unsafe: the caller guarantees the CPU feature and the extents): for
+/// `m` rows of A (`pairs` pairs from `a`, rows `lda` words apart) and a `pairs × BF16_WIDTH`
+/// panel of pairs (its rows contiguous, aligned to 64 bytes), C (`m` rows, first `cols`
+/// columns, row stride `ldc`) ← A·panel + what `add` says.
 #[cfg(target_arch = "x86_64")]
-unsafe fn native(
+pub(crate) unsafe fn native(
     m: usize,
     a: *const u32,
     lda: usize,
@@ -281,10 +180,9 @@ unsafe fn native(
     ldc: usize,
     cols: usize,
     add: AddTo<'_, f32>,
-    _flush: bool,
 ) {
-    // SAFETY: the caller's contract (`Bf16PanelFn`): the CPU has AVX512_BF16 (this kernel is
-    // only handed out where `Bf16Kernel::Native.available()`), and rows `row..row + R` < m.
+    // SAFETY: the caller's contract: the CPU has AVX512_BF16 (checked where the kernel was
+    // chosen, `Bf16Kernel::available`), and rows `row..row + R` < m.
     unsafe {
         let mut row = 0;
         while row < m {
@@ -308,7 +206,7 @@ unsafe fn native(
 /// `R` rows of the native kernel.
 ///
 /// # Safety
-/// The CPU has AVX512_BF16; as [`Bf16PanelFn`] for `R` rows.
+/// The CPU has AVX512_BF16; as [`native`] for `R` rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn native_rows<const R: usize>(

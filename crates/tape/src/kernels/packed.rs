@@ -167,6 +167,15 @@ impl<T: Element> PackedMatrix<T> {
         }
     }
 
+    /// The full-precision panels and their width (the flushing bf16 kernel reads the
+    /// portable bf16 packing's panels).
+    pub(super) fn full_panels(&self) -> (&[T], usize) {
+        match &self.panels {
+            Panels::Full { data, kernel } => (data, kernel.width),
+            Panels::Bf16(_) => unreachable!("full_panels of a bf16 packing"),
+        }
+    }
+
     /// How the products' operands are held.
     pub fn precision(&self) -> Precision {
         match self.panels {

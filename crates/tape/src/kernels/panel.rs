@@ -86,7 +86,8 @@ unsafe fn portable_panel<T: Element, const TRANSPOSED: bool>(
                 for p in 0..piece.k {
                     let av = *row.add(p * step);
                     for (j, acc) in acc.iter_mut().enumerate() {
-                        *acc += av * *panel.add(j);
+                        // Exactly rounded, as the vector kernels' multiply-adds are.
+                        *acc = av.mul_add(*panel.add(j), *acc);
                     }
                     panel = panel.add(W);
                 }
