@@ -6,7 +6,6 @@
 
 use crate::grad_slots::accumulator;
 use crate::kernels::packed::{suits_many_rows, AddTo, PackedMatrix};
-use crate::kernels::product::runs_bf16_kernels;
 use crate::kernels::{product, MatRef, Precision};
 use crate::shape::Shape;
 use crate::{Element, Tensor};
@@ -139,7 +138,7 @@ impl<T: Element> Terms<T> {
             // A weight used once (an output layer): gemm, with nothing to gain from packing.
             return add_product(c, m, n, a, b, precision);
         }
-        if suits_many_rows() || runs_bf16_kernels::<T>(precision) {
+        if suits_many_rows::<T>(precision) {
             // The panel kernel reads every term where it lies.
             let a: Vec<MatRef<T>> = self.pairs.iter().map(|(a, _)| rows_of(a, m).t()).collect();
             let b: Vec<MatRef<T>> = self.pairs.iter().map(|(_, b)| rows_of(b, n)).collect();

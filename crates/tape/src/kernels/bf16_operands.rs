@@ -171,7 +171,10 @@ impl Bf16Panels {
                 },
             );
             match self {
-                Bf16Panels::Native { data, .. } => native_product(data, a, m, k, n, c, ldc, add),
+                #[cfg(target_arch = "x86_64")]
+                Bf16Panels::Native { data } => native_product(data, a, m, k, n, c, ldc, add),
+                #[cfg(not(target_arch = "x86_64"))]
+                Bf16Panels::Native { .. } => unreachable!("no native bf16 kernel here"),
                 Bf16Panels::Portable {
                     rows,
                     least_exponent,
@@ -189,6 +192,7 @@ impl Bf16Panels {
 }
 
 /// The native kernel over blocks of K and M: A as `m` rows of ⌈k/2⌉ pairs, B's `panels`.
+#[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn native_product(
     panels: &[PanelRow],
@@ -200,42 +204,37 @@ fn native_product(
     ldc: usize,
     add: AddTo<'_, f32>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let pairs = k.div_ceil(2);
-        for k0 in (0..k).step_by(K_BLOCK) {
-            let (q0, block_pairs) = (k0 / 2, K_BLOCK.min(k - k0).div_ceil(2));
-            for m0 in (0..m).step_by(M_BLOCK) {
-                let mc = M_BLOCK.min(m - m0);
-                for panel in 0..n.div_ceil(BF16_WIDTH) {
-                    let cols = BF16_WIDTH.min(n - panel * BF16_WIDTH);
-                    let add = match add {
-                        _ if k0 > 0 => AddTo::Output,
-                        AddTo::Row(row) => AddTo::Row(&row[panel * BF16_WIDTH..]),
-                        first => first,
-                    };
-                    // SAFETY: A's pairs (m × pairs), the panel (pairs rows of BF16_WIDTH,
-                    // aligned to 64 bytes) and C's rows (m × cols at column
-                    // panel·BF16_WIDTH, stride ldc, checked by the caller) hold every value
-                    // the kernel reads or writes; the CPU has AVX512_BF16 (checked when B
-                    // was packed for the native kernel).
-                    unsafe {
-                        super::bf16_panel::native(
-                            mc,
-                            a[m0 * pairs + q0..].as_ptr(),
-                            pairs,
-                            block_pairs,
-                            panels[panel * pairs + q0].0.as_ptr(),
-                            c.as_mut_ptr().add(m0 * ldc + panel * BF16_WIDTH),
-                            ldc,
-                            cols,
-                            add,
-                        )
-                    }
+    let pairs = k.div_ceil(2);
+    for k0 in (0..k).step_by(K_BLOCK) {
+        let (q0, block_pairs) = (k0 / 2, K_BLOCK.min(k - k0).div_ceil(2));
+        for m0 in (0..m).step_by(M_BLOCK) {
+            let mc = M_BLOCK.min(m - m0);
+            for panel in 0..n.div_ceil(BF16_WIDTH) {
+                let cols = BF16_WIDTH.min(n - panel * BF16_WIDTH);
+                let add = match add {
+                    _ if k0 > 0 => AddTo::Output,
+                    AddTo::Row(row) => AddTo::Row(&row[panel * BF16_WIDTH..]),
+                    first => first,
+                };
+                // SAFETY: A's pairs (m × pairs), the panel (pairs rows of BF16_WIDTH,
+                // aligned to 64 bytes) and C's rows (m × cols at column
+                // panel·BF16_WIDTH, stride ldc, checked by the caller) hold every value
+                // the kernel reads or writes; the CPU has AVX512_BF16 (checked when B
+                // was packed for the native kernel).
+                unsafe {
+                    super::bf16_panel::native(
+                        mc,
+                        a[m0 * pairs + q0..].as_ptr(),
+                        pairs,
+                        block_pairs,
+                        panels[panel * pairs + q0].0.as_ptr(),
+                        c.as_mut_ptr().add(m0 * ldc + panel * BF16_WIDTH),
+                        ldc,
+                        cols,
+                        add,
+                    )
                 }
             }
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("no native bf16 kernel on this architecture: {panels:p} {a:p} {m} {k} {n} {c:p} {ldc} {add:?}")
 }

@@ -5,8 +5,9 @@
 //! AVX-512 / AVX2+FMA kernels chosen at run time, a portable one otherwise: `panel.rs`). While
 //! it sweeps a panel the kernel prefetches the next one into L2: a weight larger than L2
 //! streams from L3 at every step, and the hardware prefetcher stops at each 4 KiB page of a
-//! panel. A bf16 matrix (mixed precision, f32 only) holds pairs of rows in bf16 and runs the
-//! kernels of `bf16_panel.rs`, which give the same bits with or without AVX512_BF16.
+//! panel. A bf16 matrix (mixed precision, f32 only) is packed for the bf16 kernels
+//! (`bf16_operands.rs`, `bf16_panel.rs`), which give the same bits with or without
+//! AVX512_BF16.
 
 // The kernels take raw matrix descriptions (pointers, sizes, strides), as BLAS does.
 #![allow(clippy::too_many_arguments)]
@@ -20,11 +21,15 @@ use crate::Element;
 use smallvec::SmallVec;
 use std::any::TypeId;
 
-/// Whether the panel kernel beats gemm on products of many rows (hundreds or more) on this
-/// CPU: with AVX-512 it does (it reads A in place), with AVX2 it does not (x·Wᵀ over 8,192
-/// rows by 256 × 256: ~37 GFLOP/s against gemm's ~85 on a Zen 3). Few rows (a batch at one
-/// time step) suit it everywhere.
-pub fn suits_many_rows() -> bool {
+/// Whether products of many rows (hundreds or more) of `T` in `precision` should take a
+/// packed matrix rather than gemm: bf16 products of f32 always do (their kernels are there,
+/// see [`runs_bf16_kernels`]); others where the panel kernel beats gemm, with AVX-512 (it
+/// reads A in place) but not with AVX2 (x·Wᵀ over 8,192 rows by 256 × 256: ~37 GFLOP/s
+/// against gemm's ~85 on a Zen 3). Few rows (a batch at one time step) suit it everywhere.
+pub fn suits_many_rows<T: 'static>(precision: Precision) -> bool {
+    if runs_bf16_kernels::<T>(precision) {
+        return true;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx512f")
@@ -33,6 +38,11 @@ pub fn suits_many_rows() -> bool {
     {
         false
     }
+}
+
+/// Whether products of `T` in `precision` run the bf16 kernels: bf16 products of f32.
+pub fn runs_bf16_kernels<T: 'static>(precision: Precision) -> bool {
+    precision == Precision::Bf16 && TypeId::of::<T>() == TypeId::of::<f32>()
 }
 
 /// What a product is added to.
@@ -92,13 +102,8 @@ enum Panels<T> {
         data: Vec<T>,
         kernel: PanelKernel<T>,
     },
-    /// bf16 pairs of rows, for the bf16 kernels.
+    /// Packed for the bf16 kernels.
     Bf16(Bf16Panels),
-}
-
-/// Whether `T` is f32 (the only type with bf16 kernels).
-fn is_f32<T: 'static>() -> bool {
-    TypeId::of::<T>() == TypeId::of::<f32>()
 }
 
 impl<T: Element> PackedMatrix<T> {
@@ -114,12 +119,14 @@ impl<T: Element> PackedMatrix<T> {
     }
 
     /// [`stacked`](Self::stacked) in `precision`: bf16 products of f32 matrices run the bf16
-    /// kernels ([`Bf16Kernel::current`]: the best this CPU has); an f64 matrix is packed in full precision (its
-    /// mixed-precision products are f64 products of operands rounded by the caller).
+    /// kernels ([`Bf16Kernel::current`]: the best this CPU has); an f64 matrix is packed in
+    /// full precision (its mixed-precision products are f64 products of operands rounded by
+    /// the caller).
     pub fn stacked_in(blocks: &[MatRef<T>], precision: Precision) -> Self {
-        match precision {
-            Precision::Bf16 if is_f32::<T>() => Self::bf16_with(blocks, Bf16Kernel::current()),
-            _ => Self::stacked(blocks),
+        if runs_bf16_kernels::<T>(precision) {
+            Self::bf16_with(blocks, Bf16Kernel::current())
+        } else {
+            Self::stacked(blocks)
         }
     }
 
@@ -127,7 +134,7 @@ impl<T: Element> PackedMatrix<T> {
     /// CPU): tests compare the kernels through it.
     pub fn bf16_with(blocks: &[MatRef<T>], kernel: Bf16Kernel) -> Self {
         assert!(
-            is_f32::<T>(),
+            runs_bf16_kernels::<T>(Precision::Bf16),
             "packed matmul: bf16 kernels take f32 matrices"
         );
         assert!(
@@ -173,14 +180,6 @@ impl<T: Element> PackedMatrix<T> {
         match &self.panels {
             Panels::Full { data, kernel } => (data, kernel.width),
             Panels::Bf16(_) => unreachable!("full_panels of a bf16 packing"),
-        }
-    }
-
-    /// How the products' operands are held.
-    pub fn precision(&self) -> Precision {
-        match self.panels {
-            Panels::Full { .. } => Precision::Full,
-            Panels::Bf16(_) => Precision::Bf16,
         }
     }
 

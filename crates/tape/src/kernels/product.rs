@@ -2,15 +2,9 @@
 //! bf16 kernels (B packed for the call), as every bf16 product does, so that mixed precision
 //! gives the same bits with or without AVX512_BF16; all others run `gemm`.
 
-use super::packed::{AddTo, PackedMatrix};
+use super::packed::{runs_bf16_kernels, AddTo, PackedMatrix};
 use super::{gemm, MatRef, Precision};
 use crate::Element;
-use std::any::TypeId;
-
-/// Whether products of `T` in `precision` run the bf16 kernels: bf16 products of f32.
-pub fn runs_bf16_kernels<T: 'static>(precision: Precision) -> bool {
-    precision == Precision::Bf16 && TypeId::of::<T>() == TypeId::of::<f32>()
-}
 
 /// C ← A·B, or C ← A·B + C if `accumulate`; C is `a.rows × b.cols` with row stride `ldc`. In
 /// bf16, A has unit column or unit row stride (as [`PackedMatrix::product`] takes it); an

@@ -1,8 +1,7 @@
 //! Matrix products: `matmul` (2-D, leading dimensions flattened against a 2-D right side,
 //! and batched 3-D) and `linear` (x·Wᵀ + b, PyTorch's F.linear, with W never copied).
 
-use crate::kernels::packed::{suits_many_rows, AddTo};
-use crate::kernels::product::runs_bf16_kernels;
+use crate::kernels::packed::{runs_bf16_kernels, suits_many_rows, AddTo};
 use crate::kernels::simd::widest;
 use crate::kernels::{gemm, product, MatRef, Precision};
 use crate::shape::{numel, Shape};
@@ -24,7 +23,8 @@ const PACK_MAX_ELEMENTS: usize = 1 << 18;
 /// takes gemm's matrix-vector path). A bf16 f32 `b` always does: its packed copy runs the
 /// bf16 kernels.
 fn packs<T: Element>(a: MatRef<T>, b: &Tensor<T>) -> bool {
-    let packs = a.rows < PACK_BELOW_ROWS || (b.numel() <= PACK_MAX_ELEMENTS && suits_many_rows());
+    let many_rows = suits_many_rows::<T>(Precision::Full);
+    let packs = a.rows < PACK_BELOW_ROWS || (b.numel() <= PACK_MAX_ELEMENTS && many_rows);
     a.col_stride == 1 && (runs_bf16_kernels::<T>(b.precision()) || (a.rows >= 2 && packs))
 }
 

@@ -2,10 +2,12 @@
 //! weights come packed from the tensor (packed on first use, kept until the optimizer changes
 //! them), so every step streams the packed panels. In mixed precision (bf16 weights, rounded
 //! by the caller) each step's input rows are rounded to bf16 first, by `operand`, which the
-//! direction runs use for the operands of their other products too.
+//! direction runs use for the operands of their other products too (in f64: f32's bf16
+//! kernels round their operands themselves).
 
 use recur_tape::kernels::bf16::{extend_rounded_bf16, round_bf16};
-use recur_tape::kernels::{MatRef, PackedMatrix};
+use recur_tape::kernels::packed::runs_bf16_kernels;
+use recur_tape::kernels::{MatRef, PackedMatrix, Precision};
 use recur_tape::{Element, Tensor};
 use std::borrow::Cow;
 
@@ -61,13 +63,14 @@ impl<'a, T: Element> Recurrence<'a, T> {
 }
 
 /// `a`, or (if `bf16`) its values rounded to bf16, row-major in `scratch`: an activation
-/// operand of a product in mixed precision.
+/// operand of a product in mixed precision. An f32 operand is left as it is: the bf16
+/// kernels its products run round their operands themselves.
 pub(super) fn operand<'b, T: Element>(
     a: MatRef<'b, T>,
     bf16: bool,
     scratch: &'b mut Vec<T>,
 ) -> MatRef<'b, T> {
-    if !bf16 {
+    if !bf16 || runs_bf16_kernels::<T>(Precision::Bf16) {
         return a;
     }
     scratch.clear();

@@ -160,7 +160,7 @@ impl<'a, T: Element> BackwardRun<'a, T> {
         let d_xg_operand = operand(d_xg, bf16, &mut self.rounded_d);
         if let Some(dx) = dx {
             let w = self.weights.w_ih;
-            if suits_many_rows() || runs_bf16_kernels::<T>(precision) {
+            if suits_many_rows::<T>(precision) {
                 w.packed(false)
                     .mul_into(d_xg_operand, dx, dims.input, false);
             } else {

@@ -32,8 +32,7 @@ fn input_part<T: Element>(
     let gates = dims.gates();
     let x = operand(MatRef::row_major(x, rows, dims.input), dims.bf16, rounded);
     let xg = &mut xg[..rows * gates];
-    if suits_many_rows() || runs_bf16_kernels::<T>(Precision::bf16_if(dims.bf16)) {
-        // (A bf16 weight's packed copy runs the bf16 kernels.)
+    if suits_many_rows::<T>(Precision::bf16_if(dims.bf16)) {
         let add = bias.map_or(AddTo::Nothing, AddTo::Row);
         return weights.w_ih.packed(true).product(x, xg, gates, add);
     }

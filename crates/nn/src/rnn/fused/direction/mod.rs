@@ -18,7 +18,6 @@ use super::pointwise::{RowBackward, RowForward};
 use super::recurrence::{operand, Recurrence};
 use crate::rnn::CellKind;
 use recur_tape::kernels::packed::{suits_many_rows, AddTo};
-use recur_tape::kernels::product::runs_bf16_kernels;
 use recur_tape::kernels::simd::widest;
 use recur_tape::kernels::{gemm, product, MatRef, Precision};
 use recur_tape::{Element, Tensor};
